@@ -1,0 +1,178 @@
+//! Request extractors that answer bad input with our JSON errors.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Largest JSON body we read.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// A JSON body: requires `Content-Type: application/json`, at most 64 KiB, and names the field
+/// that failed to deserialize.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(_) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the body is larger than {} KiB or could not be read",
+                    MAX_JSON_BODY / 1024
+                ),
+            ),
+            other => ApiError::bad_request("invalid_body", other.body_text()),
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Deserializes JSON, reporting the path of the field at fault.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (code, message) = if inner.is_syntax() || inner.is_eof() {
+            (
+                "invalid_json",
+                format!("the body is not valid JSON: {inner}"),
+            )
+        } else {
+            ("invalid_field", format!("{path}: {inner}"))
+        };
+        let err = ApiError::bad_request(code, message);
+        if path.is_empty() || path == "." || code == "invalid_json" {
+            err
+        } else {
+            err.with_field(path)
+        }
+    })
+}
+
+/// The client's address: the socket peer, or, when the peer is a trusted proxy, the right-most
+/// `X-Forwarded-For` hop that is not itself a trusted proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S> FromRequestParts<S> for ClientIp
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or_else(|| ApiError::internal("client ip", "no ConnectInfo on the request"))?;
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        Ok(ClientIp(client_ip(
+            peer,
+            &forwarded,
+            &state.settings.trusted_proxies,
+        )))
+    }
+}
+
+/// Pure rule behind [`ClientIp`].
+pub fn client_ip(peer: IpAddr, forwarded_headers: &[&str], trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = forwarded_headers
+        .iter()
+        .flat_map(|h| h.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .copied()
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client_whatever_it_claims() {
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &["1.2.3.4"], &[]),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn trusted_proxy_forwards_rightmost_untrusted_hop() {
+        let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        let got = client_ip(
+            ip("10.0.0.2"),
+            &["6.6.6.6, 198.51.100.7, 10.0.0.5"],
+            &trusted,
+        );
+        assert_eq!(
+            got,
+            ip("198.51.100.7"),
+            "a client-supplied left-most value is not believed"
+        );
+    }
+
+    #[test]
+    fn trusted_proxy_without_header_is_the_client() {
+        let trusted = vec!["127.0.0.1/32".parse().unwrap()];
+        assert_eq!(client_ip(ip("127.0.0.1"), &[], &trusted), ip("127.0.0.1"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &["garbage"], &trusted),
+            ip("127.0.0.1")
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! HTTP: routers by area, extractors, error mapping, OpenAPI and pages.
+
+pub mod dev;
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod signup;
+pub mod tenant;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::Settings;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub started_at: Instant,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "onboard",
+        description = "Self-service SaaS tenant onboarding: signup, checkout, provisioning, activation."
+    ),
+    components(schemas(error::ErrorBody))
+)]
+struct ApiDoc;
+
+/// The JSON API with its OpenAPI document.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(signup::signup))
+        .routes(routes!(tenant::get_tenant))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of every JSON endpoint.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api();
+    let doc = Arc::new(doc);
+    api.merge(docs::router(doc))
+        .merge(dev::router())
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds `settings.addr` (port 0 picks a free port) over an already connected store.
+    pub async fn bind(settings: Settings, store: Store) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.addr).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on {} (ONBOARD_ADDR): {e}", settings.addr)
+        })?;
+        Ok(Self::from_listener(listener, settings, store))
+    }
+
+    /// Serves on an already bound listener (tests bind first to learn the port for `APP_URL`).
+    pub fn from_listener(listener: TcpListener, settings: Settings, store: Store) -> Self {
+        let state = AppState {
+            settings: Arc::new(settings),
+            store,
+            started_at: Instant::now(),
+        };
+        Self { listener, state }
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = router(self.state);
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! `POST /signup`: create a tenant awaiting payment and hand back where to pay.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::{ApiError, AppResult, ErrorBody};
+use super::extract::{ClientIp, JsonBody};
+use crate::domain::{Plan, SignupInput, TenantId, TenantStatus, password};
+use crate::store::{NewTenant, StoreError, now_ms};
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Signup form, seed field names. Unknown fields are ignored.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SignupRequest {
+    #[schema(example = "user@example.com")]
+    pub email: Option<String>,
+    #[schema(example = "Example Corp")]
+    pub company_name: Option<String>,
+    /// 8 to 128 characters.
+    #[schema(example = "SecurePass123!")]
+    pub password: Option<String>,
+    /// `starter` (default), `pro` or `enterprise`.
+    #[schema(example = "pro")]
+    pub plan: Option<String>,
+}
+
+/// The new tenant and where to pay.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SignupResponse {
+    pub tenant_id: String,
+    pub status: TenantStatus,
+    pub plan: Plan,
+    /// Where the customer completes payment.
+    pub checkout_url: String,
+    pub message: String,
+}
+
+/// Creates a tenant in `pending_payment` and returns its checkout URL.
+#[utoipa::path(post, path = "/signup", tag = "signup",
+    request_body = SignupRequest,
+    responses(
+        (status = 201, description = "Tenant created", body = SignupResponse),
+        (status = 400, description = "A field is invalid; `field` names it", body = ErrorBody),
+        (status = 409, description = "The email already has an account", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 429, description = "Too many signups from this address; see Retry-After", body = ErrorBody),
+    ))]
+#[tracing::instrument(skip_all, fields(client_ip = %ip.0))]
+pub async fn signup(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    JsonBody(req): JsonBody<SignupRequest>,
+) -> AppResult<(StatusCode, Json<SignupResponse>)> {
+    let input = SignupInput::parse(req.email, req.company_name, req.password, req.plan)?;
+
+    let limit = state.settings.signup_rate_limit_per_hour;
+    if limit > 0 {
+        let key = format!("signup:{}", ip.0);
+        let decision = state
+            .store
+            .hit_rate_limit(&key, limit, HOUR_MS, now_ms())
+            .await?;
+        if !decision.allowed {
+            return Err(ApiError::too_many_requests(
+                format!(
+                    "too many signups from your address ({limit} per hour); try again in {} seconds",
+                    decision.retry_after_secs
+                ),
+                decision.retry_after_secs,
+            ));
+        }
+    }
+
+    // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+    let (input, password_hash) = tokio::task::spawn_blocking(move || {
+        let hash = password::hash(&input.password);
+        (input, hash)
+    })
+    .await
+    .map_err(|e| ApiError::internal("password hashing task", e))?;
+
+    let tenant = NewTenant {
+        id: TenantId::generate(),
+        email: input.email.as_str().to_string(),
+        email_normalized: input.email.normalized().to_string(),
+        company_name: input.company_name.as_str().to_string(),
+        password_hash,
+        plan: input.plan,
+        status: TenantStatus::PendingPayment,
+        reason: "signup".into(),
+    };
+    let mut tx = state.store.begin().await?;
+    match tx.insert_tenant(&tenant).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::conflict(
+                "email_taken",
+                "an account with this email already exists; log in instead, or reset your password",
+            )
+            .with_field("email"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tx.commit().await?;
+    tracing::info!(tenant_id = %tenant.id, plan = %tenant.plan, "tenant signed up");
+
+    let checkout_url = state
+        .settings
+        .app_url
+        .join(&format!("dev/checkout/{}", tenant.id))
+        .map_err(|e| ApiError::internal("checkout url", e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SignupResponse {
+            tenant_id: tenant.id.to_string(),
+            status: tenant.status,
+            plan: tenant.plan,
+            checkout_url: checkout_url.to_string(),
+            message:
+                "Account created. Complete payment at checkout_url to provision your workspace."
+                    .into(),
+        }),
+    ))
+}

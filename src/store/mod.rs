@@ -1,0 +1,158 @@
+//! Persistence. One `Store` enum chosen at start-up from `DATABASE_URL`: SQLite (embedded
+//! default) or PostgreSQL (several processes). SQL is written once where both accept it (`$n`
+//! placeholders, `ON CONFLICT`, `RETURNING`); the `with_pool!`/`with_conn!` macros expand the same
+//! query code for each backend, so only connection set-up and migrations differ
+//! (`sqlite.rs`, `postgres.rs`, `migrations/{sqlite,postgres}`).
+
+mod postgres;
+pub mod rate_limits;
+mod sqlite;
+pub mod tenants;
+
+use std::time::{Duration, Instant};
+
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+pub use rate_limits::RateDecision;
+pub use tenants::{NewTenant, StatusChange, Tenant};
+
+/// The database behind the service.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// An open transaction on either backend.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs the same query code against whichever pool the store holds.
+#[macro_export]
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs the same query code on the connection of an open transaction.
+#[macro_export]
+macro_rules! with_conn {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t) => {
+                let $conn: &mut sqlx::SqliteConnection = &mut *t;
+                $body
+            }
+            $crate::store::Tx::Postgres(t) => {
+                let $conn: &mut sqlx::PgConnection = &mut *t;
+                $body
+            }
+        }
+    };
+}
+
+/// What can go wrong in the store, in terms callers act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error(transparent)]
+    Transition(#[from] crate::domain::TransitionError),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Maps a unique-constraint violation to `Conflict(what)`, anything else to `Database`.
+    pub(crate) fn unique(e: sqlx::Error, what: &'static str) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl Store {
+    /// Connects to `url` (`sqlite:…` or `postgres://…`) and applies pending migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let store = if url.starts_with("sqlite:") {
+            Store::Sqlite(sqlite::connect(url, max_connections).await?)
+        } else {
+            Store::Postgres(postgres::connect(url, max_connections).await?)
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies every migration not yet applied (idempotent; safe with several processes).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Store::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Store::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Round-trips a trivial query; the health check's database probe.
+    pub async fn ping(&self) -> StoreResult<Duration> {
+        let started = Instant::now();
+        with_pool!(self, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(started.elapsed())
+    }
+
+    /// Starts a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so
+    /// two writers queue on the busy timeout instead of failing when a reader upgrades.
+    pub async fn begin(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Store::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Closes every connection; later queries fail. Used on shutdown.
+    pub async fn close(&self) {
+        with_pool!(self, |pool| pool.close().await)
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> StoreResult<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Now as Unix milliseconds, the unit of every stored timestamp.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A stored timestamp as a UTC date-time.
+pub fn ms_to_datetime(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}

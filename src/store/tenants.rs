@@ -1,0 +1,261 @@
+//! The tenant aggregate: tenants and their status history.
+
+use crate::domain::{Plan, TenantId, TenantStatus};
+use crate::{with_conn, with_pool};
+
+use super::{Store, StoreError, StoreResult, Tx, now_ms};
+
+/// Appends one history row on `$conn` (a macro so the same code serves both backends).
+macro_rules! insert_history {
+    ($conn:expr, $id:expr, $from:expr, $to:expr, $reason:expr, $actor:expr, $at:expr) => {
+        sqlx::query(
+            "INSERT INTO tenant_status_history (tenant_id, from_status, to_status, reason, actor, at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind($id.as_str())
+        .bind($from.map(|s: TenantStatus| s.as_str()))
+        .bind($to.as_str())
+        .bind($reason)
+        .bind($actor)
+        .bind($at)
+        .execute($conn)
+        .await
+    };
+}
+
+/// A stored tenant.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub email: String,
+    pub company_name: String,
+    pub password_hash: String,
+    pub plan: Plan,
+    pub status: TenantStatus,
+    pub status_reason: Option<String>,
+    pub stripe_checkout_session_id: Option<String>,
+    pub stripe_customer_id: Option<String>,
+    pub stripe_subscription_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub activated_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TenantRow {
+    id: String,
+    email: String,
+    company_name: String,
+    password_hash: String,
+    plan: String,
+    status: String,
+    status_reason: Option<String>,
+    stripe_checkout_session_id: Option<String>,
+    stripe_customer_id: Option<String>,
+    stripe_subscription_id: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    activated_at: Option<i64>,
+}
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = StoreError;
+
+    fn try_from(r: TenantRow) -> Result<Self, Self::Error> {
+        Ok(Tenant {
+            id: TenantId::parse(&r.id)
+                .ok_or_else(|| StoreError::Corrupt(format!("tenant id {}", r.id)))?,
+            plan: r
+                .plan
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("plan {}", r.plan)))?,
+            status: r.status.parse().map_err(StoreError::Corrupt)?,
+            email: r.email,
+            company_name: r.company_name,
+            password_hash: r.password_hash,
+            status_reason: r.status_reason,
+            stripe_checkout_session_id: r.stripe_checkout_session_id,
+            stripe_customer_id: r.stripe_customer_id,
+            stripe_subscription_id: r.stripe_subscription_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            activated_at: r.activated_at,
+        })
+    }
+}
+
+const TENANT_COLUMNS: &str = "id, email, company_name, password_hash, plan, status, status_reason, \
+    stripe_checkout_session_id, stripe_customer_id, stripe_subscription_id, created_at, updated_at, activated_at";
+
+/// What a signup writes.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub id: TenantId,
+    pub email: String,
+    pub email_normalized: String,
+    pub company_name: String,
+    pub password_hash: String,
+    pub plan: Plan,
+    pub status: TenantStatus,
+    pub reason: String,
+}
+
+/// One row of a tenant's status history.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StatusChange {
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub reason: String,
+    pub actor: String,
+    pub at: i64,
+}
+
+impl Store {
+    /// Fetches one tenant.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
+    pub async fn tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
+        let row: Option<TenantRow> = with_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
+            )))
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(Tenant::try_from).transpose()
+    }
+
+    /// Fetches a tenant by email, case-insensitively.
+    pub async fn tenant_by_email(&self, email_normalized: &str) -> StoreResult<Option<Tenant>> {
+        let row: Option<TenantRow> = with_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {TENANT_COLUMNS} FROM tenants WHERE email_normalized = $1"
+            )))
+            .bind(email_normalized)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(Tenant::try_from).transpose()
+    }
+
+    /// Lists tenants, newest first, optionally of one status.
+    pub async fn list_tenants(
+        &self,
+        status: Option<TenantStatus>,
+        limit: i64,
+    ) -> StoreResult<Vec<Tenant>> {
+        let rows: Vec<TenantRow> = with_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {TENANT_COLUMNS} FROM tenants WHERE ($1 IS NULL OR status = $1) \
+                 ORDER BY created_at DESC, id DESC LIMIT $2"
+            )))
+            .bind(status.map(|s| s.as_str()))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(Tenant::try_from).collect()
+    }
+
+    /// A tenant's status changes, oldest first.
+    pub async fn status_history(&self, id: &TenantId) -> StoreResult<Vec<StatusChange>> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT from_status, to_status, reason, actor, at FROM tenant_status_history \
+                 WHERE tenant_id = $1 ORDER BY id",
+            )
+            .bind(id.as_str())
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+}
+
+impl Tx {
+    /// Inserts a new tenant and its first history row. A taken email is `Conflict("email")`.
+    #[tracing::instrument(skip_all, fields(tenant_id = %t.id))]
+    pub async fn insert_tenant(&mut self, t: &NewTenant) -> StoreResult<()> {
+        if !t.status.is_initial() {
+            return Err(StoreError::Corrupt(format!(
+                "a tenant cannot start as {}",
+                t.status
+            )));
+        }
+        let now = now_ms();
+        with_conn!(self, |conn| {
+            sqlx::query(
+                "INSERT INTO tenants (id, email, email_normalized, company_name, password_hash, plan, \
+                 status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            )
+            .bind(t.id.as_str())
+            .bind(&t.email)
+            .bind(&t.email_normalized)
+            .bind(&t.company_name)
+            .bind(&t.password_hash)
+            .bind(t.plan.as_str())
+            .bind(t.status.as_str())
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| StoreError::unique(e, "email"))?;
+            insert_history!(
+                &mut *conn,
+                t.id,
+                None::<TenantStatus>,
+                t.status,
+                &t.reason,
+                "customer",
+                now
+            )?;
+        });
+        Ok(())
+    }
+
+    /// Moves a tenant to `to` if the lifecycle allows it from its current status, recording the
+    /// change in the history within this transaction. Returns the status it moved from.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id, to = %to))]
+    pub async fn transition_tenant(
+        &mut self,
+        id: &TenantId,
+        to: TenantStatus,
+        reason: &str,
+        actor: &str,
+    ) -> StoreResult<TenantStatus> {
+        let now = now_ms();
+        with_conn!(self, |conn| {
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let from: TenantStatus = current
+                .ok_or(StoreError::NotFound("tenant"))?
+                .parse()
+                .map_err(StoreError::Corrupt)?;
+            from.transition_to(to)?;
+            // The status guard makes a concurrent change (on Postgres, another transaction that
+            // committed first) fail this update instead of being overwritten.
+            let updated = sqlx::query(
+                "UPDATE tenants SET status = $1, status_reason = $2, updated_at = $3, \
+                 activated_at = CASE WHEN $1 = 'active' THEN COALESCE(activated_at, $3) ELSE activated_at END \
+                 WHERE id = $4 AND status = $5",
+            )
+            .bind(to.as_str())
+            .bind(reason)
+            .bind(now)
+            .bind(id.as_str())
+            .bind(from.as_str())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if updated != 1 {
+                return Err(StoreError::Transition(crate::domain::TransitionError {
+                    from,
+                    to,
+                }));
+            }
+            insert_history!(&mut *conn, id, Some(from), to, reason, actor, now)?;
+            Ok(from)
+        })
+    }
+}

@@ -1,0 +1,232 @@
+//! `spawn_app`: the real server on 127.0.0.1:0 over its own database (a SQLite file in a temp
+//! dir, or a fresh PostgreSQL schema under `TEST_DATABASE_URL`).
+
+use std::net::SocketAddr;
+
+use onboard::config::Settings;
+use onboard::http::Application;
+use onboard::store::Store;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Which database a test runs on.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    /// The PostgreSQL backend, or `None` (saying so) when `TEST_DATABASE_URL` is not set.
+    pub fn postgres(test: &str) -> Option<Backend> {
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) if !url.trim().is_empty() => Some(Backend::Postgres(url)),
+            _ => {
+                eprintln!("SKIPPED {test} on PostgreSQL: TEST_DATABASE_URL is not set");
+                None
+            }
+        }
+    }
+}
+
+/// Generates a `sqlite` and a `postgres` test for each `async fn name(Backend)` listed.
+#[macro_export]
+macro_rules! store_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(b) = $crate::helpers::Backend::postgres(stringify!($name)) {
+                    super::$name(b).await
+                }
+            }
+        }
+    )*};
+}
+
+/// A database created for one test; survives server restarts within the test.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn create(backend: &Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("onboard.db").display());
+                TestDb {
+                    url,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres(base) => {
+                let schema = format!("test_{}", ulid::Ulid::new().to_string().to_lowercase());
+                let admin = sqlx::PgPool::connect(base)
+                    .await
+                    .expect("connect to TEST_DATABASE_URL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&admin)
+                    .await
+                    .expect("create test schema");
+                admin.close().await;
+                let sep = if base.contains('?') { '&' } else { '?' };
+                TestDb {
+                    url: format!("{base}{sep}options[search_path]={schema}"),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.url, 5)
+            .await
+            .expect("connect test store")
+    }
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub store: Store,
+    pub db: TestDb,
+    overrides: Vec<(String, String)>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+    let db = TestDb::create(&backend).await;
+    let overrides = overrides
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    start(db, overrides).await
+}
+
+fn settings_for(db: &TestDb, overrides: &[(String, String)]) -> Settings {
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("ONBOARD_ADDR", "127.0.0.1:0"),
+        ("DATABASE_URL", &db.url),
+        ("SIGNUP_RATE_LIMIT_PER_HOUR", "1000"),
+    ];
+    pairs.extend(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    Settings::with_overrides(&pairs).expect("test settings are valid")
+}
+
+async fn start(db: TestDb, overrides: Vec<(String, String)>) -> TestApp {
+    let mut settings = settings_for(&db, &overrides);
+    let store = db.store().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // APP_URL points at the real port, so links the server makes are followable.
+    settings.addr = addr;
+    settings.app_url = format!("http://{addr}").parse().expect("url");
+    let app = Application::from_listener(listener, settings, store.clone());
+    let (tx, rx) = oneshot::channel();
+    let handle = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    TestApp {
+        addr,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        store,
+        db,
+        overrides,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Signs up with a fresh email and returns the response body (asserting 201).
+    pub async fn signup(&self, email: &str, plan: &str) -> Value {
+        let resp = self
+            .post_json(
+                "/signup",
+                &serde_json::json!({"email": email, "company_name": "Acme", "password": "SecurePass123!", "plan": plan}),
+            )
+            .await;
+        assert_eq!(resp.status(), 201, "signup of {email}");
+        resp.json().await.expect("json")
+    }
+
+    /// Stops the server and closes its pool, then starts a new one over the same database.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let db = std::mem::replace(
+            &mut self.db,
+            TestDb {
+                url: String::new(),
+                _dir: None,
+            },
+        );
+        start(db, std::mem::take(&mut self.overrides)).await
+    }
+
+    async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+        self.store.close().await;
+    }
+}
+
+/// Asserts an error answer's status and JSON shape, returning the `error` object.
+pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    let body: Value = resp.json().await.expect("error body is JSON");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body["error"].clone()
+}

@@ -1,0 +1,10 @@
+//! Black-box tests: the real server on 127.0.0.1:0, every store test on SQLite and PostgreSQL.
+
+mod helpers;
+
+mod cli;
+mod docs;
+mod health;
+mod signup;
+mod store;
+mod tenant;
