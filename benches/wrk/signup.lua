@@ -1,0 +1,14 @@
+-- Unique signups: each request gets its own email so every one is a real 201.
+local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+local n = 0
+function request()
+  n = n + 1
+  local body = string.format(
+    '{"email":"bench-%d-%d-%d@example.com","company_name":"Bench Co","password":"BenchPass123!","plan":"starter"}',
+    tid, n, math.random(1, 1000000000))
+  return wrk.format("POST", "/signup", { ["Content-Type"] = "application/json" }, body)
+end
