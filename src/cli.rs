@@ -28,10 +28,21 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Store> {
         .map_err(|e| anyhow::anyhow!("cannot open the database (DATABASE_URL): {e:#}"))
 }
 
-/// `onboard serve`.
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+/// Worker loops per process.
+pub const WORKER_CONCURRENCY: usize = 4;
+
+/// `onboard serve [--no-worker]`.
+pub async fn serve(settings: Settings, with_worker: bool) -> anyhow::Result<()> {
     let store = connect(&settings).await?;
     let app = Application::bind(settings, store.clone()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = with_worker.then(|| {
+        tokio::spawn(crate::jobs::worker::run(
+            app.state().clone(),
+            WORKER_CONCURRENCY,
+            stop_rx,
+        ))
+    });
     let addr = app.local_addr();
     let s = &app.state().settings;
     tracing::info!(
@@ -44,6 +55,75 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     println!("  API reference: http://{addr}/docs   health: http://{addr}/health");
     app.run_until(shutdown_signal()).await?;
+    let _ = stop_tx.send(true);
+    if let Some(w) = worker {
+        let _ = w.await;
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// `onboard worker`: job workers only.
+pub async fn worker(settings: Settings) -> anyhow::Result<()> {
+    let store = connect(&settings).await?;
+    let state = crate::app::AppState::new(settings, store.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(crate::jobs::worker::run(state, WORKER_CONCURRENCY, stop_rx));
+    println!("onboard worker running on the {} database", store.backend());
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = handle.await;
+    store.close().await;
+    Ok(())
+}
+
+/// `onboard jobs stats`.
+pub async fn jobs_stats(settings: Settings) -> anyhow::Result<()> {
+    let store = connect(&settings).await?;
+    println!(
+        "{:<20} {:>7} {:>8} {:>9} {:>6} {:>8} {:>12}",
+        "KIND", "QUEUED", "RUNNING", "RETRYING", "DEAD", "DONE", "OLDEST WAIT"
+    );
+    for s in store.job_stats().await? {
+        let oldest = s
+            .oldest_waiting_secs
+            .map(|x| format!("{x}s"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<20} {:>7} {:>8} {:>9} {:>6} {:>8} {:>12}",
+            s.kind, s.queued, s.running, s.retrying, s.dead, s.done, oldest
+        );
+    }
+    for j in store.list_jobs("dead", 20).await? {
+        println!(
+            "dead {} {} after {} attempts: {}",
+            j.id,
+            j.kind,
+            j.attempts,
+            j.last_error.unwrap_or_default()
+        );
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// `onboard jobs retry <id>`.
+pub async fn jobs_retry(settings: Settings, id: &str) -> anyhow::Result<()> {
+    let store = connect(&settings).await?;
+    store.retry_job(id).await?;
+    println!("job {id} queued again");
+    store.close().await;
+    Ok(())
+}
+
+/// `onboard tenants retry <tenant_id>`.
+pub async fn tenants_retry(settings: Settings, id: &str, force: bool) -> anyhow::Result<()> {
+    let tenant = crate::domain::TenantId::parse(id)
+        .ok_or_else(|| anyhow::anyhow!("'{id}' is not a tenant id"))?;
+    let store = connect(&settings).await?;
+    let state = crate::app::AppState::new(settings, store.clone());
+    crate::provisioning::retry(&state, &tenant, force, "operator").await?;
+    println!("tenant {id} is provisioning again; completed steps are not repeated");
     store.close().await;
     Ok(())
 }

@@ -145,6 +145,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "",
         "bearer token for operator endpoints; unset = operator endpoints closed",
     ),
+    (
+        "OPERATOR_EMAIL",
+        "operators@onboard.local",
+        "where sales and operator notifications go",
+    ),
+    (
+        "JOB_BACKOFF_BASE_MS",
+        "1000",
+        "first retry delay of a failed job; doubles each attempt",
+    ),
 ];
 
 /// Where the service runs.
@@ -183,6 +193,8 @@ pub struct Settings {
     pub signup_rate_limit_per_hour: u32,
     pub trusted_proxies: Vec<IpNet>,
     pub admin_token: Option<SecretString>,
+    pub operator_email: String,
+    pub job_backoff_base_ms: u64,
 }
 
 /// A setting that could not be used, named.
@@ -319,6 +331,8 @@ impl Settings {
             signup_rate_limit_per_hour: p.parse("SIGNUP_RATE_LIMIT_PER_HOUR")?,
             trusted_proxies: p.cidrs("TRUSTED_PROXIES")?,
             admin_token: p.secret("ADMIN_TOKEN"),
+            operator_email: p.string("OPERATOR_EMAIL"),
+            job_backoff_base_ms: p.parse("JOB_BACKOFF_BASE_MS")?,
         };
         s.validate(&p)?;
         Ok(s)
@@ -356,6 +370,15 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// The Stripe price of a plan, when configured.
+    pub fn stripe_price(&self, plan: crate::domain::Plan) -> Option<&str> {
+        match plan {
+            crate::domain::Plan::Starter => self.stripe_price_id_starter.as_deref(),
+            crate::domain::Plan::Pro => self.stripe_price_id_pro.as_deref(),
+            crate::domain::Plan::Enterprise => self.stripe_price_id_enterprise.as_deref(),
+        }
     }
 
     /// Whether this is a production deployment.

@@ -1,7 +1,14 @@
 //! onboard: self-service SaaS tenant onboarding.
 
+pub mod app;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod email;
 pub mod http;
+pub mod jobs;
+pub mod metrics;
+pub mod provisioning;
 pub mod store;
+pub mod workspace;

@@ -17,8 +17,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP API and pages (the default).
-    Serve,
+    /// Run the HTTP API and pages with an in-process worker (the default).
+    Serve {
+        /// Do not run job workers in this process (run `onboard worker` elsewhere).
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run job workers only.
+    Worker,
+    /// Operator commands on the job queue.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Operator commands on tenants.
@@ -29,7 +40,22 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum JobsCommand {
+    /// Queued / running / retrying / dead / done per job kind, oldest wait, dead jobs.
+    Stats,
+    /// Put a dead job back in the queue.
+    Retry { id: String },
+}
+
+#[derive(Subcommand)]
 enum TenantsCommand {
+    /// Retry provisioning of a failed tenant.
+    Retry {
+        tenant_id: String,
+        /// Also re-enqueue a tenant still in provisioning.
+        #[arg(long)]
+        force: bool,
+    },
     /// List tenants, newest first.
     List {
         /// Only tenants in this status (e.g. failed, provisioning).
@@ -55,8 +81,18 @@ fn main() -> std::process::ExitCode {
         .build()
         .expect("the tokio runtime starts");
     let result = runtime.block_on(async move {
-        match args.command.unwrap_or(Command::Serve) {
-            Command::Serve => cli::serve(settings).await,
+        match args.command.unwrap_or(Command::Serve { no_worker: false }) {
+            Command::Serve { no_worker } => cli::serve(settings, !no_worker).await,
+            Command::Worker => cli::worker(settings).await,
+            Command::Jobs {
+                command: JobsCommand::Stats,
+            } => cli::jobs_stats(settings).await,
+            Command::Jobs {
+                command: JobsCommand::Retry { id },
+            } => cli::jobs_retry(settings, &id).await,
+            Command::Tenants {
+                command: TenantsCommand::Retry { tenant_id, force },
+            } => cli::tenants_retry(settings, &tenant_id, force).await,
             Command::Migrate => cli::migrate(settings).await,
             Command::Tenants {
                 command: TenantsCommand::List { status, limit },

@@ -1,18 +1,22 @@
-//! Development-only pages.
+//! Development-only pages: the built-in checkout (used when `STRIPE_SECRET_KEY` is unset) and
+//! the mailbox of the `outbox` email transport. Neither exists in production.
 
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 
 use super::AppState;
-use super::error::ApiError;
-use crate::domain::TenantId;
+use super::error::{ApiError, AppResult};
+use crate::billing::{checkout, signature};
+use crate::store::Tenant;
 
 #[derive(Template)]
 #[template(path = "dev_checkout.html")]
 struct CheckoutPage<'a> {
+    session_id: &'a str,
     company_name: &'a str,
     email: &'a str,
     plan: &'a str,
@@ -20,21 +24,53 @@ struct CheckoutPage<'a> {
     status: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "dev_mailbox.html")]
+struct MailboxPage {
+    emails: Vec<crate::email::StoredEmail>,
+}
+
+#[derive(Template)]
+#[template(path = "dev_email.html")]
+struct EmailPage {
+    email: crate::email::StoredEmail,
+}
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/dev/checkout/{id}", get(checkout_page))
+    Router::new()
+        .route("/dev/checkout/{session}", get(checkout_page))
+        .route("/dev/checkout/{session}/pay", post(pay))
+        .route("/dev/checkout/{session}/cancel", post(cancel))
+        .route("/dev/mailbox", get(mailbox))
+        .route("/dev/mailbox/{id}", get(email_page))
+}
+
+fn dev_only(state: &AppState) -> AppResult<()> {
+    if state.settings.is_production() {
+        return Err(ApiError::not_found("route"));
+    }
+    Ok(())
+}
+
+async fn dev_session(state: &AppState, session: &str) -> AppResult<Tenant> {
+    dev_only(state)?;
+    if state.stripe.is_some() || !session.starts_with("cs_dev_") {
+        return Err(ApiError::not_found("checkout session"));
+    }
+    state
+        .store
+        .tenant_by_checkout_session(session)
+        .await?
+        .ok_or_else(|| ApiError::not_found("checkout session"))
 }
 
 async fn checkout_page(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = TenantId::parse(&id).ok_or_else(|| ApiError::not_found("checkout session"))?;
-    let t = state
-        .store
-        .tenant(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("checkout session"))?;
+    Path(session): Path<String>,
+) -> AppResult<Response> {
+    let t = dev_session(&state, &session).await?;
     let page = CheckoutPage {
+        session_id: &session,
         company_name: &t.company_name,
         email: &t.email,
         plan: t.plan.as_str(),
@@ -45,4 +81,65 @@ async fn checkout_page(
         .render()
         .map_err(|e| ApiError::internal("render checkout page", e))?;
     Ok(Html(html).into_response())
+}
+
+/// Signs `event` with the webhook secret and delivers it to our own `/webhook/stripe`, exactly
+/// as Stripe would, so development exercises the production path.
+async fn deliver(state: &AppState, event: &serde_json::Value) -> AppResult<()> {
+    let body = serde_json::to_vec(event).map_err(|e| ApiError::internal("serialize event", e))?;
+    let secret = secrecy::ExposeSecret::expose_secret(state.webhook_secret.as_ref());
+    let header = signature::sign(&body, secret, chrono::Utc::now().timestamp());
+    let mut addr = state.settings.addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/webhook/stripe"))
+        .header("content-type", "application/json")
+        .header("stripe-signature", header)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| ApiError::internal("deliver dev webhook", e))?;
+    if !resp.status().is_success() {
+        return Err(ApiError::internal(
+            "deliver dev webhook",
+            format!("webhook answered {}", resp.status()),
+        ));
+    }
+    Ok(())
+}
+
+async fn pay(State(state): State<AppState>, Path(session): Path<String>) -> AppResult<Response> {
+    let t = dev_session(&state, &session).await?;
+    deliver(&state, &checkout::dev_completed_event(&t, &session)).await?;
+    Ok(Redirect::to(&format!("/onboarding/success?session_id={session}")).into_response())
+}
+
+async fn cancel(State(state): State<AppState>, Path(session): Path<String>) -> AppResult<Response> {
+    let t = dev_session(&state, &session).await?;
+    deliver(&state, &checkout::dev_expired_event(&t, &session)).await?;
+    Ok(Redirect::to("/onboarding/canceled").into_response())
+}
+
+async fn mailbox(State(state): State<AppState>) -> AppResult<Response> {
+    dev_only(&state)?;
+    let emails = state.store.list_emails(None, 200).await?;
+    let html = MailboxPage { emails }
+        .render()
+        .map_err(|e| ApiError::internal("render mailbox", e))?;
+    Ok(Html(html).into_response())
+}
+
+async fn email_page(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Response> {
+    dev_only(&state)?;
+    let email = state
+        .store
+        .email(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("email"))?;
+    let html = EmailPage { email }
+        .render()
+        .map_err(|e| ApiError::internal("render email", e))?;
+    Ok((StatusCode::OK, Html(html)).into_response())
 }

@@ -1,17 +1,19 @@
 //! HTTP: routers by area, extractors, error mapping, OpenAPI and pages.
 
+pub mod admin;
 pub mod dev;
 pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod onboarding;
 pub mod signup;
 pub mod tenant;
+pub mod webhook;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -24,13 +26,7 @@ use utoipa_axum::routes;
 use crate::config::Settings;
 use crate::store::Store;
 
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub store: Store,
-    pub started_at: Instant,
-}
+pub use crate::app::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -48,6 +44,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::health))
         .routes(routes!(signup::signup))
         .routes(routes!(tenant::get_tenant))
+        .routes(routes!(tenant::retry_tenant))
+        .routes(routes!(webhook::stripe_webhook))
+        .routes(routes!(onboarding::status))
+        .routes(routes!(admin::provision))
         .split_for_parts()
 }
 
@@ -62,6 +62,8 @@ pub fn router(state: AppState) -> Router {
     let doc = Arc::new(doc);
     api.merge(docs::router(doc))
         .merge(dev::router())
+        .merge(onboarding::router())
+        .route("/metrics", axum::routing::get(admin::metrics))
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY))
         .layer(TraceLayer::new_for_http())
@@ -85,11 +87,12 @@ impl Application {
 
     /// Serves on an already bound listener (tests bind first to learn the port for `APP_URL`).
     pub fn from_listener(listener: TcpListener, settings: Settings, store: Store) -> Self {
-        let state = AppState {
-            settings: Arc::new(settings),
-            store,
-            started_at: Instant::now(),
-        };
+        let mut settings = settings;
+        // The server's own address, used by the dev checkout to deliver its webhook to itself.
+        if let Ok(addr) = listener.local_addr() {
+            settings.addr = addr;
+        }
+        let state = AppState::new(settings, store);
         Self { listener, state }
     }
 

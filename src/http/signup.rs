@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::{ApiError, AppResult, ErrorBody};
 use super::extract::{ClientIp, JsonBody};
+use crate::billing::checkout;
 use crate::domain::{Plan, SignupInput, TenantId, TenantStatus, password};
+use crate::email::templates;
+use crate::jobs::worker::send_email_job;
 use crate::store::{NewTenant, StoreError, now_ms};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -34,12 +37,12 @@ pub struct SignupResponse {
     pub tenant_id: String,
     pub status: TenantStatus,
     pub plan: Plan,
-    /// Where the customer completes payment.
-    pub checkout_url: String,
+    /// Where the customer completes payment (absent for enterprise: sales follows up).
+    pub checkout_url: Option<String>,
     pub message: String,
 }
 
-/// Creates a tenant in `pending_payment` and returns its checkout URL.
+/// Creates a tenant in `pending_payment` and returns its checkout URL (enterprise: `sales_review`).
 #[utoipa::path(post, path = "/signup", tag = "signup",
     request_body = SignupRequest,
     responses(
@@ -49,6 +52,7 @@ pub struct SignupResponse {
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 429, description = "Too many signups from this address; see Retry-After", body = ErrorBody),
+        (status = 502, description = "Stripe could not create the checkout; nothing was stored", body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all, fields(client_ip = %ip.0))]
 pub async fn signup(
@@ -84,46 +88,109 @@ pub async fn signup(
     .await
     .map_err(|e| ApiError::internal("password hashing task", e))?;
 
+    // Never create a second checkout for an email that already has an account.
+    if state
+        .store
+        .tenant_by_email(input.email.normalized())
+        .await?
+        .is_some()
+    {
+        return Err(email_taken());
+    }
+    let id = TenantId::generate();
+    let sales_assisted = input.plan.is_sales_assisted();
+    // Checkout is created before anything is stored: if Stripe fails, nothing is half-written
+    // and the customer can simply try again.
+    let checkout = if sales_assisted {
+        None
+    } else {
+        Some(
+            checkout::create(&state, &id, input.plan, input.email.as_str())
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "could not create the checkout session");
+                    ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "payment_provider_error",
+                        "our payment provider could not start a checkout; nothing was charged, please try again in a moment",
+                    )
+                })?,
+        )
+    };
     let tenant = NewTenant {
-        id: TenantId::generate(),
+        id,
         email: input.email.as_str().to_string(),
         email_normalized: input.email.normalized().to_string(),
         company_name: input.company_name.as_str().to_string(),
         password_hash,
         plan: input.plan,
-        status: TenantStatus::PendingPayment,
-        reason: "signup".into(),
+        status: if sales_assisted {
+            TenantStatus::SalesReview
+        } else {
+            TenantStatus::PendingPayment
+        },
+        reason: if sales_assisted {
+            "enterprise signup: sales review".into()
+        } else {
+            "signup".into()
+        },
+        stripe_checkout_session_id: checkout.as_ref().map(|c| c.session_id.clone()),
     };
     let mut tx = state.store.begin().await?;
     match tx.insert_tenant(&tenant).await {
         Ok(()) => {}
-        Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::conflict(
-                "email_taken",
-                "an account with this email already exists; log in instead, or reset your password",
-            )
-            .with_field("email"));
-        }
+        Err(StoreError::Conflict(_)) => return Err(email_taken()),
         Err(e) => return Err(e.into()),
     }
+    if sales_assisted {
+        let email = templates::sales_notification(
+            tenant.id.as_str(),
+            &state.settings.operator_email,
+            &tenant.company_name,
+            &tenant.email,
+        );
+        let domain = state
+            .settings
+            .sendgrid_from_email
+            .rsplit('@')
+            .next()
+            .unwrap_or("onboard.local")
+            .to_string();
+        if let Some(mail_id) = tx.insert_email(&email, &domain).await? {
+            tx.enqueue(send_email_job(&mail_id)).await?;
+        }
+    }
     tx.commit().await?;
+    state.jobs_ready.notify_waiters();
     tracing::info!(tenant_id = %tenant.id, plan = %tenant.plan, "tenant signed up");
 
-    let checkout_url = state
-        .settings
-        .app_url
-        .join(&format!("dev/checkout/{}", tenant.id))
-        .map_err(|e| ApiError::internal("checkout url", e))?;
+    let (checkout_url, message) = match checkout {
+        Some(c) => (
+            Some(c.url),
+            "Account created. Complete payment at checkout_url to provision your workspace.".to_string(),
+        ),
+        None => (
+            None,
+            "Thanks! Enterprise plans are set up with our sales team, who will be in touch within one business day."
+                .to_string(),
+        ),
+    };
     Ok((
         StatusCode::CREATED,
         Json(SignupResponse {
             tenant_id: tenant.id.to_string(),
             status: tenant.status,
             plan: tenant.plan,
-            checkout_url: checkout_url.to_string(),
-            message:
-                "Account created. Complete payment at checkout_url to provision your workspace."
-                    .into(),
+            checkout_url,
+            message,
         }),
     ))
+}
+
+fn email_taken() -> ApiError {
+    ApiError::conflict(
+        "email_taken",
+        "an account with this email already exists; log in instead, or reset your password",
+    )
+    .with_field("email")
 }

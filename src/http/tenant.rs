@@ -52,3 +52,22 @@ pub async fn get_tenant(
         status_reason: t.status_reason,
     }))
 }
+
+/// Retries provisioning of a `failed` tenant (the retry button of the progress page).
+#[utoipa::path(post, path = "/tenant/{tenant_id}/retry", tag = "tenants",
+    params(("tenant_id" = String, Path, description = "Id returned by /signup")),
+    responses(
+        (status = 202, description = "Provisioning restarted", body = super::admin::ProvisionResponse),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "The tenant is not failed", body = ErrorBody),
+    ))]
+pub async fn retry_tenant(
+    State(state): State<AppState>,
+    Path(tenant_id): Path<String>,
+) -> AppResult<(
+    axum::http::StatusCode,
+    Json<super::admin::ProvisionResponse>,
+)> {
+    let id = TenantId::parse(&tenant_id).ok_or_else(|| ApiError::not_found("tenant"))?;
+    super::admin::retry_response(&state, &id, false, "customer").await
+}

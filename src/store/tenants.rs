@@ -98,6 +98,7 @@ pub struct NewTenant {
     pub plan: Plan,
     pub status: TenantStatus,
     pub reason: String,
+    pub stripe_checkout_session_id: Option<String>,
 }
 
 /// One row of a tenant's status history.
@@ -119,6 +120,22 @@ impl Store {
                 "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
             )))
             .bind(id.as_str())
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(Tenant::try_from).transpose()
+    }
+
+    /// Fetches the tenant a checkout session was created for.
+    pub async fn tenant_by_checkout_session(
+        &self,
+        session_id: &str,
+    ) -> StoreResult<Option<Tenant>> {
+        let row: Option<TenantRow> = with_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {TENANT_COLUMNS} FROM tenants WHERE stripe_checkout_session_id = $1"
+            )))
+            .bind(session_id)
             .fetch_optional(pool)
             .await?
         });
@@ -185,7 +202,8 @@ impl Tx {
         with_conn!(self, |conn| {
             sqlx::query(
                 "INSERT INTO tenants (id, email, email_normalized, company_name, password_hash, plan, \
-                 status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                 status, stripe_checkout_session_id, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8)",
             )
             .bind(t.id.as_str())
             .bind(&t.email)
@@ -195,6 +213,7 @@ impl Tx {
             .bind(t.plan.as_str())
             .bind(t.status.as_str())
             .bind(now)
+            .bind(&t.stripe_checkout_session_id)
             .execute(&mut *conn)
             .await
             .map_err(|e| StoreError::unique(e, "email"))?;

@@ -94,6 +94,7 @@ impl TestDb {
 
 /// A running server and a client for it.
 pub struct TestApp {
+    pub state: onboard::app::AppState,
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub store: Store,
@@ -101,6 +102,8 @@ pub struct TestApp {
     overrides: Vec<(String, String)>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
+    worker_stop: Option<tokio::sync::watch::Sender<bool>>,
+    worker: Option<JoinHandle<()>>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -137,6 +140,9 @@ async fn start(db: TestDb, overrides: Vec<(String, String)>) -> TestApp {
     settings.addr = addr;
     settings.app_url = format!("http://{addr}").parse().expect("url");
     let app = Application::from_listener(listener, settings, store.clone());
+    let state = app.state().clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(onboard::jobs::worker::run(state.clone(), 4, stop_rx));
     let (tx, rx) = oneshot::channel();
     let handle = tokio::spawn(async move {
         app.run_until(async {
@@ -146,6 +152,7 @@ async fn start(db: TestDb, overrides: Vec<(String, String)>) -> TestApp {
         .expect("server runs");
     });
     TestApp {
+        state,
         addr,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -156,6 +163,8 @@ async fn start(db: TestDb, overrides: Vec<(String, String)>) -> TestApp {
         overrides,
         shutdown: Some(tx),
         handle: Some(handle),
+        worker_stop: Some(stop_tx),
+        worker: Some(worker),
     }
 }
 
@@ -207,6 +216,12 @@ impl TestApp {
     }
 
     async fn stop(&mut self) {
+        if let Some(tx) = self.worker_stop.take() {
+            let _ = tx.send(true);
+        }
+        if let Some(w) = self.worker.take() {
+            let _ = w.await;
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -229,4 +244,44 @@ pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> V
         "{body}"
     );
     body["error"].clone()
+}
+
+impl TestApp {
+    /// Delivers `event` to `/webhook/stripe`, signed with the server's webhook secret.
+    pub async fn deliver_event(&self, event: &Value) -> reqwest::Response {
+        let body = serde_json::to_vec(event).unwrap();
+        let secret =
+            secrecy::ExposeSecret::expose_secret(self.state.webhook_secret.as_ref()).to_string();
+        let header =
+            onboard::billing::signature::sign(&body, &secret, chrono::Utc::now().timestamp());
+        self.client
+            .post(self.url("/webhook/stripe"))
+            .header("content-type", "application/json")
+            .header("stripe-signature", header)
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Polls the tenant until `pred` holds on its status, or panics after `secs`.
+    pub async fn wait_for_status(&self, tenant_id: &str, want: &str, secs: u64) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let body: Value = self
+                .get(&format!("/tenant/{tenant_id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if body["status"] == want {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tenant never reached {want}: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -5,6 +5,7 @@ mod helpers;
 mod cli;
 mod docs;
 mod health;
+mod pipeline;
 mod signup;
 mod store;
 mod tenant;

@@ -33,6 +33,7 @@ async fn new_tenant(store: &Store, email: &str) -> TenantId {
         plan: Plan::Pro,
         status: TenantStatus::PendingPayment,
         reason: "signup".into(),
+        stripe_checkout_session_id: None,
     })
     .await
     .unwrap();

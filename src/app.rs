@@ -1,0 +1,73 @@
+//! The services every handler and job reaches, built once at start-up.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+use tokio::sync::Notify;
+
+use crate::billing::stripe::StripeClient;
+use crate::config::Settings;
+use crate::email::Mailer;
+use crate::store::Store;
+use crate::workspace::api_keys::KeySigner;
+use crate::workspace::vectors::VectorStore;
+
+/// Shared application state.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub started_at: Instant,
+    /// The webhook signing secret: configured, or in development derived from `JWT_SECRET`
+    /// so every process of one deployment agrees on it.
+    pub webhook_secret: Arc<SecretString>,
+    pub stripe: Option<Arc<StripeClient>>,
+    pub vectors: VectorStore,
+    pub mailer: Mailer,
+    pub signer: KeySigner,
+    /// Wakes in-process workers when a job is enqueued.
+    pub jobs_ready: Arc<Notify>,
+    /// Counters exported at `/metrics`.
+    pub metrics: Arc<crate::metrics::Counters>,
+}
+
+impl AppState {
+    pub fn new(settings: Settings, store: Store) -> Self {
+        // One rustls crypto provider for the whole process (reqwest and sqlx share it).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let webhook_secret = match &settings.stripe_webhook_secret {
+            Some(s) => s.clone(),
+            None => SecretString::from(dev_webhook_secret(&settings.jwt_secret)),
+        };
+        let stripe = settings.stripe_secret_key.as_ref().map(|key| {
+            Arc::new(StripeClient::new(
+                settings.stripe_api_base.clone(),
+                key.clone(),
+            ))
+        });
+        let signer = KeySigner::new(&settings.jwt_secret);
+        Self {
+            settings: Arc::new(settings),
+            vectors: VectorStore::embedded(store.clone()),
+            store,
+            started_at: Instant::now(),
+            webhook_secret: Arc::new(webhook_secret),
+            stripe,
+            mailer: Mailer::outbox(),
+            signer,
+            jobs_ready: Arc::new(Notify::new()),
+            metrics: Arc::new(crate::metrics::Counters::default()),
+        }
+    }
+}
+
+/// `whsec_dev_` + HMAC(JWT_SECRET, "dev-webhook"): secret, stable across processes.
+pub fn dev_webhook_secret(jwt_secret: &SecretString) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(jwt_secret.expose_secret().as_bytes())
+        .expect("any key length");
+    mac.update(b"onboard dev webhook secret");
+    format!("whsec_dev_{}", hex::encode(mac.finalize().into_bytes()))
+}

@@ -1,0 +1,228 @@
+//! Checkout: creating the session at signup (Stripe, or our dev checkout) and the one
+//! idempotent `fulfill` called by the webhook job and by the success page, whichever is first.
+
+use serde_json::json;
+
+use super::stripe::{CheckoutRequest, CheckoutSession, StripeError};
+use crate::app::AppState;
+use crate::domain::{Plan, TenantId, TenantStatus};
+use crate::store::{StoreError, StoreResult, Tenant};
+use crate::with_conn;
+
+/// Where a new tenant pays.
+pub struct Checkout {
+    pub session_id: String,
+    pub url: String,
+}
+
+/// Creates the checkout for a tenant about to be stored: a Stripe Checkout Session when
+/// `STRIPE_SECRET_KEY` is set (idempotency key per tenant), else a dev checkout session.
+pub async fn create(
+    app: &AppState,
+    tenant: &TenantId,
+    plan: Plan,
+    email: &str,
+) -> Result<Checkout, StripeError> {
+    let base = &app.settings.app_url;
+    let Some(stripe) = &app.stripe else {
+        let session_id = format!("cs_dev_{}", ulid::Ulid::new());
+        let url = base
+            .join(&format!("dev/checkout/{session_id}"))
+            .map_err(|e| StripeError::Decode(e.to_string()))?;
+        return Ok(Checkout {
+            session_id,
+            url: url.to_string(),
+        });
+    };
+    let price_id = app
+        .settings
+        .stripe_price(plan)
+        .ok_or_else(|| StripeError::Api {
+            status: 500,
+            code: None,
+            message: format!(
+                "no Stripe price configured for plan {plan} (STRIPE_PRICE_ID_{})",
+                plan.as_str().to_uppercase()
+            ),
+        })?;
+    let success = format!(
+        "{}onboarding/success?session_id={{CHECKOUT_SESSION_ID}}",
+        ensure_slash(base.as_str())
+    );
+    let cancel = format!("{}onboarding/canceled", ensure_slash(base.as_str()));
+    let req = CheckoutRequest {
+        tenant_id: tenant.to_string(),
+        plan: plan.as_str().to_string(),
+        price_id: price_id.to_string(),
+        customer_email: email.to_string(),
+        success_url: success,
+        cancel_url: cancel,
+    };
+    let session = stripe
+        .create_checkout_session(&req, &format!("onboard-{tenant}-checkout-v1"))
+        .await?;
+    let url = session
+        .url
+        .clone()
+        .ok_or_else(|| StripeError::Decode("the checkout session has no url".into()))?;
+    Ok(Checkout {
+        session_id: session.id,
+        url,
+    })
+}
+
+fn ensure_slash(s: &str) -> String {
+    if s.ends_with('/') {
+        s.to_string()
+    } else {
+        format!("{s}/")
+    }
+}
+
+/// What `fulfill`/`expire` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fulfilment {
+    Started,
+    Abandoned,
+    AlreadyDone(TenantStatus),
+    NotPaid(String),
+    UnknownTenant,
+}
+
+async fn tenant_of(app: &AppState, session: &CheckoutSession) -> StoreResult<Option<Tenant>> {
+    let id = session
+        .metadata
+        .get("tenant_id")
+        .or(session.client_reference_id.as_ref())
+        .and_then(|s| TenantId::parse(s));
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let tenant = app.store.tenant(&id).await?;
+    // The session must be the one we created for this tenant.
+    Ok(tenant.filter(|t| t.stripe_checkout_session_id.as_deref() == Some(session.id.as_str())))
+}
+
+/// Moves the tenant of a completed, paid session to `provisioning`, stores its customer and
+/// subscription ids and enqueues provisioning, in one transaction. Calling it again, or after
+/// the tenant moved on, changes nothing.
+pub async fn fulfill(
+    app: &AppState,
+    session: &CheckoutSession,
+    source: &str,
+) -> StoreResult<Fulfilment> {
+    let Some(tenant) = tenant_of(app, session).await? else {
+        return Ok(Fulfilment::UnknownTenant);
+    };
+    let paid = matches!(
+        session.payment_status.as_deref(),
+        Some("paid" | "no_payment_required")
+    );
+    if !paid || session.status.as_deref() != Some("complete") {
+        return Ok(Fulfilment::NotPaid(
+            session
+                .payment_status
+                .clone()
+                .unwrap_or_else(|| "unknown".into()),
+        ));
+    }
+    if tenant.status != TenantStatus::PendingPayment {
+        return Ok(Fulfilment::AlreadyDone(tenant.status));
+    }
+    let mut tx = app.store.begin().await?;
+    match tx
+        .transition_tenant(
+            &tenant.id,
+            TenantStatus::Provisioning,
+            &format!("checkout completed ({source})"),
+            source,
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::Transition(t)) => return Ok(Fulfilment::AlreadyDone(t.from)),
+        Err(e) => return Err(e),
+    }
+    with_conn!(&mut tx, |conn| {
+        sqlx::query(
+            "UPDATE tenants SET stripe_customer_id = $1, stripe_subscription_id = $2 WHERE id = $3",
+        )
+        .bind(&session.customer)
+        .bind(&session.subscription)
+        .bind(tenant.id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    });
+    tx.enqueue(crate::provisioning::job(
+        &tenant.id,
+        app.settings.max_provisioning_retries,
+    ))
+    .await?;
+    tx.commit().await?;
+    app.jobs_ready.notify_waiters();
+    tracing::info!(tenant_id = %tenant.id, source, "checkout fulfilled; provisioning");
+    Ok(Fulfilment::Started)
+}
+
+/// Marks the tenant of an expired session `abandoned` (only from `pending_payment`).
+pub async fn expire(app: &AppState, session: &CheckoutSession) -> StoreResult<Fulfilment> {
+    let Some(tenant) = tenant_of(app, session).await? else {
+        return Ok(Fulfilment::UnknownTenant);
+    };
+    let mut tx = app.store.begin().await?;
+    match tx
+        .transition_tenant(
+            &tenant.id,
+            TenantStatus::Abandoned,
+            "checkout session expired",
+            "stripe webhook",
+        )
+        .await
+    {
+        Ok(_) => {
+            tx.commit().await?;
+            Ok(Fulfilment::Abandoned)
+        }
+        Err(StoreError::Transition(t)) => Ok(Fulfilment::AlreadyDone(t.from)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The Stripe-format `checkout.session.completed` event the dev checkout's Pay button sends.
+pub fn dev_completed_event(tenant: &Tenant, session_id: &str) -> serde_json::Value {
+    let now = chrono::Utc::now().timestamp();
+    let suffix = session_id.trim_start_matches("cs_dev_");
+    json!({
+        "id": format!("evt_dev_{}", ulid::Ulid::new()),
+        "object": "event",
+        "api_version": super::stripe::STRIPE_API_VERSION,
+        "created": now,
+        "livemode": false,
+        "type": "checkout.session.completed",
+        "data": {"object": {
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": "subscription",
+            "status": "complete",
+            "payment_status": "paid",
+            "client_reference_id": tenant.id.as_str(),
+            "customer": format!("cus_dev_{suffix}"),
+            "subscription": format!("sub_dev_{suffix}"),
+            "customer_email": tenant.email,
+            "amount_total": tenant.plan.price_monthly_usd() * 100,
+            "currency": "usd",
+            "metadata": {"tenant_id": tenant.id.as_str(), "plan": tenant.plan.as_str()},
+        }},
+    })
+}
+
+/// The matching `checkout.session.expired` event (dev checkout's Cancel button).
+pub fn dev_expired_event(tenant: &Tenant, session_id: &str) -> serde_json::Value {
+    let mut ev = dev_completed_event(tenant, session_id);
+    ev["type"] = json!("checkout.session.expired");
+    ev["data"]["object"]["status"] = json!("expired");
+    ev["data"]["object"]["payment_status"] = json!("unpaid");
+    ev["data"]["object"]["customer"] = json!(null);
+    ev["data"]["object"]["subscription"] = json!(null);
+    ev
+}

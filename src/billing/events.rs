@@ -1,0 +1,200 @@
+//! Stripe events: stored raw and deduplicated on receipt (one transaction with the job that
+//! processes them), then handled by that job.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::checkout::{self, Fulfilment};
+use super::signature::{self, SignatureError};
+use super::stripe::CheckoutSession;
+use crate::app::AppState;
+use crate::jobs::{JobKind, NewJob};
+use crate::metrics::Counters;
+use crate::store::{StoreError, StoreResult, now_ms};
+use crate::{with_conn, with_pool};
+
+/// Payload of the job that processes one event.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EventJob {
+    pub event_id: String,
+}
+
+/// Why a delivery was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    #[error("Invalid signature: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("the event is not a Stripe event object: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    created: i64,
+    data: Option<EnvelopeData>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeData {
+    object: Option<Value>,
+}
+
+/// Whether a verified delivery was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipt {
+    Stored,
+    Duplicate,
+}
+
+/// Verifies, stores and enqueues one delivery: the event row and its job are written in one
+/// transaction, and a second delivery of the same `event.id` writes nothing.
+pub async fn receive(
+    app: &AppState,
+    raw: &[u8],
+    signature_header: Option<&str>,
+) -> Result<Receipt, ReceiveError> {
+    let secret = secrecy::ExposeSecret::expose_secret(app.webhook_secret.as_ref());
+    let header = signature_header.ok_or(SignatureError::Malformed)?;
+    signature::verify(
+        raw,
+        header,
+        secret,
+        chrono::Utc::now().timestamp(),
+        signature::DEFAULT_TOLERANCE_SECS,
+    )?;
+    let env: Envelope =
+        serde_json::from_slice(raw).map_err(|e| ReceiveError::Malformed(e.to_string()))?;
+    let object_id = env
+        .data
+        .as_ref()
+        .and_then(|d| d.object.as_ref())
+        .and_then(|o| o.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let payload = String::from_utf8_lossy(raw).into_owned();
+    let mut tx = app.store.begin().await?;
+    let inserted = with_conn!(&mut tx, |conn| {
+        sqlx::query(
+            "INSERT INTO webhook_events (id, type, object_id, created, payload, received_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&env.id)
+        .bind(&env.kind)
+        .bind(&object_id)
+        .bind(env.created)
+        .bind(&payload)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::from)?
+        .rows_affected()
+    });
+    if inserted == 0 {
+        drop(tx);
+        Counters::inc(&app.metrics.webhook_duplicate);
+        tracing::info!(event_id = %env.id, "duplicate webhook delivery ignored");
+        return Ok(Receipt::Duplicate);
+    }
+    tx.enqueue(
+        NewJob::new(
+            JobKind::StripeEvent,
+            &EventJob {
+                event_id: env.id.clone(),
+            },
+            10,
+        )
+        .dedupe(format!("event:{}", env.id)),
+    )
+    .await?;
+    tx.commit().await?;
+    Counters::inc(&app.metrics.webhook_received);
+    app.jobs_ready.notify_waiters();
+    tracing::info!(event_id = %env.id, event_type = %env.kind, "webhook event stored");
+    Ok(Receipt::Stored)
+}
+
+/// Processes one stored event (the job). Unknown tenants and unhandled types are recorded as
+/// such and counted, never retried.
+pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
+    let row: Option<(String, String, Option<i64>)> = with_pool!(&app.store, |pool| {
+        sqlx::query_as("SELECT type, payload, processed_at FROM webhook_events WHERE id = $1")
+            .bind(event_id)
+            .fetch_optional(pool)
+            .await?
+    });
+    let Some((kind, payload, processed_at)) = row else {
+        return Ok(());
+    };
+    if processed_at.is_some() {
+        return Ok(());
+    }
+    let object: Option<Value> = serde_json::from_str::<Value>(&payload)
+        .ok()
+        .and_then(|v| v.pointer("/data/object").cloned());
+    let outcome = match (kind.as_str(), object) {
+        ("checkout.session.completed", Some(obj)) => {
+            match serde_json::from_value::<CheckoutSession>(obj) {
+                Ok(session) => describe(checkout::fulfill(app, &session, "stripe webhook").await?),
+                Err(e) => format!("malformed checkout session: {e}"),
+            }
+        }
+        ("checkout.session.expired", Some(obj)) => {
+            match serde_json::from_value::<CheckoutSession>(obj) {
+                Ok(session) => describe(checkout::expire(app, &session).await?),
+                Err(e) => format!("malformed checkout session: {e}"),
+            }
+        }
+        (other, _) => {
+            Counters::inc(&app.metrics.webhook_unhandled);
+            tracing::info!(event_id, event_type = other, "unhandled event type");
+            "ignored: unhandled type".to_string()
+        }
+    };
+    if outcome.starts_with("unknown tenant") {
+        Counters::inc(&app.metrics.webhook_unknown_tenant);
+        tracing::warn!(event_id, "event for an unknown tenant");
+    }
+    with_pool!(&app.store, |pool| {
+        sqlx::query("UPDATE webhook_events SET processed_at = $1, outcome = $2 WHERE id = $3")
+            .bind(now_ms())
+            .bind(&outcome)
+            .bind(event_id)
+            .execute(pool)
+            .await?;
+    });
+    Ok(())
+}
+
+fn describe(f: Fulfilment) -> String {
+    match f {
+        Fulfilment::Started => "tenant moved to provisioning".into(),
+        Fulfilment::Abandoned => "tenant abandoned".into(),
+        Fulfilment::AlreadyDone(status) => format!("no change: tenant already {status}"),
+        Fulfilment::NotPaid(status) => format!("no change: session payment_status {status}"),
+        Fulfilment::UnknownTenant => "unknown tenant".into(),
+    }
+}
+
+/// The `checkout.session.completed` event stored for a dev session, if it was paid.
+pub async fn stored_completed_session(
+    app: &AppState,
+    session_id: &str,
+) -> StoreResult<Option<CheckoutSession>> {
+    let payload: Option<String> = with_pool!(&app.store, |pool| {
+        sqlx::query_scalar(
+            "SELECT payload FROM webhook_events WHERE object_id = $1 AND type = 'checkout.session.completed' LIMIT 1",
+        )
+        .bind(session_id)
+        .fetch_optional(pool)
+        .await?
+    });
+    Ok(payload
+        .and_then(|p| serde_json::from_str::<Value>(&p).ok())
+        .and_then(|v| v.pointer("/data/object").cloned())
+        .and_then(|o| serde_json::from_value(o).ok()))
+}

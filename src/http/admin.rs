@@ -1,0 +1,113 @@
+//! Operator endpoints (`ADMIN_TOKEN`) and `/metrics`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::{ApiError, AppResult, ErrorBody};
+use super::extract::JsonBody;
+use crate::domain::TenantId;
+use crate::store::StoreError;
+
+/// Checks `Authorization: Bearer <ADMIN_TOKEN>`; closed when no token is configured.
+pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.settings.admin_token.as_ref() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "operator_disabled",
+            "operator endpoints are disabled: set ADMIN_TOKEN",
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(
+        presented
+            .as_bytes()
+            .ct_eq(expected.expose_secret().as_bytes()),
+    ) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized(
+            "operator token missing or wrong: send Authorization: Bearer <ADMIN_TOKEN>",
+        ))
+    }
+}
+
+/// Seed-compatible operator request.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ProvisionRequest {
+    pub tenant_id: String,
+    /// Re-enqueue even if the tenant is still `provisioning` (e.g. stuck).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Result of a (re)provisioning request.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProvisionResponse {
+    pub tenant_id: String,
+    pub status: String,
+    pub message: String,
+}
+
+/// Operator: (re)start provisioning of a `failed` tenant (`force` also re-enqueues a stuck one).
+#[utoipa::path(post, path = "/provision", tag = "operators",
+    request_body = ProvisionRequest,
+    responses(
+        (status = 202, description = "Provisioning enqueued", body = ProvisionResponse),
+        (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "The tenant's status does not allow it", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
+pub async fn provision(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<ProvisionRequest>,
+) -> AppResult<(StatusCode, Json<ProvisionResponse>)> {
+    require_admin(&state, &headers)?;
+    let id = TenantId::parse(&req.tenant_id).ok_or_else(|| ApiError::not_found("tenant"))?;
+    retry_response(&state, &id, req.force, "operator").await
+}
+
+pub(super) async fn retry_response(
+    state: &AppState,
+    id: &TenantId,
+    force: bool,
+    actor: &str,
+) -> AppResult<(StatusCode, Json<ProvisionResponse>)> {
+    match crate::provisioning::retry(state, id, force, actor).await {
+        Ok(status) => Ok((
+            StatusCode::ACCEPTED,
+            Json(ProvisionResponse {
+                tenant_id: id.to_string(),
+                status: status.to_string(),
+                message: "provisioning restarted; completed steps are not repeated".into(),
+            }),
+        )),
+        Err(StoreError::Transition(t)) => Err(ApiError::conflict(
+            "invalid_transition",
+            format!(
+                "only a failed tenant can be retried; this tenant is {}",
+                t.from
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Prometheus counters.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

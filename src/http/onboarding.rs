@@ -1,0 +1,185 @@
+//! After checkout: the success page (which fulfils the checkout itself if it beats the webhook)
+//! and the live provisioning progress it polls.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::{ApiError, AppResult, ErrorBody};
+use crate::billing::{checkout, events};
+use crate::domain::TenantStatus;
+use crate::provisioning::StepRecord;
+use crate::store::Tenant;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct SessionQuery {
+    /// The checkout session id Stripe appends to the success URL.
+    pub session_id: Option<String>,
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/onboarding/success", get(success_page))
+        .route("/onboarding/canceled", get(|| async { Html(CANCELED) }))
+}
+
+const CANCELED: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Checkout canceled</title></head><body style=\"font-family:system-ui;max-width:520px;margin:64px auto\"><h1>Checkout canceled</h1><p>No payment was taken. You can sign up again whenever you are ready.</p></body></html>";
+
+async fn tenant_for_session(state: &AppState, q: &SessionQuery) -> AppResult<Tenant> {
+    let sid = q
+        .session_id
+        .as_deref()
+        .filter(|s| !s.is_empty() && s.len() <= 255)
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid_session_id", "session_id is required")
+                .with_field("session_id")
+        })?;
+    state
+        .store
+        .tenant_by_checkout_session(sid)
+        .await?
+        .ok_or_else(|| ApiError::not_found("checkout session"))
+}
+
+/// Asks Stripe (or the dev checkout) about the session and fulfils it if it is paid, so a
+/// customer who arrives before the webhook does not wait for it.
+async fn fulfil_from_session(state: &AppState, tenant: &Tenant) -> AppResult<()> {
+    if tenant.status != TenantStatus::PendingPayment {
+        return Ok(());
+    }
+    let Some(sid) = tenant.stripe_checkout_session_id.as_deref() else {
+        return Ok(());
+    };
+    let session = match &state.stripe {
+        Some(stripe) => match stripe.retrieve_checkout_session(sid).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                // The webhook will still deliver; the page keeps polling.
+                tracing::warn!(error = %e, "could not retrieve the checkout session from Stripe");
+                None
+            }
+        },
+        None => events::stored_completed_session(state, sid).await?,
+    };
+    if let Some(session) = session {
+        checkout::fulfill(state, &session, "success page").await?;
+    }
+    Ok(())
+}
+
+#[derive(Template)]
+#[template(path = "onboarding_success.html")]
+struct SuccessPage<'a> {
+    company_name: &'a str,
+    session_id: &'a str,
+    tenant_id: &'a str,
+}
+
+async fn success_page(
+    State(state): State<AppState>,
+    Query(q): Query<SessionQuery>,
+) -> AppResult<Response> {
+    let tenant = tenant_for_session(&state, &q).await?;
+    fulfil_from_session(&state, &tenant).await?;
+    let sid = tenant
+        .stripe_checkout_session_id
+        .clone()
+        .unwrap_or_default();
+    let page = SuccessPage {
+        company_name: &tenant.company_name,
+        session_id: &sid,
+        tenant_id: tenant.id.as_str(),
+    };
+    let html = page
+        .render()
+        .map_err(|e| ApiError::internal("render success page", e))?;
+    Ok(Html(html).into_response())
+}
+
+/// Live provisioning progress.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProgressResponse {
+    pub tenant_id: String,
+    pub status: TenantStatus,
+    pub status_reason: Option<String>,
+    pub steps: Vec<StepView>,
+    /// The first API key, included exactly once (the first poll after it exists).
+    pub api_key: Option<String>,
+    /// Notices worth showing (e.g. sample data could not be loaded).
+    pub notices: Vec<String>,
+}
+
+/// One pipeline step as shown on the progress page.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StepView {
+    pub step: String,
+    /// `pending`, `done`, `skipped` or `failed`.
+    pub state: String,
+    pub duration_ms: Option<i64>,
+}
+
+/// Provisioning progress of the tenant behind a checkout session.
+#[utoipa::path(get, path = "/onboarding/status", tag = "onboarding",
+    params(SessionQuery),
+    responses(
+        (status = 200, description = "Progress", body = ProgressResponse),
+        (status = 400, description = "session_id missing", body = ErrorBody),
+        (status = 404, description = "Unknown session", body = ErrorBody),
+    ))]
+pub async fn status(
+    State(state): State<AppState>,
+    Query(q): Query<SessionQuery>,
+) -> AppResult<Json<ProgressResponse>> {
+    let tenant = tenant_for_session(&state, &q).await?;
+    fulfil_from_session(&state, &tenant).await?;
+    let tenant = state
+        .store
+        .tenant(&tenant.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let records: Vec<StepRecord> = state.store.provisioning_steps(&tenant.id).await?;
+    let steps = crate::provisioning::STEPS
+        .iter()
+        .map(|name| {
+            let r = records.iter().find(|r| r.step == *name);
+            StepView {
+                step: name.to_string(),
+                state: r
+                    .map(|r| r.outcome.clone())
+                    .unwrap_or_else(|| "pending".into()),
+                duration_ms: r.map(|r| r.duration_ms),
+            }
+        })
+        .collect();
+    let notices = records
+        .iter()
+        .filter(|r| r.outcome == "failed")
+        .filter_map(|r| r.detail.clone())
+        .collect();
+    let mut api_key = None;
+    if tenant.status == TenantStatus::Active
+        && let Some(key_id) = records
+            .iter()
+            .find(|r| r.step == "api_key")
+            .and_then(|r| r.detail.clone())
+    {
+        api_key = state
+            .store
+            .reveal_api_key_once(&state.signer, &key_id)
+            .await?
+            .map(|s| s.expose_secret().to_string());
+    }
+    Ok(Json(ProgressResponse {
+        tenant_id: tenant.id.to_string(),
+        status: tenant.status,
+        status_reason: tenant.status_reason,
+        steps,
+        api_key,
+        notices,
+    }))
+}

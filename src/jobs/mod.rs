@@ -1,0 +1,369 @@
+//! Durable jobs in the database (DESIGN.md "Jobs"): enqueued inside the caller's transaction,
+//! claimed with a lease (`locked_until`; Postgres `FOR UPDATE SKIP LOCKED`, SQLite one atomic
+//! `UPDATE … RETURNING`), run outside any transaction, retried with exponential backoff and
+//! jitter, then dead-lettered with the last error. A crashed worker's lease expires and the job
+//! is taken again, so handlers are idempotent.
+
+pub mod worker;
+
+use rand::Rng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
+use crate::{with_conn, with_pool};
+
+/// How long a claimed job is ours before another worker may take it.
+pub const LEASE_MS: i64 = 60_000;
+
+/// What a job does. Each kind has a payload type and a handler in `worker.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Process one stored Stripe event.
+    StripeEvent,
+    /// Run the provisioning pipeline of one tenant.
+    ProvisionTenant,
+    /// Deliver one outbox email.
+    SendEmail,
+    /// Periodic: fail tenants stuck in provisioning.
+    SweepProvisioning,
+    /// Periodic: drop stale rate-limit counters and old finished jobs.
+    Prune,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 5] = [
+        JobKind::StripeEvent,
+        JobKind::ProvisionTenant,
+        JobKind::SendEmail,
+        JobKind::SweepProvisioning,
+        JobKind::Prune,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::StripeEvent => "stripe_event",
+            JobKind::ProvisionTenant => "provision_tenant",
+            JobKind::SendEmail => "send_email",
+            JobKind::SweepProvisioning => "sweep_provisioning",
+            JobKind::Prune => "prune",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A job to enqueue.
+pub struct NewJob {
+    pub kind: JobKind,
+    pub payload: String,
+    pub max_attempts: u32,
+    pub run_at: i64,
+    /// At most one queued-or-running job per key; a second enqueue is a no-op.
+    pub dedupe_key: Option<String>,
+}
+
+impl NewJob {
+    pub fn new(kind: JobKind, payload: &impl Serialize, max_attempts: u32) -> Self {
+        Self {
+            kind,
+            payload: serde_json::to_string(payload).expect("job payloads serialize"),
+            max_attempts: max_attempts.max(1),
+            run_at: now_ms(),
+            dedupe_key: None,
+        }
+    }
+
+    pub fn dedupe(mut self, key: impl Into<String>) -> Self {
+        self.dedupe_key = Some(key.into());
+        self
+    }
+
+    pub fn at(mut self, run_at: i64) -> Self {
+        self.run_at = run_at;
+        self
+    }
+}
+
+/// A claimed job.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub dedupe_key: Option<String>,
+}
+
+impl Job {
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, String> {
+        serde_json::from_str(&self.payload).map_err(|e| format!("bad {} payload: {e}", self.kind))
+    }
+
+    /// Whether a failure now is final.
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempts >= self.max_attempts
+    }
+}
+
+/// One row of `onboard jobs stats`.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct JobStats {
+    pub kind: String,
+    pub queued: i64,
+    pub running: i64,
+    /// Queued again after at least one failed attempt.
+    pub retrying: i64,
+    pub dead: i64,
+    pub done: i64,
+    /// Age in seconds of the oldest job waiting to run, if any.
+    pub oldest_waiting_secs: Option<i64>,
+}
+
+/// A listed job (operators).
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct JobRow {
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub last_error: Option<String>,
+    pub run_at: i64,
+}
+
+/// Delay before attempt `attempt + 1`: 1 s, 2 s, 4 s … capped at 5 min, ±25 % jitter.
+pub fn backoff_ms(attempt: i64, base_ms: i64) -> i64 {
+    let exp = base_ms.saturating_mul(1i64 << attempt.clamp(0, 20).saturating_sub(1));
+    let capped = exp.min(300_000);
+    let jitter = rand::rng().random_range(-(capped / 4)..=(capped / 4).max(0));
+    (capped + jitter).max(1)
+}
+
+impl Tx {
+    /// Enqueues a job in this transaction; returns false when a job with the same dedupe key is
+    /// already queued or running.
+    pub async fn enqueue(&mut self, job: NewJob) -> StoreResult<bool> {
+        let now = now_ms();
+        let id = format!("job_{}", ulid::Ulid::new());
+        let inserted = with_conn!(self, |conn| {
+            sqlx::query(
+                "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, dedupe_key, \
+                 created_at, updated_at) VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $7, $7) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&id)
+            .bind(job.kind.as_str())
+            .bind(&job.payload)
+            .bind(i64::from(job.max_attempts))
+            .bind(job.run_at)
+            .bind(&job.dedupe_key)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+        });
+        Ok(inserted == 1)
+    }
+}
+
+impl Store {
+    /// Enqueues a job in its own transaction.
+    pub async fn enqueue(&self, job: NewJob) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let ok = tx.enqueue(job).await?;
+        tx.commit().await?;
+        Ok(ok)
+    }
+
+    /// Claims the next due job (or one whose lease expired) for `worker`.
+    pub async fn claim_job(&self, worker: &str) -> StoreResult<Option<Job>> {
+        let now = now_ms();
+        let job = match self {
+            Store::Sqlite(pool) => {
+                sqlx::query_as(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $1, \
+                     locked_by = $2, updated_at = $3 WHERE id = (SELECT id FROM jobs WHERE \
+                     (status = 'queued' AND run_at <= $3) OR (status = 'running' AND locked_until < $3) \
+                     ORDER BY run_at LIMIT 1) \
+                     RETURNING id, kind, payload, attempts, max_attempts, dedupe_key",
+                )
+                .bind(now + LEASE_MS)
+                .bind(worker)
+                .bind(now)
+                .fetch_optional(pool)
+                .await?
+            }
+            Store::Postgres(pool) => {
+                sqlx::query_as(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $1, \
+                     locked_by = $2, updated_at = $3 WHERE id = (SELECT id FROM jobs WHERE \
+                     (status = 'queued' AND run_at <= $3) OR (status = 'running' AND locked_until < $3) \
+                     ORDER BY run_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                     RETURNING id, kind, payload, attempts, max_attempts, dedupe_key",
+                )
+                .bind(now + LEASE_MS)
+                .bind(worker)
+                .bind(now)
+                .fetch_optional(pool)
+                .await?
+            }
+        };
+        Ok(job)
+    }
+
+    /// Marks a job done, if `worker` still holds it.
+    pub async fn complete_job(&self, job: &Job, worker: &str) -> StoreResult<()> {
+        let now = now_ms();
+        with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET status = 'done', finished_at = $1, updated_at = $1, locked_until = NULL \
+                 WHERE id = $2 AND locked_by = $3 AND status = 'running'",
+            )
+            .bind(now)
+            .bind(&job.id)
+            .bind(worker)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Records a failed attempt: queued again after a backoff, or dead after the last attempt.
+    /// Returns true when the job is now dead.
+    pub async fn fail_job(
+        &self,
+        job: &Job,
+        worker: &str,
+        error: &str,
+        base_backoff_ms: i64,
+    ) -> StoreResult<bool> {
+        let now = now_ms();
+        let dead = job.is_last_attempt();
+        let error: String = error.chars().take(2000).collect();
+        with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET status = $1, last_error = $2, run_at = $3, updated_at = $4, locked_until = NULL, \
+                 finished_at = CASE WHEN $1 = 'dead' THEN $4 ELSE NULL END \
+                 WHERE id = $5 AND locked_by = $6 AND status = 'running'",
+            )
+            .bind(if dead { "dead" } else { "queued" })
+            .bind(&error)
+            .bind(now + if dead { 0 } else { backoff_ms(job.attempts, base_backoff_ms) })
+            .bind(now)
+            .bind(&job.id)
+            .bind(worker)
+            .execute(pool)
+            .await?;
+        });
+        Ok(dead)
+    }
+
+    /// Puts a dead (or waiting) job back in the queue to run now with a fresh attempt budget.
+    pub async fn retry_job(&self, id: &str) -> StoreResult<()> {
+        let now = now_ms();
+        let n = with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $1, updated_at = $1, finished_at = NULL \
+                 WHERE id = $2 AND status IN ('dead', 'queued')",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map_err(|e| StoreError::unique(e, "a queued job with the same key"))?
+            .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound("dead or queued job"));
+        }
+        Ok(())
+    }
+
+    /// Counts per kind and status.
+    pub async fn job_stats(&self) -> StoreResult<Vec<JobStats>> {
+        let now = now_ms();
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT kind, \
+                 SUM(CASE WHEN status = 'queued' AND attempts = 0 THEN 1 ELSE 0 END) AS queued, \
+                 SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS running, \
+                 SUM(CASE WHEN status = 'queued' AND attempts > 0 THEN 1 ELSE 0 END) AS retrying, \
+                 SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END) AS dead, \
+                 SUM(CASE WHEN status = 'done' THEN 1 ELSE 0 END) AS done, \
+                 MAX(CASE WHEN status = 'queued' AND run_at <= $1 THEN ($1 - created_at) / 1000 END) AS oldest_waiting_secs \
+                 FROM jobs GROUP BY kind ORDER BY kind",
+            )
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Jobs in a status (e.g. `dead`), newest first.
+    pub async fn list_jobs(&self, status: &str, limit: i64) -> StoreResult<Vec<JobRow>> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, kind, status, attempts, max_attempts, last_error, run_at FROM jobs \
+                 WHERE status = $1 ORDER BY updated_at DESC LIMIT $2",
+            )
+            .bind(status)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Jobs not yet finished (queued or running); tests assert this drains to zero.
+    pub async fn unfinished_jobs(&self, kind: Option<JobKind>) -> StoreResult<i64> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running') AND ($1 IS NULL OR kind = $1)",
+            )
+            .bind(kind.map(JobKind::as_str))
+            .fetch_one(pool)
+            .await?
+        }))
+    }
+
+    /// Deletes finished jobs older than `before`.
+    pub async fn prune_jobs(&self, before: i64) -> StoreResult<u64> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query("DELETE FROM jobs WHERE status = 'done' AND finished_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_with_bounded_jitter() {
+        for attempt in 1..=6 {
+            let nominal = 1000i64 << (attempt - 1);
+            for _ in 0..50 {
+                let d = backoff_ms(attempt, 1000);
+                assert!(
+                    d >= nominal * 3 / 4 && d <= nominal * 5 / 4,
+                    "attempt {attempt}: {d}"
+                );
+            }
+        }
+        assert!(backoff_ms(40, 1000) <= 375_000, "capped");
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in JobKind::ALL {
+            assert_eq!(JobKind::parse(k.as_str()), Some(k));
+        }
+    }
+}

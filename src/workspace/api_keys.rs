@@ -1,0 +1,370 @@
+//! API keys: HS256 JWTs (`tid`, `scope`, `jti`, `iat`, optional `exp`; `kid` in the header) whose
+//! `jti` must exist, unrevoked and unexpired, in `api_keys`, where only its SHA-256 is stored. The
+//! token is shown once; the row keeps a short display hint.
+
+use std::collections::HashSet;
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::TenantId;
+use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
+use crate::{with_conn, with_pool};
+
+/// What a key may do.
+pub mod scopes {
+    pub const DOCUMENTS_WRITE: &str = "documents:write";
+    pub const QUERY: &str = "query";
+    pub const KEYS_MANAGE: &str = "keys:manage";
+    /// Provisioning's temporary credential: may only write the sample documents.
+    pub const SAMPLE_DATA_WRITE: &str = "sample_data:write";
+    /// The scopes of a tenant's first key.
+    pub const DEFAULT: &[&str] = &[DOCUMENTS_WRITE, QUERY, KEYS_MANAGE];
+}
+
+/// Prefix that makes our keys recognisable in logs and secret scanners.
+pub const TOKEN_PREFIX: &str = "onb_";
+
+/// The claims inside a key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub tid: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    pub jti: String,
+    pub iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+}
+
+/// A key as issued: the secret token (show once) and its public id.
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    pub key_id: String,
+    pub token: SecretString,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant_id: TenantId,
+    pub key_id: String,
+    pub scopes: Vec<String>,
+}
+
+impl Principal {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// Why a key was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("the API key is malformed or its signature is invalid")]
+    Invalid,
+    #[error("the API key has been revoked or does not exist")]
+    Revoked,
+    #[error("the API key has expired")]
+    Expired,
+    #[error("the API key lacks the '{0}' scope")]
+    MissingScope(String),
+}
+
+/// Signs and checks keys with `JWT_SECRET`.
+#[derive(Clone)]
+pub struct KeySigner {
+    kid: String,
+    secret: SecretString,
+}
+
+impl KeySigner {
+    pub fn new(secret: &SecretString) -> Self {
+        let digest = Sha256::digest(secret.expose_secret().as_bytes());
+        Self {
+            kid: hex::encode(&digest[..6]),
+            secret: secret.clone(),
+        }
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The token for these claims (deterministic: HS256 over the same claims gives the same key).
+    pub fn sign(&self, claims: &Claims) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        let jwt = jsonwebtoken::encode(
+            &header,
+            claims,
+            &EncodingKey::from_secret(self.secret.expose_secret().as_bytes()),
+        )
+        .expect("HS256 signing of plain claims cannot fail");
+        format!("{TOKEN_PREFIX}{jwt}")
+    }
+
+    /// Checks signature, algorithm, `kid` and `exp`; does not consult the database.
+    pub fn decode(&self, token: &str) -> Result<Claims, AuthError> {
+        let jwt = token.strip_prefix(TOKEN_PREFIX).ok_or(AuthError::Invalid)?;
+        let header = jsonwebtoken::decode_header(jwt).map_err(|_| AuthError::Invalid)?;
+        if header.alg != Algorithm::HS256 || header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err(AuthError::Invalid);
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.required_spec_claims = HashSet::new();
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<Claims>(
+            jwt,
+            &DecodingKey::from_secret(self.secret.expose_secret().as_bytes()),
+            &validation,
+        )
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+            _ => AuthError::Invalid,
+        })?;
+        Ok(data.claims)
+    }
+}
+
+fn hash_jti(jti: &str) -> String {
+    hex::encode(Sha256::digest(jti.as_bytes()))
+}
+
+fn new_jti() -> String {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl Tx {
+    /// Issues a key in this transaction. `keep_for_reveal` keeps the `jti` so the token can be
+    /// shown once later (the provisioning success page); it is erased when revealed.
+    pub async fn issue_api_key(
+        &mut self,
+        signer: &KeySigner,
+        tenant: &TenantId,
+        name: &str,
+        scopes: &[&str],
+        ttl_secs: Option<i64>,
+        keep_for_reveal: bool,
+    ) -> StoreResult<IssuedKey> {
+        let now = now_ms();
+        let claims = Claims {
+            tid: tenant.to_string(),
+            scope: scopes.join(" "),
+            jti: new_jti(),
+            iat: now / 1000,
+            exp: ttl_secs.map(|t| now / 1000 + t),
+        };
+        let token = signer.sign(&claims);
+        let key_id = format!("key_{}", ulid::Ulid::new());
+        let hint = format!("{TOKEN_PREFIX}…{}", &token[token.len() - 6..]);
+        with_conn!(self, |conn| {
+            sqlx::query(
+                "INSERT INTO api_keys (id, tenant_id, name, jti_hash, scopes, prefix, reveal_jti, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&key_id)
+            .bind(tenant.as_str())
+            .bind(name)
+            .bind(hash_jti(&claims.jti))
+            .bind(&claims.scope)
+            .bind(&hint)
+            .bind(keep_for_reveal.then(|| format!("{}:{}", claims.iat, claims.jti)))
+            .bind(now)
+            .bind(claims.exp.map(|e| e * 1000))
+            .execute(&mut *conn)
+            .await?;
+        });
+        Ok(IssuedKey {
+            key_id,
+            token: SecretString::from(token),
+        })
+    }
+}
+
+/// A stored key, without its secret.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub scopes: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl Store {
+    /// Verifies a presented token: signature, then the stored, unrevoked, unexpired key row.
+    pub async fn authenticate_api_key(
+        &self,
+        signer: &KeySigner,
+        token: &str,
+    ) -> Result<Principal, AuthError> {
+        let claims = signer.decode(token)?;
+        type KeyRow = (String, String, String, Option<i64>, Option<i64>);
+        let row: Option<KeyRow> = with_pool!(self, |pool| {
+            sqlx::query_as("SELECT id, tenant_id, scopes, expires_at, revoked_at FROM api_keys WHERE jti_hash = $1")
+                .bind(hash_jti(&claims.jti))
+                .fetch_optional(pool)
+                .await
+                .map_err(|_| AuthError::Revoked)?
+        });
+        let (key_id, tenant_id, scopes, expires_at, revoked_at) = row.ok_or(AuthError::Revoked)?;
+        if revoked_at.is_some() || tenant_id != claims.tid {
+            return Err(AuthError::Revoked);
+        }
+        if expires_at.is_some_and(|e| e <= now_ms()) {
+            return Err(AuthError::Expired);
+        }
+        Ok(Principal {
+            tenant_id: TenantId::parse(&tenant_id).ok_or(AuthError::Invalid)?,
+            key_id,
+            scopes: scopes.split_whitespace().map(str::to_string).collect(),
+        })
+    }
+
+    /// Revokes a key of a tenant.
+    pub async fn revoke_api_key(&self, tenant: &TenantId, key_id: &str) -> StoreResult<()> {
+        let n = with_pool!(self, |pool| {
+            sqlx::query("UPDATE api_keys SET revoked_at = $1, reveal_jti = NULL WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL")
+                .bind(now_ms())
+                .bind(key_id)
+                .bind(tenant.as_str())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound("api key"));
+        }
+        Ok(())
+    }
+
+    /// A tenant's keys, newest first.
+    pub async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRow>> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, tenant_id, name, scopes, prefix, created_at, last_used_at, expires_at, revoked_at \
+                 FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC",
+            )
+            .bind(tenant.as_str())
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Returns the token of a key kept for reveal and erases what made that possible, so it is
+    /// shown exactly once. `None` when it was already shown (or never kept).
+    pub async fn reveal_api_key_once(
+        &self,
+        signer: &KeySigner,
+        key_id: &str,
+    ) -> StoreResult<Option<SecretString>> {
+        type RevealRow = (String, String, Option<String>, Option<i64>);
+        let row: Option<RevealRow> = with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT tenant_id, scopes, reveal_jti, expires_at FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
+            )
+            .bind(key_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        let Some((tid, scope, Some(reveal), exp)) = row else {
+            return Ok(None);
+        };
+        // Only the caller whose update clears the value shows the key: exactly once.
+        let cleared = with_pool!(self, |pool| {
+            sqlx::query("UPDATE api_keys SET reveal_jti = NULL WHERE id = $1 AND reveal_jti = $2")
+                .bind(key_id)
+                .bind(&reveal)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if cleared != 1 {
+            return Ok(None);
+        }
+        Ok(Some(()).and_then(|()| {
+            let (iat, jti) = reveal.split_once(':')?;
+            let claims = Claims {
+                tid,
+                scope,
+                jti: jti.to_string(),
+                iat: iat.parse().ok()?,
+                exp: exp.map(|e| e / 1000),
+            };
+            Some(SecretString::from(signer.sign(&claims)))
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> KeySigner {
+        KeySigner::new(&SecretString::from("test-secret-of-sufficient-length"))
+    }
+
+    fn claims() -> Claims {
+        Claims {
+            tid: "tenant_01ABC".into(),
+            scope: "query".into(),
+            jti: "j1".into(),
+            iat: 1_700_000_000,
+            exp: None,
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_and_are_deterministic() {
+        let s = signer();
+        let t = s.sign(&claims());
+        assert!(t.starts_with(TOKEN_PREFIX));
+        assert_eq!(t, s.sign(&claims()));
+        assert_eq!(s.decode(&t).unwrap(), claims());
+    }
+
+    #[test]
+    fn refuses_other_secrets_alg_none_and_tampering() {
+        let t = signer().sign(&claims());
+        let other = KeySigner::new(&SecretString::from("another-secret-of-sufficient-length"));
+        assert_eq!(other.decode(&t), Err(AuthError::Invalid));
+        let jwt = t.strip_prefix(TOKEN_PREFIX).unwrap();
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let none_header = b64.encode(format!(
+            r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#,
+            signer().kid()
+        ));
+        assert_eq!(
+            signer().decode(&format!("{TOKEN_PREFIX}{none_header}.{}.", parts[1])),
+            Err(AuthError::Invalid)
+        );
+        let forged_claims =
+            b64.encode(r#"{"tid":"tenant_OTHER","scope":"query","jti":"j1","iat":1700000000}"#);
+        let forged = format!("{TOKEN_PREFIX}{}.{forged_claims}.{}", parts[0], parts[2]);
+        assert_eq!(signer().decode(&forged), Err(AuthError::Invalid));
+        assert_eq!(
+            signer().decode(jwt),
+            Err(AuthError::Invalid),
+            "prefix required"
+        );
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let mut c = claims();
+        c.exp = Some(1_000);
+        assert_eq!(signer().decode(&signer().sign(&c)), Err(AuthError::Expired));
+    }
+}

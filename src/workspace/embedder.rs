@@ -1,0 +1,90 @@
+//! The built-in deterministic embedder: no model download, same text → same vector on every
+//! machine. Words and word bigrams are hashed into a fixed number of signed buckets (feature
+//! hashing) and the vector is L2-normalised, so cosine similarity measures shared vocabulary.
+
+use sha2::{Digest, Sha256};
+
+/// Dimensions of the built-in embedder.
+pub const DIMENSION: usize = 384;
+
+/// Embeds text into a unit vector of [`DIMENSION`] floats.
+pub fn embed(text: &str) -> Vec<f32> {
+    let mut v = vec![0f32; DIMENSION];
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase())
+        .filter(|w| !STOP_WORDS.contains(&w.as_str()))
+        .collect();
+    for w in &words {
+        add(&mut v, w.as_bytes(), 1.0);
+    }
+    for pair in words.windows(2) {
+        add(&mut v, format!("{} {}", pair[0], pair[1]).as_bytes(), 0.5);
+    }
+    normalize(&mut v);
+    v
+}
+
+fn add(v: &mut [f32], feature: &[u8], weight: f32) {
+    let h = Sha256::digest(feature);
+    let bucket = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize % v.len();
+    let sign = if h[4] & 1 == 0 { 1.0 } else { -1.0 };
+    v[bucket] += sign * weight;
+}
+
+fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// Cosine similarity of two vectors of equal length (0 when either is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut dot, mut na, mut nb) = (0f32, 0f32, 0f32);
+    for (x, y) in a.iter().zip(b) {
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na.sqrt() * nb.sqrt())
+    }
+}
+
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "in", "is", "it", "of",
+    "on", "or", "our", "the", "this", "to", "what", "with", "you", "your",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_and_unit_length() {
+        let a = embed("Getting started with the API");
+        assert_eq!(a, embed("Getting started with the API"));
+        assert_eq!(a.len(), DIMENSION);
+        let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn related_text_scores_higher_than_unrelated() {
+        let doc_api =
+            embed("Our REST API provides endpoints for tenant management and query execution");
+        let doc_cake = embed("Bake the cake at 180 degrees until golden brown");
+        let q = embed("which REST endpoints does the API provide");
+        assert!(cosine(&q, &doc_api) > cosine(&q, &doc_cake) + 0.2);
+    }
+
+    #[test]
+    fn empty_text_is_a_zero_vector() {
+        assert!(embed("  ").iter().all(|x| *x == 0.0));
+        assert_eq!(cosine(&embed(""), &embed("x")), 0.0);
+    }
+}

@@ -1,0 +1,30 @@
+//! Sample documents shipped in the binary (the seed's `example_data.json` shape).
+
+use serde::Deserialize;
+
+/// One sample document.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SampleDocument {
+    pub id: String,
+    pub title: String,
+    pub content: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+const SAMPLE_JSON: &str = include_str!("../../data/sample_documents.json");
+
+/// The documents every new workspace starts with.
+pub fn documents() -> Vec<SampleDocument> {
+    serde_json::from_str(SAMPLE_JSON).expect("the shipped sample documents parse")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ships_the_three_seed_documents() {
+        let docs = super::documents();
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[0].id, "doc_1");
+        assert!(docs.iter().all(|d| !d.content.is_empty()));
+    }
+}

@@ -1,0 +1,499 @@
+//! Pay → provision → welcome, on both stores.
+
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{Backend, TestApp, assert_error, spawn_app, spawn_app_with};
+use crate::store_tests;
+use onboard::domain::TenantId;
+
+store_tests!(
+    paying_on_the_dev_checkout_provisions_the_tenant_end_to_end,
+    webhook_refuses_bad_signatures_and_stores_nothing,
+    events_delivered_three_times_concurrently_provision_once,
+    a_failing_vector_store_fails_the_tenant_after_retries_and_retry_recovers,
+    the_sweeper_fails_a_stuck_tenant_without_anyone_reading_it,
+    enterprise_signups_go_to_sales_review_and_notify_the_operator,
+    operator_provision_endpoint_requires_the_admin_token,
+    signup_with_stripe_sends_the_exact_checkout_request,
+    stripe_errors_answer_502_and_store_nothing,
+);
+
+async fn signup_and_session(app: &TestApp, email: &str) -> (String, String) {
+    let b = app.signup(email, "pro").await;
+    let url = b["checkout_url"].as_str().unwrap().to_string();
+    (
+        b["tenant_id"].as_str().unwrap().to_string(),
+        url.rsplit('/').next().unwrap().to_string(),
+    )
+}
+
+async fn completed_event(app: &TestApp, tenant_id: &str, session: &str) -> Value {
+    let t = app
+        .store
+        .tenant(&TenantId::parse(tenant_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    onboard::billing::checkout::dev_completed_event(&t, session)
+}
+
+async fn paying_on_the_dev_checkout_provisions_the_tenant_end_to_end(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (tid, session) = signup_and_session(&app, "journey@example.com").await;
+    let resp = app
+        .client
+        .post(app.url(&format!("/dev/checkout/{session}/pay")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("/onboarding/success?session_id={session}")
+    );
+    let t = app.wait_for_status(&tid, "active", 20).await;
+    assert!(t["activated_at"].is_string());
+
+    let page = app
+        .get(&format!("/onboarding/success?session_id={session}"))
+        .await;
+    assert_eq!(page.status(), 200);
+    let progress: Value = app
+        .get(&format!("/onboarding/status?session_id={session}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = progress["api_key"]
+        .as_str()
+        .expect("key shown once")
+        .to_string();
+    assert!(
+        progress["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == "done"),
+        "{progress}"
+    );
+    let again: Value = app
+        .get(&format!("/onboarding/status?session_id={session}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(again["api_key"].is_null(), "the key is shown only once");
+    let principal = app
+        .store
+        .authenticate_api_key(&app.state.signer, &key)
+        .await
+        .unwrap();
+    assert_eq!(principal.tenant_id.as_str(), tid);
+
+    let id = TenantId::parse(&tid).unwrap();
+    assert_eq!(
+        app.state.vectors.count(&tid).await.unwrap(),
+        3,
+        "sample documents loaded"
+    );
+    let keys = app.store.list_api_keys(&id).await.unwrap();
+    assert_eq!(
+        keys.iter().filter(|k| k.revoked_at.is_none()).count(),
+        1,
+        "one live key; the temporary one is revoked"
+    );
+    let emails = wait_for_sent_emails(&app, &tid, 1).await;
+    let welcome = &emails[0];
+    assert_eq!(welcome.kind, "welcome");
+    assert!(welcome.text_body.contains(&app.url("/login/magic?token=")));
+    assert!(
+        !welcome.text_body.contains(&key) && !welcome.html_body.contains(&key),
+        "no key in email"
+    );
+    assert!(welcome.html_body.contains(&welcome.preheader));
+    assert!(welcome.headers.contains("Message-ID"));
+    let mailbox = app.get("/dev/mailbox").await.text().await.unwrap();
+    assert!(mailbox.contains(&welcome.subject.replace('&', "&amp;")));
+    let history: Vec<String> = app
+        .store
+        .status_history(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.to_status)
+        .collect();
+    assert_eq!(history, ["pending_payment", "provisioning", "active"]);
+    assert_eq!(
+        app.store
+            .unfinished_jobs(Some(onboard::jobs::JobKind::ProvisionTenant))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn wait_for_sent_emails(
+    app: &TestApp,
+    tid: &str,
+    n: usize,
+) -> Vec<onboard::email::StoredEmail> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let emails = app.store.list_emails(Some(tid), 10).await.unwrap();
+        if emails.iter().filter(|e| e.status == "sent").count() >= n {
+            return emails;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "emails not sent: {emails:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn webhook_refuses_bad_signatures_and_stores_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = include_str!("../../../shared/contracts/event_checkout.session.completed.json");
+    let url = app.url("/webhook/stripe");
+    for sig in [None, Some("t=1,v1=00"), Some("garbage")] {
+        let mut req = app
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(s) = sig {
+            req = req.header("stripe-signature", s);
+        }
+        let err = assert_error(req.send().await.unwrap(), 400, "invalid_signature").await;
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Invalid signature")
+        );
+    }
+    // Signed with another secret.
+    let header = onboard::billing::signature::sign(
+        body.as_bytes(),
+        "whsec_other",
+        chrono::Utc::now().timestamp(),
+    );
+    let resp = app
+        .client
+        .post(&url)
+        .header("stripe-signature", header)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("onboard_webhook_invalid_signature_total 4"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("onboard_webhook_received_total 0"));
+    // A valid event for a tenant we do not know: 200, recorded, never retried.
+    let resp = app
+        .deliver_event(&serde_json::from_str(body).unwrap())
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+async fn events_delivered_three_times_concurrently_provision_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (tid, session) = signup_and_session(&app, "dup@example.com").await;
+    let completed = completed_event(&app, &tid, &session).await;
+    let t = app
+        .store
+        .tenant(&TenantId::parse(&tid).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let expired = onboard::billing::checkout::dev_expired_event(&t, &session);
+    // The customer reaches the success page first: it fulfils from the dev session once paid.
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let (c, u, e) = (
+            app.client.clone(),
+            app.url("/webhook/stripe"),
+            completed.clone(),
+        );
+        let secret =
+            secrecy::ExposeSecret::expose_secret(app.state.webhook_secret.as_ref()).to_string();
+        tasks.push(tokio::spawn(async move {
+            let body = serde_json::to_vec(&e).unwrap();
+            let h =
+                onboard::billing::signature::sign(&body, &secret, chrono::Utc::now().timestamp());
+            c.post(u)
+                .header("stripe-signature", h)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let _ = app
+        .get(&format!("/onboarding/success?session_id={session}"))
+        .await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.deliver_event(&expired).await.status(),
+            200,
+            "expired after completed"
+        );
+    }
+    app.wait_for_status(&tid, "active", 20).await;
+    for _ in 0..3 {
+        assert_eq!(app.deliver_event(&completed).await.status(), 200);
+    }
+    wait_for_sent_emails(&app, &tid, 1).await;
+    // Let every queued event job finish before counting.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app
+        .store
+        .unfinished_jobs(Some(onboard::jobs::JobKind::StripeEvent))
+        .await
+        .unwrap()
+        > 0
+    {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let id = TenantId::parse(&tid).unwrap();
+    let t = app.store.tenant(&id).await.unwrap().unwrap();
+    assert_eq!(
+        t.status.as_str(),
+        "active",
+        "an expired event never moves a paid tenant back"
+    );
+    let keys = app.store.list_api_keys(&id).await.unwrap();
+    assert_eq!(
+        keys.iter().filter(|k| k.name == "Default key").count(),
+        1,
+        "one key"
+    );
+    assert_eq!(
+        app.store.list_emails(Some(&tid), 10).await.unwrap().len(),
+        1,
+        "one welcome email"
+    );
+    let history: Vec<String> = app
+        .store
+        .status_history(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.to_status)
+        .collect();
+    assert_eq!(history, ["pending_payment", "provisioning", "active"]);
+}
+
+async fn a_failing_vector_store_fails_the_tenant_after_retries_and_retry_recovers(
+    backend: Backend,
+) {
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("JOB_BACKOFF_BASE_MS", "20"),
+            ("MAX_PROVISIONING_RETRIES", "3"),
+        ],
+    )
+    .await;
+    let (tid, session) = signup_and_session(&app, "flaky@example.com").await;
+    app.state.vectors.simulate_outage(true);
+    assert_eq!(
+        app.deliver_event(&completed_event(&app, &tid, &session).await)
+            .await
+            .status(),
+        200
+    );
+    let failed = app.wait_for_status(&tid, "failed", 20).await;
+    let reason = failed["status_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("after 3 attempts") && reason.contains("namespace"),
+        "{reason}"
+    );
+    let dead = app.store.list_jobs("dead", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 3);
+    // Retrying a tenant that is not failed is refused.
+    app.state.vectors.simulate_outage(false);
+    let resp = app
+        .client
+        .post(app.url(&format!("/tenant/{tid}/retry")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    app.wait_for_status(&tid, "active", 20).await;
+    let resp = app
+        .client
+        .post(app.url(&format!("/tenant/{tid}/retry")))
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 409, "invalid_transition").await;
+    assert_eq!(app.state.vectors.count(&tid).await.unwrap(), 3);
+}
+
+async fn the_sweeper_fails_a_stuck_tenant_without_anyone_reading_it(backend: Backend) {
+    let app = spawn_app_with(backend, &[("PROVISIONING_TIMEOUT_SECONDS", "1")]).await;
+    let (tid, _) = signup_and_session(&app, "stuck@example.com").await;
+    let id = TenantId::parse(&tid).unwrap();
+    // Provisioning started, but its job was lost (no job enqueued).
+    let mut tx = app.store.begin().await.unwrap();
+    tx.transition_tenant(
+        &id,
+        onboard::domain::TenantStatus::Provisioning,
+        "paid",
+        "test",
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let t = app.store.tenant(&id).await.unwrap().unwrap();
+        if t.status.as_str() == "failed" {
+            assert!(
+                t.status_reason
+                    .unwrap()
+                    .contains("did not finish within 1 s")
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "sweeper never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn enterprise_signups_go_to_sales_review_and_notify_the_operator(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let resp = app
+        .post_json("/signup", &json!({"email": "cio@bigcorp.com", "company_name": "BigCorp", "password": "SecurePass123!", "plan": "enterprise"}))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(b["status"], "sales_review");
+    assert!(b["checkout_url"].is_null());
+    assert!(b["message"].as_str().unwrap().contains("sales"));
+    let emails = wait_for_sent_emails(&app, b["tenant_id"].as_str().unwrap(), 1).await;
+    assert_eq!(emails[0].kind, "sales_notification");
+    assert_eq!(emails[0].to_email, "operators@onboard.local");
+}
+
+async fn operator_provision_endpoint_requires_the_admin_token(backend: Backend) {
+    let closed = spawn_app(backend.clone()).await;
+    let resp = closed
+        .post_json("/provision", &json!({"tenant_id": "tenant_01ABC"}))
+        .await;
+    assert_error(resp, 403, "operator_disabled").await;
+    let app = spawn_app_with(backend, &[("ADMIN_TOKEN", "operator-token-123456")]).await;
+    let (tid, _) = signup_and_session(&app, "op@example.com").await;
+    let resp = app
+        .post_json("/provision", &json!({"tenant_id": tid}))
+        .await;
+    assert_error(resp, 401, "unauthorized").await;
+    let resp = app
+        .client
+        .post(app.url("/provision"))
+        .bearer_auth("operator-token-123456")
+        .json(&json!({"tenant_id": tid}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 409, "invalid_transition").await;
+}
+
+async fn signup_with_stripe_sends_the_exact_checkout_request(backend: Backend) {
+    let stripe = MockServer::start().await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_123"),
+            ("STRIPE_API_BASE", &stripe.uri()),
+            ("STRIPE_PRICE_ID_PRO", "price_TestPro"),
+        ],
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/checkout/sessions"))
+        .and(header("authorization", "Bearer sk_test_123"))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "cs_test_captured123", "object": "checkout.session",
+            "url": "https://checkout.stripe.com/c/pay/cs_test_captured123#fid"
+        })))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    let b = app.signup("alice+test@example.com", "pro").await;
+    assert_eq!(
+        b["checkout_url"],
+        "https://checkout.stripe.com/c/pay/cs_test_captured123#fid"
+    );
+    let reqs = stripe.received_requests().await.unwrap();
+    let body = String::from_utf8(reqs[0].body.clone()).unwrap();
+    let tid = b["tenant_id"].as_str().unwrap();
+    let success =
+        onboard::billing::stripe::checkout_form_body(&onboard::billing::stripe::CheckoutRequest {
+            tenant_id: tid.into(),
+            plan: "pro".into(),
+            price_id: "price_TestPro".into(),
+            customer_email: "alice+test@example.com".into(),
+            success_url: app.url("/onboarding/success?session_id={CHECKOUT_SESSION_ID}"),
+            cancel_url: app.url("/onboarding/canceled"),
+        });
+    assert_eq!(body, success);
+    assert!(body.contains("customer_email=alice%2Btest%40example.com"));
+    assert!(body.contains(&format!("subscription_data[metadata][tenant_id]={tid}")));
+    assert_eq!(
+        reqs[0].headers["idempotency-key"],
+        format!("onboard-{tid}-checkout-v1").as_str()
+    );
+    let t = app
+        .store
+        .tenant(&TenantId::parse(tid).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        t.stripe_checkout_session_id.as_deref(),
+        Some("cs_test_captured123")
+    );
+}
+
+async fn stripe_errors_answer_502_and_store_nothing(backend: Backend) {
+    let stripe = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"error": {"message": "No such price", "type": "invalid_request_error"}}),
+        ))
+        .mount(&stripe)
+        .await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_123"),
+            ("STRIPE_API_BASE", &stripe.uri()),
+            ("STRIPE_PRICE_ID_PRO", "price_bad"),
+        ],
+    )
+    .await;
+    let resp = app
+        .post_json("/signup", &json!({"email": "s@example.com", "company_name": "S", "password": "SecurePass123!", "plan": "pro"}))
+        .await;
+    assert_error(resp, 502, "payment_provider_error").await;
+    assert!(
+        app.store.list_tenants(None, 10).await.unwrap().is_empty(),
+        "nothing half-written"
+    );
+}
