@@ -32,6 +32,8 @@ pub struct AppState {
     pub jobs_ready: Arc<Notify>,
     /// Counters exported at `/metrics`.
     pub metrics: Arc<crate::metrics::Counters>,
+    /// Plain HTTP client for calls to ourselves (the dev checkout's webhook delivery).
+    pub http: reqwest::Client,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
             signer,
             jobs_ready: Arc::new(Notify::new()),
             metrics: Arc::new(crate::metrics::Counters::default()),
+            http: reqwest::Client::new(),
         }
     }
 }

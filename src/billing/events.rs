@@ -139,13 +139,17 @@ pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
     let outcome = match (kind.as_str(), object) {
         ("checkout.session.completed", Some(obj)) => {
             match serde_json::from_value::<CheckoutSession>(obj) {
-                Ok(session) => describe(checkout::fulfill(app, &session, "stripe webhook").await?),
+                Ok(session) => describe(
+                    app,
+                    event_id,
+                    checkout::fulfill(app, &session, "stripe webhook").await?,
+                ),
                 Err(e) => format!("malformed checkout session: {e}"),
             }
         }
         ("checkout.session.expired", Some(obj)) => {
             match serde_json::from_value::<CheckoutSession>(obj) {
-                Ok(session) => describe(checkout::expire(app, &session).await?),
+                Ok(session) => describe(app, event_id, checkout::expire(app, &session).await?),
                 Err(e) => format!("malformed checkout session: {e}"),
             }
         }
@@ -155,10 +159,6 @@ pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
             "ignored: unhandled type".to_string()
         }
     };
-    if outcome.starts_with("unknown tenant") {
-        Counters::inc(&app.metrics.webhook_unknown_tenant);
-        tracing::warn!(event_id, "event for an unknown tenant");
-    }
     with_pool!(&app.store, |pool| {
         sqlx::query("UPDATE webhook_events SET processed_at = $1, outcome = $2 WHERE id = $3")
             .bind(now_ms())
@@ -170,7 +170,12 @@ pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
     Ok(())
 }
 
-fn describe(f: Fulfilment) -> String {
+/// The stored outcome of a handled event; an unknown tenant is also logged and counted.
+fn describe(app: &AppState, event_id: &str, f: Fulfilment) -> String {
+    if f == Fulfilment::UnknownTenant {
+        Counters::inc(&app.metrics.webhook_unknown_tenant);
+        tracing::warn!(event_id, "event for an unknown tenant");
+    }
     match f {
         Fulfilment::Started => "tenant moved to provisioning".into(),
         Fulfilment::Abandoned => "tenant abandoned".into(),

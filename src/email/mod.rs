@@ -87,6 +87,23 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// Stores an email and enqueues its delivery in this transaction; `None` when the dedupe
+    /// key was already used (nothing is queued then).
+    pub async fn queue_email(
+        &mut self,
+        email: &OutgoingEmail,
+        from_address: &str,
+    ) -> StoreResult<Option<String>> {
+        let id = self.insert_email(email, from_address).await?;
+        if let Some(id) = &id {
+            self.enqueue(crate::jobs::worker::send_email_job(id))
+                .await?;
+        }
+        Ok(id)
+    }
+}
+
 impl Store {
     pub async fn email(&self, id: &str) -> StoreResult<Option<StoredEmail>> {
         Ok(with_pool!(self, |pool| {

@@ -93,7 +93,8 @@ async fn deliver(state: &AppState, event: &serde_json::Value) -> AppResult<()> {
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let resp = reqwest::Client::new()
+    let resp = state
+        .http
         .post(format!("http://{addr}/webhook/stripe"))
         .header("content-type", "application/json")
         .header("stripe-signature", header)

@@ -11,7 +11,6 @@ use super::extract::{ClientIp, JsonBody};
 use crate::billing::checkout;
 use crate::domain::{Plan, SignupInput, TenantId, TenantStatus, password};
 use crate::email::templates;
-use crate::jobs::worker::send_email_job;
 use crate::store::{NewTenant, StoreError, now_ms};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -149,16 +148,8 @@ pub async fn signup(
             &tenant.company_name,
             &tenant.email,
         );
-        let domain = state
-            .settings
-            .sendgrid_from_email
-            .rsplit('@')
-            .next()
-            .unwrap_or("onboard.local")
-            .to_string();
-        if let Some(mail_id) = tx.insert_email(&email, &domain).await? {
-            tx.enqueue(send_email_job(&mail_id)).await?;
-        }
+        tx.queue_email(&email, &state.settings.sendgrid_from_email)
+            .await?;
     }
     tx.commit().await?;
     state.jobs_ready.notify_waiters();

@@ -182,36 +182,32 @@ impl Store {
     /// Claims the next due job (or one whose lease expired) for `worker`.
     pub async fn claim_job(&self, worker: &str) -> StoreResult<Option<Job>> {
         let now = now_ms();
-        let job = match self {
-            Store::Sqlite(pool) => {
-                sqlx::query_as(
-                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $1, \
-                     locked_by = $2, updated_at = $3 WHERE id = (SELECT id FROM jobs WHERE \
-                     (status = 'queued' AND run_at <= $3) OR (status = 'running' AND locked_until < $3) \
-                     ORDER BY run_at LIMIT 1) \
-                     RETURNING id, kind, payload, attempts, max_attempts, dedupe_key",
+        // The same statement on both backends; PostgreSQL also skips rows another worker has
+        // locked, SQLite needs nothing more because it has a single writer.
+        macro_rules! claim_sql {
+            ($lock:literal) => {
+                concat!(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $1, ",
+                    "locked_by = $2, updated_at = $3 WHERE id = (SELECT id FROM jobs WHERE ",
+                    "(status = 'queued' AND run_at <= $3) OR (status = 'running' AND locked_until < $3) ",
+                    "ORDER BY run_at LIMIT 1",
+                    $lock,
+                    ") RETURNING id, kind, payload, attempts, max_attempts, dedupe_key"
                 )
-                .bind(now + LEASE_MS)
-                .bind(worker)
-                .bind(now)
-                .fetch_optional(pool)
-                .await?
-            }
-            Store::Postgres(pool) => {
-                sqlx::query_as(
-                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $1, \
-                     locked_by = $2, updated_at = $3 WHERE id = (SELECT id FROM jobs WHERE \
-                     (status = 'queued' AND run_at <= $3) OR (status = 'running' AND locked_until < $3) \
-                     ORDER BY run_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-                     RETURNING id, kind, payload, attempts, max_attempts, dedupe_key",
-                )
-                .bind(now + LEASE_MS)
-                .bind(worker)
-                .bind(now)
-                .fetch_optional(pool)
-                .await?
-            }
+            };
+        }
+        let sql = match self {
+            Store::Sqlite(_) => claim_sql!(""),
+            Store::Postgres(_) => claim_sql!(" FOR UPDATE SKIP LOCKED"),
         };
+        let job = with_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(now + LEASE_MS)
+                .bind(worker)
+                .bind(now)
+                .fetch_optional(pool)
+                .await?
+        });
         Ok(job)
     }
 

@@ -231,22 +231,10 @@ pub async fn run(app: &AppState, tenant_id: &TenantId) -> Result<(), StepError> 
             docs_url.as_str(),
             hours,
         );
-        let from_domain = app
-            .settings
-            .sendgrid_from_email
-            .rsplit('@')
-            .next()
-            .unwrap_or("onboard.local")
-            .to_string();
         let outbox_id = tx
-            .insert_email(&email, &from_domain)
+            .queue_email(&email, &app.settings.sendgrid_from_email)
             .await
             .map_err(|e| err(&e))?;
-        if let Some(id) = &outbox_id {
-            tx.enqueue(crate::jobs::worker::send_email_job(id))
-                .await
-                .map_err(|e| err(&e))?;
-        }
         if tx
             .record_step(
                 tenant_id,
