@@ -264,24 +264,42 @@ impl TestApp {
             .expect("request")
     }
 
-    /// Polls the tenant until `pred` holds on its status, or panics after `secs`.
+    /// Polls the tenant until it reaches `want`, or panics after `secs`.
     pub async fn wait_for_status(&self, tenant_id: &str, want: &str, secs: u64) -> Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        loop {
-            let body: Value = self
-                .get(&format!("/tenant/{tenant_id}"))
-                .await
-                .json()
-                .await
-                .unwrap();
-            if body["status"] == want {
-                return body;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "tenant never reached {want}: {body}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let url = format!("/tenant/{tenant_id}");
+        eventually(
+            &format!("tenant {tenant_id} reaching {want}"),
+            secs,
+            || async {
+                let body: Value = self.get(&url).await.json().await.unwrap();
+                (body["status"] == want).then_some(body)
+            },
+        )
+        .await
+    }
+
+    /// The statuses a tenant went through, oldest first.
+    pub async fn status_path(&self, id: &onboard::domain::TenantId) -> Vec<String> {
+        let history = self.store.status_history(id).await.unwrap();
+        history.into_iter().map(|h| h.to_status).collect()
+    }
+}
+
+/// Polls `probe` every 20 ms until it yields a value; panics naming `what` after `secs`.
+pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Backend, TestApp, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, TestApp, assert_error, eventually, spawn_app, spawn_app_with};
 use crate::store_tests;
 use onboard::domain::TenantId;
 
@@ -116,15 +116,10 @@ async fn paying_on_the_dev_checkout_provisions_the_tenant_end_to_end(backend: Ba
     assert!(welcome.headers.contains("Message-ID"));
     let mailbox = app.get("/dev/mailbox").await.text().await.unwrap();
     assert!(mailbox.contains(&welcome.subject.replace('&', "&amp;")));
-    let history: Vec<String> = app
-        .store
-        .status_history(&id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| h.to_status)
-        .collect();
-    assert_eq!(history, ["pending_payment", "provisioning", "active"]);
+    assert_eq!(
+        app.status_path(&id).await,
+        ["pending_payment", "provisioning", "active"]
+    );
     assert_eq!(
         app.store
             .unfinished_jobs(Some(onboard::jobs::JobKind::ProvisionTenant))
@@ -139,18 +134,11 @@ async fn wait_for_sent_emails(
     tid: &str,
     n: usize,
 ) -> Vec<onboard::email::StoredEmail> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    eventually(&format!("{n} sent email(s) for {tid}"), 10, || async {
         let emails = app.store.list_emails(Some(tid), 10).await.unwrap();
-        if emails.iter().filter(|e| e.status == "sent").count() >= n {
-            return emails;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "emails not sent: {emails:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        (emails.iter().filter(|e| e.status == "sent").count() >= n).then_some(emails)
+    })
+    .await
 }
 
 async fn webhook_refuses_bad_signatures_and_stores_nothing(backend: Backend) {
@@ -256,17 +244,15 @@ async fn events_delivered_three_times_concurrently_provision_once(backend: Backe
     }
     wait_for_sent_emails(&app, &tid, 1).await;
     // Let every queued event job finish before counting.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app
-        .store
-        .unfinished_jobs(Some(onboard::jobs::JobKind::StripeEvent))
-        .await
-        .unwrap()
-        > 0
-    {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually("event jobs to finish", 10, || async {
+        let left = app
+            .store
+            .unfinished_jobs(Some(onboard::jobs::JobKind::StripeEvent))
+            .await
+            .unwrap();
+        (left == 0).then_some(())
+    })
+    .await;
     let id = TenantId::parse(&tid).unwrap();
     let t = app.store.tenant(&id).await.unwrap().unwrap();
     assert_eq!(
@@ -285,15 +271,10 @@ async fn events_delivered_three_times_concurrently_provision_once(backend: Backe
         1,
         "one welcome email"
     );
-    let history: Vec<String> = app
-        .store
-        .status_history(&id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| h.to_status)
-        .collect();
-    assert_eq!(history, ["pending_payment", "provisioning", "active"]);
+    assert_eq!(
+        app.status_path(&id).await,
+        ["pending_payment", "provisioning", "active"]
+    );
 }
 
 async fn a_failing_vector_store_fails_the_tenant_after_retries_and_retry_recovers(
@@ -359,20 +340,12 @@ async fn the_sweeper_fails_a_stuck_tenant_without_anyone_reading_it(backend: Bac
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let reason = eventually("the sweeper to fail the tenant", 20, || async {
         let t = app.store.tenant(&id).await.unwrap().unwrap();
-        if t.status.as_str() == "failed" {
-            assert!(
-                t.status_reason
-                    .unwrap()
-                    .contains("did not finish within 1 s")
-            );
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "sweeper never ran");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        (t.status.as_str() == "failed").then_some(t.status_reason)
+    })
+    .await;
+    assert!(reason.unwrap().contains("did not finish within 1 s"));
 }
 
 async fn enterprise_signups_go_to_sales_review_and_notify_the_operator(backend: Backend) {
