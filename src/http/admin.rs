@@ -14,6 +14,21 @@ use super::extract::JsonBody;
 use crate::domain::TenantId;
 use crate::store::StoreError;
 
+/// Proof that the request carries the operator token. As an extractor it runs before the body
+/// is read, so an unauthenticated caller learns nothing about the request format.
+pub struct Operator;
+
+impl axum::extract::FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        require_admin(state, &parts.headers).map(|()| Operator)
+    }
+}
+
 /// Checks `Authorization: Bearer <ADMIN_TOKEN>`; closed when no token is configured.
 pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.settings.admin_token.as_ref() else {
@@ -70,10 +85,9 @@ pub struct ProvisionResponse {
     security(("admin_token" = [])))]
 pub async fn provision(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _operator: Operator,
     JsonBody(req): JsonBody<ProvisionRequest>,
 ) -> AppResult<(StatusCode, Json<ProvisionResponse>)> {
-    require_admin(&state, &headers)?;
     let id = TenantId::parse(&req.tenant_id).ok_or_else(|| ApiError::not_found("tenant"))?;
     retry_response(&state, &id, req.force, "operator").await
 }

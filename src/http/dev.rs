@@ -111,14 +111,31 @@ async fn deliver(state: &AppState, event: &serde_json::Value) -> AppResult<()> {
     Ok(())
 }
 
+/// A dev session can be paid or canceled once, while its tenant awaits payment (like a real
+/// Checkout Session, which completes or expires once).
+fn require_open(t: &Tenant) -> AppResult<()> {
+    if t.status != crate::domain::TenantStatus::PendingPayment {
+        return Err(ApiError::conflict(
+            "checkout_closed",
+            format!(
+                "this checkout is closed: the account is already {}",
+                t.status
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn pay(State(state): State<AppState>, Path(session): Path<String>) -> AppResult<Response> {
     let t = dev_session(&state, &session).await?;
+    require_open(&t)?;
     deliver(&state, &checkout::dev_completed_event(&t, &session)).await?;
     Ok(Redirect::to(&format!("/onboarding/success?session_id={session}")).into_response())
 }
 
 async fn cancel(State(state): State<AppState>, Path(session): Path<String>) -> AppResult<Response> {
     let t = dev_session(&state, &session).await?;
+    require_open(&t)?;
     deliver(&state, &checkout::dev_expired_event(&t, &session)).await?;
     Ok(Redirect::to("/onboarding/canceled").into_response())
 }

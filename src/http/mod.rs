@@ -65,6 +65,13 @@ pub fn router(state: AppState) -> Router {
         .merge(onboarding::router())
         .route("/metrics", axum::routing::get(admin::metrics))
         .fallback(|| async { error::ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this path does not accept that HTTP method; see /docs",
+            )
+        })
         .layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

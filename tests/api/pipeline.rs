@@ -55,6 +55,15 @@ async fn paying_on_the_dev_checkout_provisions_the_tenant_end_to_end(backend: Ba
     );
     let t = app.wait_for_status(&tid, "active", 20).await;
     assert!(t["activated_at"].is_string());
+    for action in ["pay", "cancel"] {
+        let resp = app
+            .client
+            .post(app.url(&format!("/dev/checkout/{session}/{action}")))
+            .send()
+            .await
+            .unwrap();
+        assert_error(resp, 409, "checkout_closed").await;
+    }
 
     let page = app
         .get(&format!("/onboarding/success?session_id={session}"))
@@ -374,6 +383,9 @@ async fn operator_provision_endpoint_requires_the_admin_token(backend: Backend) 
     let resp = app
         .post_json("/provision", &json!({"tenant_id": tid}))
         .await;
+    assert_error(resp, 401, "unauthorized").await;
+    // Authentication comes before the body is even read.
+    let resp = app.post_json("/provision", &json!({"tenant_id": 5})).await;
     assert_error(resp, 401, "unauthorized").await;
     let resp = app
         .client

@@ -39,6 +39,8 @@ async fn get_tenant_returns_404_json_for_unknown_or_malformed_ids(backend: Backe
         assert_error(app.get(path).await, 404, "not_found").await;
     }
     assert_error(app.get("/no/such/route").await, 404, "not_found").await;
+    let resp = app.client.put(app.url("/signup")).send().await.unwrap();
+    assert_error(resp, 405, "method_not_allowed").await;
 }
 
 async fn tenant_created_before_a_restart_is_there_after(backend: Backend) {
