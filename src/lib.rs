@@ -4,6 +4,7 @@ pub mod app;
 pub mod billing;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod email;
 pub mod http;

@@ -30,6 +30,8 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Run the whole journey once on a temporary database and print a report.
+    Demo,
     /// Apply database migrations and exit.
     Migrate,
     /// Operator commands on tenants.
@@ -84,6 +86,7 @@ fn main() -> std::process::ExitCode {
         match args.command.unwrap_or(Command::Serve { no_worker: false }) {
             Command::Serve { no_worker } => cli::serve(settings, !no_worker).await,
             Command::Worker => cli::worker(settings).await,
+            Command::Demo => onboard::demo::run().await,
             Command::Jobs {
                 command: JobsCommand::Stats,
             } => cli::jobs_stats(settings).await,

@@ -91,3 +91,28 @@ fn settings_file_and_dotenv_are_layered_under_the_environment() {
     run(&[("DATABASE_URL", "sqlite://from-env.db")]);
     assert!(dir.path().join("from-env.db").exists());
 }
+
+#[test]
+fn demo_runs_the_whole_journey_and_reports_an_active_tenant() {
+    let out = Command::new(env!("CARGO_BIN_EXE_onboard"))
+        .arg("demo")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "POST /signup",
+        "provisioning (worker)",
+        "welcome email delivered",
+        "status=active",
+        "api key       onb_",
+        "login/magic?token=",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}
