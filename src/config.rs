@@ -155,6 +155,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "1000",
         "first retry delay of a failed job; doubles each attempt",
     ),
+    (
+        "JOB_LEASE_SECONDS",
+        "60",
+        "a running job not finished within this is presumed crashed and taken again",
+    ),
 ];
 
 /// Where the service runs.
@@ -195,6 +200,7 @@ pub struct Settings {
     pub admin_token: Option<SecretString>,
     pub operator_email: String,
     pub job_backoff_base_ms: u64,
+    pub job_lease_seconds: u64,
 }
 
 /// A setting that could not be used, named.
@@ -333,6 +339,7 @@ impl Settings {
             admin_token: p.secret("ADMIN_TOKEN"),
             operator_email: p.string("OPERATOR_EMAIL"),
             job_backoff_base_ms: p.parse("JOB_BACKOFF_BASE_MS")?,
+            job_lease_seconds: p.parse("JOB_LEASE_SECONDS")?,
         };
         s.validate(&p)?;
         Ok(s)
@@ -344,6 +351,9 @@ impl Settings {
         }
         if self.provisioning_timeout_seconds == 0 {
             return Err(p.error("PROVISIONING_TIMEOUT_SECONDS", "must be at least 1".into()));
+        }
+        if self.job_lease_seconds == 0 {
+            return Err(p.error("JOB_LEASE_SECONDS", "must be at least 1".into()));
         }
         if self.max_provisioning_retries == 0 {
             return Err(p.error("MAX_PROVISIONING_RETRIES", "must be at least 1".into()));

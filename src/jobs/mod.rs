@@ -13,9 +13,6 @@ use serde::de::DeserializeOwned;
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
 use crate::{with_conn, with_pool};
 
-/// How long a claimed job is ours before another worker may take it.
-pub const LEASE_MS: i64 = 60_000;
-
 /// What a job does. Each kind has a payload type and a handler in `worker.rs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
@@ -179,8 +176,9 @@ impl Store {
         Ok(ok)
     }
 
-    /// Claims the next due job (or one whose lease expired) for `worker`.
-    pub async fn claim_job(&self, worker: &str) -> StoreResult<Option<Job>> {
+    /// Claims the next due job (or one whose lease expired) for `worker`, leased for `lease_ms`
+    /// (after which another worker may take it: the owner is presumed dead).
+    pub async fn claim_job(&self, worker: &str, lease_ms: i64) -> StoreResult<Option<Job>> {
         let now = now_ms();
         // The same statement on both backends; PostgreSQL also skips rows another worker has
         // locked, SQLite needs nothing more because it has a single writer.
@@ -202,7 +200,7 @@ impl Store {
         };
         let job = with_pool!(self, |pool| {
             sqlx::query_as(sql)
-                .bind(now + LEASE_MS)
+                .bind(now + lease_ms)
                 .bind(worker)
                 .bind(now)
                 .fetch_optional(pool)

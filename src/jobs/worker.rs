@@ -81,7 +81,11 @@ async fn job_loop(app: AppState, worker: String, mut stop: watch::Receiver<bool>
         if *stop.borrow() {
             return;
         }
-        match app.store.claim_job(&worker).await {
+        match app
+            .store
+            .claim_job(&worker, app.settings.job_lease_seconds as i64 * 1000)
+            .await
+        {
             Ok(Some(job)) => run_one(&app, &worker, job).await,
             Ok(None) => {
                 // Idle: wake on an in-process enqueue, or poll for other processes' jobs.

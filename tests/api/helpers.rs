@@ -104,6 +104,7 @@ pub struct TestApp {
     handle: Option<JoinHandle<()>>,
     worker_stop: Option<tokio::sync::watch::Sender<bool>>,
     worker: Option<JoinHandle<()>>,
+    with_worker: bool,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -116,7 +117,17 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    start(db, overrides).await
+    start(db, overrides, true).await
+}
+
+/// The server alone: jobs wait for worker processes the test starts itself.
+pub async fn spawn_app_without_worker(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+    let db = TestDb::create(&backend).await;
+    let overrides = overrides
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    start(db, overrides, false).await
 }
 
 fn settings_for(db: &TestDb, overrides: &[(String, String)]) -> Settings {
@@ -129,7 +140,7 @@ fn settings_for(db: &TestDb, overrides: &[(String, String)]) -> Settings {
     Settings::with_overrides(&pairs).expect("test settings are valid")
 }
 
-async fn start(db: TestDb, overrides: Vec<(String, String)>) -> TestApp {
+async fn start(db: TestDb, overrides: Vec<(String, String)>, with_worker: bool) -> TestApp {
     let mut settings = settings_for(&db, &overrides);
     let store = db.store().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -142,7 +153,8 @@ async fn start(db: TestDb, overrides: Vec<(String, String)>) -> TestApp {
     let app = Application::from_listener(listener, settings, store.clone());
     let state = app.state().clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(onboard::jobs::worker::run(state.clone(), 4, stop_rx));
+    let worker =
+        with_worker.then(|| tokio::spawn(onboard::jobs::worker::run(state.clone(), 4, stop_rx)));
     let (tx, rx) = oneshot::channel();
     let handle = tokio::spawn(async move {
         app.run_until(async {
@@ -164,7 +176,8 @@ async fn start(db: TestDb, overrides: Vec<(String, String)>) -> TestApp {
         shutdown: Some(tx),
         handle: Some(handle),
         worker_stop: Some(stop_tx),
-        worker: Some(worker),
+        worker,
+        with_worker,
     }
 }
 
@@ -212,7 +225,7 @@ impl TestApp {
                 _dir: None,
             },
         );
-        start(db, std::mem::take(&mut self.overrides)).await
+        start(db, std::mem::take(&mut self.overrides), self.with_worker).await
     }
 
     async fn stop(&mut self) {
@@ -301,5 +314,44 @@ where
             "timed out waiting for {what}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// An `onboard worker` process over the test's database, killed (SIGKILL) on drop.
+pub struct WorkerProcess {
+    pub child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl WorkerProcess {
+    pub fn start(app: &TestApp, extra: &[(&str, &str)]) -> WorkerProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_onboard"));
+        cmd.arg("worker")
+            .current_dir(dir.path())
+            .env("DATABASE_URL", &app.db.url)
+            .env("APP_URL", app.url(""))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        WorkerProcess {
+            child: cmd.spawn().expect("start onboard worker"),
+            _dir: dir,
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs, leases are left behind.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -9,3 +9,4 @@ mod pipeline;
 mod signup;
 mod store;
 mod tenant;
+mod workers;

@@ -13,6 +13,7 @@ store_tests!(
     webhook_refuses_bad_signatures_and_stores_nothing,
     events_delivered_three_times_concurrently_provision_once,
     a_failing_vector_store_fails_the_tenant_after_retries_and_retry_recovers,
+    a_failing_email_transport_dead_letters_the_email_and_a_retry_sends_it_once,
     the_sweeper_fails_a_stuck_tenant_without_anyone_reading_it,
     enterprise_signups_go_to_sales_review_and_notify_the_operator,
     operator_provision_endpoint_requires_the_admin_token,
@@ -481,4 +482,45 @@ async fn stripe_errors_answer_502_and_store_nothing(backend: Backend) {
         app.store.list_tenants(None, 10).await.unwrap().is_empty(),
         "nothing half-written"
     );
+}
+
+async fn a_failing_email_transport_dead_letters_the_email_and_a_retry_sends_it_once(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, &[("JOB_BACKOFF_BASE_MS", "5")]).await;
+    let (tid, session) = signup_and_session(&app, "mailfail@example.com").await;
+    app.state.mailer.simulate_outage(true);
+    assert_eq!(
+        app.deliver_event(&completed_event(&app, &tid, &session).await)
+            .await
+            .status(),
+        200
+    );
+    // Email delivery is its own job: the workspace is ready even while email is down.
+    app.wait_for_status(&tid, "active", 20).await;
+    let dead = eventually("the email job to be dead-lettered", 30, || async {
+        let dead = app.store.list_jobs("dead", 10).await.unwrap();
+        dead.into_iter().find(|j| j.kind == "send_email")
+    })
+    .await;
+    assert_eq!(dead.attempts, dead.max_attempts);
+    assert!(
+        dead.last_error.as_deref().unwrap_or("").contains("outage"),
+        "{dead:?}"
+    );
+    let emails = app.store.list_emails(Some(&tid), 10).await.unwrap();
+    assert_eq!(emails.len(), 1);
+    assert_eq!(emails[0].status, "queued");
+    assert_eq!(
+        emails[0].attempts, dead.attempts,
+        "each attempt is recorded on the email"
+    );
+    assert!(emails[0].last_error.is_some());
+
+    app.state.mailer.simulate_outage(false);
+    app.store.retry_job(&dead.id).await.unwrap();
+    app.state.jobs_ready.notify_waiters();
+    let emails = wait_for_sent_emails(&app, &tid, 1).await;
+    assert_eq!(emails.len(), 1, "sent once, never duplicated");
+    assert_eq!(emails[0].transport.as_deref(), Some("outbox"));
 }
