@@ -28,20 +28,15 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Store> {
         .map_err(|e| anyhow::anyhow!("cannot open the database (DATABASE_URL): {e:#}"))
 }
 
-/// Worker loops per process.
-pub const WORKER_CONCURRENCY: usize = 4;
-
 /// `onboard serve [--no-worker]`.
 pub async fn serve(settings: Settings, with_worker: bool) -> anyhow::Result<()> {
     let store = connect(&settings).await?;
     let app = Application::bind(settings, store.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = with_worker.then(|| {
-        tokio::spawn(crate::jobs::worker::run(
-            app.state().clone(),
-            WORKER_CONCURRENCY,
-            stop_rx,
-        ))
+        let state = app.state().clone();
+        let n = state.settings.worker_concurrency();
+        tokio::spawn(crate::jobs::worker::run(state, n, stop_rx))
     });
     let addr = app.local_addr();
     let s = &app.state().settings;
@@ -68,7 +63,8 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
     let store = connect(&settings).await?;
     let state = crate::app::AppState::new(settings, store.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let handle = tokio::spawn(crate::jobs::worker::run(state, WORKER_CONCURRENCY, stop_rx));
+    let n = state.settings.worker_concurrency();
+    let handle = tokio::spawn(crate::jobs::worker::run(state, n, stop_rx));
     println!("onboard worker running on the {} database", store.backend());
     shutdown_signal().await;
     let _ = stop_tx.send(true);

@@ -156,6 +156,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "first retry delay of a failed job; doubles each attempt",
     ),
     (
+        "WORKER_CONCURRENCY",
+        "0",
+        "jobs run at once per worker process; 0 = 4 on SQLite (one writer), 8 on PostgreSQL",
+    ),
+    (
         "JOB_LEASE_SECONDS",
         "60",
         "a running job not finished within this is presumed crashed and taken again",
@@ -201,6 +206,7 @@ pub struct Settings {
     pub operator_email: String,
     pub job_backoff_base_ms: u64,
     pub job_lease_seconds: u64,
+    pub worker_concurrency: usize,
 }
 
 /// A setting that could not be used, named.
@@ -340,6 +346,7 @@ impl Settings {
             operator_email: p.string("OPERATOR_EMAIL"),
             job_backoff_base_ms: p.parse("JOB_BACKOFF_BASE_MS")?,
             job_lease_seconds: p.parse("JOB_LEASE_SECONDS")?,
+            worker_concurrency: p.parse("WORKER_CONCURRENCY")?,
         };
         s.validate(&p)?;
         Ok(s)
@@ -388,6 +395,15 @@ impl Settings {
             crate::domain::Plan::Starter => self.stripe_price_id_starter.as_deref(),
             crate::domain::Plan::Pro => self.stripe_price_id_pro.as_deref(),
             crate::domain::Plan::Enterprise => self.stripe_price_id_enterprise.as_deref(),
+        }
+    }
+
+    /// Job loops per worker process (`WORKER_CONCURRENCY`, or the backend's default).
+    pub fn worker_concurrency(&self) -> usize {
+        match self.worker_concurrency {
+            0 if self.database_url.starts_with("sqlite:") => 4,
+            0 => 8,
+            n => n,
         }
     }
 

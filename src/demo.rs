@@ -32,7 +32,7 @@ pub async fn run() -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(crate::jobs::worker::run(
         state.clone(),
-        crate::cli::WORKER_CONCURRENCY,
+        state.settings.worker_concurrency(),
         stop_rx,
     ));
     let (shut_tx, shut_rx) = tokio::sync::oneshot::channel::<()>();

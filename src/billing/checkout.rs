@@ -6,7 +6,7 @@ use serde_json::json;
 use super::stripe::{CheckoutRequest, CheckoutSession, StripeError};
 use crate::app::AppState;
 use crate::domain::{Plan, TenantId, TenantStatus};
-use crate::store::{StoreError, StoreResult, Tenant};
+use crate::store::{StoreError, StoreResult, Tenant, Tx};
 use crate::with_conn;
 
 /// Where a new tenant pays.
@@ -89,7 +89,7 @@ pub enum Fulfilment {
     UnknownTenant,
 }
 
-async fn tenant_of(app: &AppState, session: &CheckoutSession) -> StoreResult<Option<Tenant>> {
+async fn tenant_of(tx: &mut Tx, session: &CheckoutSession) -> StoreResult<Option<Tenant>> {
     let id = session
         .metadata
         .get("tenant_id")
@@ -98,7 +98,7 @@ async fn tenant_of(app: &AppState, session: &CheckoutSession) -> StoreResult<Opt
     let Some(id) = id else {
         return Ok(None);
     };
-    let tenant = app.store.tenant(&id).await?;
+    let tenant = tx.tenant(&id).await?;
     // The session must be the one we created for this tenant.
     Ok(tenant.filter(|t| t.stripe_checkout_session_id.as_deref() == Some(session.id.as_str())))
 }
@@ -111,7 +111,24 @@ pub async fn fulfill(
     session: &CheckoutSession,
     source: &str,
 ) -> StoreResult<Fulfilment> {
-    let Some(tenant) = tenant_of(app, session).await? else {
+    let mut tx = app.store.begin().await?;
+    let outcome = fulfill_in(&mut tx, app, session, source).await?;
+    tx.commit().await?;
+    if outcome == Fulfilment::Started {
+        app.jobs_ready.notify_waiters();
+    }
+    Ok(outcome)
+}
+
+/// [`fulfill`] inside the caller's transaction (the webhook applies it in the transaction that
+/// stores the event). The caller commits and then wakes the workers.
+pub async fn fulfill_in(
+    tx: &mut Tx,
+    app: &AppState,
+    session: &CheckoutSession,
+    source: &str,
+) -> StoreResult<Fulfilment> {
+    let Some(tenant) = tenant_of(tx, session).await? else {
         return Ok(Fulfilment::UnknownTenant);
     };
     let paid = matches!(
@@ -129,7 +146,6 @@ pub async fn fulfill(
     if tenant.status != TenantStatus::PendingPayment {
         return Ok(Fulfilment::AlreadyDone(tenant.status));
     }
-    let mut tx = app.store.begin().await?;
     match tx
         .transition_tenant(
             &tenant.id,
@@ -143,7 +159,7 @@ pub async fn fulfill(
         Err(StoreError::Transition(t)) => return Ok(Fulfilment::AlreadyDone(t.from)),
         Err(e) => return Err(e),
     }
-    with_conn!(&mut tx, |conn| {
+    with_conn!(tx, |conn| {
         sqlx::query(
             "UPDATE tenants SET stripe_customer_id = $1, stripe_subscription_id = $2 WHERE id = $3",
         )
@@ -158,18 +174,23 @@ pub async fn fulfill(
         app.settings.max_provisioning_retries,
     ))
     .await?;
-    tx.commit().await?;
-    app.jobs_ready.notify_waiters();
     tracing::info!(tenant_id = %tenant.id, source, "checkout fulfilled; provisioning");
     Ok(Fulfilment::Started)
 }
 
 /// Marks the tenant of an expired session `abandoned` (only from `pending_payment`).
 pub async fn expire(app: &AppState, session: &CheckoutSession) -> StoreResult<Fulfilment> {
-    let Some(tenant) = tenant_of(app, session).await? else {
+    let mut tx = app.store.begin().await?;
+    let outcome = expire_in(&mut tx, session).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// [`expire`] inside the caller's transaction.
+pub async fn expire_in(tx: &mut Tx, session: &CheckoutSession) -> StoreResult<Fulfilment> {
+    let Some(tenant) = tenant_of(tx, session).await? else {
         return Ok(Fulfilment::UnknownTenant);
     };
-    let mut tx = app.store.begin().await?;
     match tx
         .transition_tenant(
             &tenant.id,
@@ -179,10 +200,7 @@ pub async fn expire(app: &AppState, session: &CheckoutSession) -> StoreResult<Fu
         )
         .await
     {
-        Ok(_) => {
-            tx.commit().await?;
-            Ok(Fulfilment::Abandoned)
-        }
+        Ok(_) => Ok(Fulfilment::Abandoned),
         Err(StoreError::Transition(t)) => Ok(Fulfilment::AlreadyDone(t.from)),
         Err(e) => Err(e),
     }

@@ -10,8 +10,8 @@ use super::stripe::CheckoutSession;
 use crate::app::AppState;
 use crate::jobs::{JobKind, NewJob};
 use crate::metrics::Counters;
-use crate::store::{StoreError, StoreResult, now_ms};
-use crate::{with_conn, with_pool};
+use crate::store::{StoreError, StoreResult, Tx, now_ms};
+use crate::{with_conn, with_reader};
 
 /// Payload of the job that processes one event.
 #[derive(Debug, Serialize, Deserialize)]
@@ -100,17 +100,25 @@ pub async fn receive(
         tracing::info!(event_id = %env.id, "duplicate webhook delivery ignored");
         return Ok(Receipt::Duplicate);
     }
-    tx.enqueue(
-        NewJob::new(
-            JobKind::StripeEvent,
-            &EventJob {
-                event_id: env.id.clone(),
-            },
-            10,
-        )
-        .dedupe(format!("event:{}", env.id)),
-    )
-    .await?;
+    // Checkout events only change our own tables (a status change and an enqueue), so they are
+    // applied in this same transaction; anything else is processed by a job.
+    let object = env.data.and_then(|d| d.object);
+    match apply_in(&mut tx, app, &env.id, &env.kind, object).await? {
+        Some(outcome) => mark_processed(&mut tx, &env.id, &outcome).await?,
+        None => {
+            tx.enqueue(
+                NewJob::new(
+                    JobKind::StripeEvent,
+                    &EventJob {
+                        event_id: env.id.clone(),
+                    },
+                    10,
+                )
+                .dedupe(format!("event:{}", env.id)),
+            )
+            .await?;
+        }
+    }
     tx.commit().await?;
     Counters::inc(&app.metrics.webhook_received);
     app.jobs_ready.notify_waiters();
@@ -121,7 +129,7 @@ pub async fn receive(
 /// Processes one stored event (the job). Unknown tenants and unhandled types are recorded as
 /// such and counted, never retried.
 pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
-    let row: Option<(String, String, Option<i64>)> = with_pool!(&app.store, |pool| {
+    let row: Option<(String, String, Option<i64>)> = with_reader!(&app.store, |pool| {
         sqlx::query_as("SELECT type, payload, processed_at FROM webhook_events WHERE id = $1")
             .bind(event_id)
             .fetch_optional(pool)
@@ -136,35 +144,56 @@ pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
     let object: Option<Value> = serde_json::from_str::<Value>(&payload)
         .ok()
         .and_then(|v| v.pointer("/data/object").cloned());
-    let outcome = match (kind.as_str(), object) {
-        ("checkout.session.completed", Some(obj)) => {
-            match serde_json::from_value::<CheckoutSession>(obj) {
-                Ok(session) => describe(
-                    app,
-                    event_id,
-                    checkout::fulfill(app, &session, "stripe webhook").await?,
-                ),
-                Err(e) => format!("malformed checkout session: {e}"),
-            }
-        }
-        ("checkout.session.expired", Some(obj)) => {
-            match serde_json::from_value::<CheckoutSession>(obj) {
-                Ok(session) => describe(app, event_id, checkout::expire(app, &session).await?),
-                Err(e) => format!("malformed checkout session: {e}"),
-            }
-        }
-        (other, _) => {
+    let mut tx = app.store.begin().await?;
+    let outcome = match apply_in(&mut tx, app, event_id, &kind, object).await? {
+        Some(outcome) => outcome,
+        None => {
             Counters::inc(&app.metrics.webhook_unhandled);
-            tracing::info!(event_id, event_type = other, "unhandled event type");
+            tracing::info!(event_id, event_type = %kind, "unhandled event type");
             "ignored: unhandled type".to_string()
         }
     };
-    with_pool!(&app.store, |pool| {
+    mark_processed(&mut tx, event_id, &outcome).await?;
+    tx.commit().await?;
+    app.jobs_ready.notify_waiters();
+    Ok(())
+}
+
+/// Applies an event we handle inside `tx` and returns its outcome; `None` for other types.
+async fn apply_in(
+    tx: &mut Tx,
+    app: &AppState,
+    event_id: &str,
+    kind: &str,
+    object: Option<Value>,
+) -> StoreResult<Option<String>> {
+    let handled = matches!(
+        kind,
+        "checkout.session.completed" | "checkout.session.expired"
+    );
+    if !handled {
+        return Ok(None);
+    }
+    let session = match object.map(serde_json::from_value::<CheckoutSession>) {
+        Some(Ok(session)) => session,
+        Some(Err(e)) => return Ok(Some(format!("malformed checkout session: {e}"))),
+        None => return Ok(Some("malformed event: no data.object".into())),
+    };
+    let f = if kind == "checkout.session.completed" {
+        checkout::fulfill_in(tx, app, &session, "stripe webhook").await?
+    } else {
+        checkout::expire_in(tx, &session).await?
+    };
+    Ok(Some(describe(app, event_id, f)))
+}
+
+async fn mark_processed(tx: &mut Tx, event_id: &str, outcome: &str) -> StoreResult<()> {
+    with_conn!(tx, |conn| {
         sqlx::query("UPDATE webhook_events SET processed_at = $1, outcome = $2 WHERE id = $3")
             .bind(now_ms())
-            .bind(&outcome)
+            .bind(outcome)
             .bind(event_id)
-            .execute(pool)
+            .execute(&mut *conn)
             .await?;
     });
     Ok(())
@@ -190,7 +219,7 @@ pub async fn stored_completed_session(
     app: &AppState,
     session_id: &str,
 ) -> StoreResult<Option<CheckoutSession>> {
-    let payload: Option<String> = with_pool!(&app.store, |pool| {
+    let payload: Option<String> = with_reader!(&app.store, |pool| {
         sqlx::query_scalar(
             "SELECT payload FROM webhook_events WHERE object_id = $1 AND type = 'checkout.session.completed' LIMIT 1",
         )

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
-use crate::{with_conn, with_pool};
+use crate::{with_conn, with_pool, with_reader};
 
 /// A rendered email ready for the outbox.
 #[derive(Debug, Clone)]
@@ -106,7 +106,7 @@ impl Tx {
 
 impl Store {
     pub async fn email(&self, id: &str) -> StoreResult<Option<StoredEmail>> {
-        Ok(with_pool!(self, |pool| {
+        Ok(with_reader!(self, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {EMAIL_COLUMNS} FROM email_outbox WHERE id = $1"
             )))
@@ -122,7 +122,7 @@ impl Store {
         tenant_id: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<StoredEmail>> {
-        Ok(with_pool!(self, |pool| {
+        Ok(with_reader!(self, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {EMAIL_COLUMNS} FROM email_outbox WHERE ($1 IS NULL OR tenant_id = $1) \
                  ORDER BY created_at DESC, id DESC LIMIT $2"

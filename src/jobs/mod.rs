@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
-use crate::{with_conn, with_pool};
+use crate::{with_conn, with_pool, with_reader};
 
 /// What a job does. Each kind has a payload type and a handler in `worker.rs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,17 @@ impl JobKind {
             JobKind::SendEmail => "send_email",
             JobKind::SweepProvisioning => "sweep_provisioning",
             JobKind::Prune => "prune",
+        }
+    }
+
+    /// Higher is claimed first: provisioning is on a customer's critical path, an email can
+    /// follow a few milliseconds later, housekeeping last.
+    pub fn priority(self) -> i64 {
+        match self {
+            JobKind::ProvisionTenant => 20,
+            JobKind::StripeEvent => 10,
+            JobKind::SendEmail => 5,
+            JobKind::SweepProvisioning | JobKind::Prune => 0,
         }
     }
 
@@ -149,7 +160,7 @@ impl Tx {
         let inserted = with_conn!(self, |conn| {
             sqlx::query(
                 "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, dedupe_key, \
-                 created_at, updated_at) VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $7, $7) \
+                 created_at, updated_at, priority) VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $7, $7, $8) \
                  ON CONFLICT DO NOTHING",
             )
             .bind(&id)
@@ -159,6 +170,7 @@ impl Tx {
             .bind(job.run_at)
             .bind(&job.dedupe_key)
             .bind(now)
+            .bind(job.kind.priority())
             .execute(&mut *conn)
             .await?
             .rows_affected()
@@ -188,7 +200,7 @@ impl Store {
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $1, ",
                     "locked_by = $2, updated_at = $3 WHERE id = (SELECT id FROM jobs WHERE ",
                     "(status = 'queued' AND run_at <= $3) OR (status = 'running' AND locked_until < $3) ",
-                    "ORDER BY run_at LIMIT 1",
+                    "ORDER BY priority DESC, run_at LIMIT 1",
                     $lock,
                     ") RETURNING id, kind, payload, attempts, max_attempts, dedupe_key"
                 )
@@ -280,7 +292,7 @@ impl Store {
     /// Counts per kind and status.
     pub async fn job_stats(&self) -> StoreResult<Vec<JobStats>> {
         let now = now_ms();
-        Ok(with_pool!(self, |pool| {
+        Ok(with_reader!(self, |pool| {
             sqlx::query_as(
                 "SELECT kind, \
                  SUM(CASE WHEN status = 'queued' AND attempts = 0 THEN 1 ELSE 0 END) AS queued, \
@@ -299,7 +311,7 @@ impl Store {
 
     /// Jobs in a status (e.g. `dead`), newest first.
     pub async fn list_jobs(&self, status: &str, limit: i64) -> StoreResult<Vec<JobRow>> {
-        Ok(with_pool!(self, |pool| {
+        Ok(with_reader!(self, |pool| {
             sqlx::query_as(
                 "SELECT id, kind, status, attempts, max_attempts, last_error, run_at FROM jobs \
                  WHERE status = $1 ORDER BY updated_at DESC LIMIT $2",
@@ -313,7 +325,7 @@ impl Store {
 
     /// Jobs not yet finished (queued or running); tests assert this drains to zero.
     pub async fn unfinished_jobs(&self, kind: Option<JobKind>) -> StoreResult<i64> {
-        Ok(with_pool!(self, |pool| {
+        Ok(with_reader!(self, |pool| {
             sqlx::query_scalar(
                 "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running') AND ($1 IS NULL OR kind = $1)",
             )

@@ -81,6 +81,11 @@ async fn job_loop(app: AppState, worker: String, mut stop: watch::Receiver<bool>
         if *stop.borrow() {
             return;
         }
+        // Register for the wake-up before looking for work, so an enqueue that lands between
+        // an empty claim and the wait is not missed (which would cost a full poll interval).
+        let woken = app.jobs_ready.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         match app
             .store
             .claim_job(&worker, app.settings.job_lease_seconds as i64 * 1000)
@@ -90,7 +95,7 @@ async fn job_loop(app: AppState, worker: String, mut stop: watch::Receiver<bool>
             Ok(None) => {
                 // Idle: wake on an in-process enqueue, or poll for other processes' jobs.
                 tokio::select! {
-                    _ = app.jobs_ready.notified() => {}
+                    _ = woken => {}
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                     _ = stop.changed() => return,
                 }

@@ -21,7 +21,7 @@ use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
 use crate::workspace::api_keys::scopes;
 use crate::workspace::vectors::VectorRecord;
 use crate::workspace::{embedder, namespace_for, sample_data};
-use crate::{with_conn, with_pool};
+use crate::{with_conn, with_reader};
 
 /// The steps, in order.
 pub const STEPS: [&str; 4] = ["namespace", "api_key", "sample_data", "welcome_email"];
@@ -58,7 +58,7 @@ pub struct StepRecord {
 impl Store {
     /// The recorded steps of a tenant, in pipeline order.
     pub async fn provisioning_steps(&self, tenant: &TenantId) -> StoreResult<Vec<StepRecord>> {
-        let mut rows: Vec<StepRecord> = with_pool!(self, |pool| {
+        let mut rows: Vec<StepRecord> = with_reader!(self, |pool| {
             sqlx::query_as(
                 "SELECT step, outcome, detail, duration_ms, completed_at FROM provisioning_steps WHERE tenant_id = $1",
             )
@@ -145,24 +145,45 @@ pub async fn run(app: &AppState, tenant_id: &TenantId) -> Result<(), StepError> 
         .collect();
     let namespace = namespace_for(tenant_id);
 
-    if !done.contains_key("namespace") {
+    // Creating a namespace is idempotent, so it is recorded with the rest in the final
+    // transaction: if that fails, the next attempt simply creates it again.
+    let namespace_started = if done.contains_key("namespace") {
+        None
+    } else {
         let err = step_err("namespace");
         let started = Instant::now();
         app.vectors
             .create_namespace(tenant_id.as_str(), &namespace)
             .await
             .map_err(|e| err(&e))?;
-        let mut tx = store.begin().await.map_err(|e| err(&e))?;
-        tx.record_step(tenant_id, "namespace", "done", Some(&namespace), started)
-            .await
-            .map_err(|e| err(&e))?;
-        tx.commit().await.map_err(|e| err(&e))?;
-    }
+        Some(started)
+    };
 
-    if !done.contains_key("api_key") {
-        let err = step_err("api_key");
+    // Sample documents are upserted (idempotently) before the final transaction, which records
+    // their outcome.
+    let sample = if done.contains_key("sample_data") {
+        None
+    } else {
         let started = Instant::now();
-        let mut tx = store.begin().await.map_err(|e| err(&e))?;
+        Some((sample_outcome(app, tenant_id, &namespace).await, started))
+    };
+
+    // Everything that writes our own tables commits in one transaction, each step together with
+    // its record: the namespace, the first key, the sample-data outcome, the welcome email and
+    // `active`. A step record that already exists means another run got there first: roll back
+    // and stop.
+    let err = step_err("api_key");
+    let mut tx = store.begin().await.map_err(|e| err(&e))?;
+    if let Some(started) = namespace_started
+        && !tx
+            .record_step(tenant_id, "namespace", "done", Some(&namespace), started)
+            .await
+            .map_err(|e| step_err("namespace")(&e))?
+    {
+        return Ok(());
+    }
+    if !done.contains_key("api_key") {
+        let started = Instant::now();
         let key = tx
             .issue_api_key(
                 &app.signer,
@@ -174,45 +195,34 @@ pub async fn run(app: &AppState, tenant_id: &TenantId) -> Result<(), StepError> 
             )
             .await
             .map_err(|e| err(&e))?;
-        if tx
+        if !tx
             .record_step(tenant_id, "api_key", "done", Some(&key.key_id), started)
             .await
             .map_err(|e| err(&e))?
         {
-            tx.commit().await.map_err(|e| err(&e))?;
+            return Ok(());
         }
     }
-
-    if !done.contains_key("sample_data") {
+    if let Some(((outcome, detail, temp_key), started)) = sample {
         let err = step_err("sample_data");
-        let started = Instant::now();
-        let (outcome, detail) = if !app.settings.sample_data_enabled {
-            ("skipped", "SAMPLE_DATA_ENABLED=false".to_string())
-        } else {
-            match load_sample_data(app, tenant_id, &namespace).await {
-                Ok(n) => ("done", format!("{n} sample documents loaded")),
-                Err(e) => {
-                    tracing::warn!(error = %e, "sample data failed; the workspace stays empty but working");
-                    (
-                        "failed",
-                        format!(
-                            "Sample documents could not be loaded ({e}); your workspace is empty but works."
-                        ),
-                    )
-                }
-            }
-        };
-        let mut tx = store.begin().await.map_err(|e| err(&e))?;
-        tx.record_step(tenant_id, "sample_data", outcome, Some(&detail), started)
+        // The temporary sample-data credential is revoked with the commit; should this
+        // transaction fail, it still expires within ten minutes.
+        if let Some(key_id) = temp_key {
+            tx.revoke_api_key(tenant_id, &key_id)
+                .await
+                .map_err(|e| err(&e))?;
+        }
+        if !tx
+            .record_step(tenant_id, "sample_data", outcome, Some(&detail), started)
             .await
-            .map_err(|e| err(&e))?;
-        tx.commit().await.map_err(|e| err(&e))?;
+            .map_err(|e| err(&e))?
+        {
+            return Ok(());
+        }
     }
-
     if !done.contains_key("welcome_email") {
         let err = step_err("welcome_email");
         let started = Instant::now();
-        let mut tx = store.begin().await.map_err(|e| err(&e))?;
         let hours = app.settings.jwt_expiry_hours;
         let token = tx
             .create_login_token(tenant_id, "magic_login", i64::from(hours) * 3_600_000)
@@ -235,7 +245,7 @@ pub async fn run(app: &AppState, tenant_id: &TenantId) -> Result<(), StepError> 
             .queue_email(&email, &app.settings.sendgrid_from_email)
             .await
             .map_err(|e| err(&e))?;
-        if tx
+        if !tx
             .record_step(
                 tenant_id,
                 "welcome_email",
@@ -246,13 +256,10 @@ pub async fn run(app: &AppState, tenant_id: &TenantId) -> Result<(), StepError> 
             .await
             .map_err(|e| err(&e))?
         {
-            tx.commit().await.map_err(|e| err(&e))?;
-            app.jobs_ready.notify_waiters();
+            return Ok(());
         }
     }
-
     let err = step_err("welcome_email");
-    let mut tx = store.begin().await.map_err(|e| err(&e))?;
     match tx
         .transition_tenant(
             tenant_id,
@@ -264,36 +271,71 @@ pub async fn run(app: &AppState, tenant_id: &TenantId) -> Result<(), StepError> 
     {
         Ok(_) => {
             tx.commit().await.map_err(|e| err(&e))?;
+            app.jobs_ready.notify_waiters();
             Counters::inc(&app.metrics.tenants_provisioned);
             tracing::info!("tenant active");
             Ok(())
         }
-        // Someone else finished it, or it was canceled meanwhile: nothing to do.
+        // Someone else finished it, or it was canceled meanwhile: roll back, nothing to do.
         Err(StoreError::Transition(_)) => Ok(()),
         Err(e) => Err(err(&e)),
     }
 }
 
+/// Loads the sample documents unless disabled; a failure is an outcome, not an error: the
+/// workspace is then empty but works, and the notice says so. Also returns the temporary
+/// credential to revoke.
+async fn sample_outcome(
+    app: &AppState,
+    tenant_id: &TenantId,
+    namespace: &str,
+) -> (&'static str, String, Option<String>) {
+    if !app.settings.sample_data_enabled {
+        return ("skipped", "SAMPLE_DATA_ENABLED=false".to_string(), None);
+    }
+    let (result, temp_key) = load_sample_data(app, tenant_id, namespace).await;
+    match result {
+        Ok(n) => ("done", format!("{n} sample documents loaded"), temp_key),
+        Err(e) => {
+            tracing::warn!(error = %e, "sample data failed; the workspace stays empty but working");
+            (
+                "failed",
+                format!(
+                    "Sample documents could not be loaded ({e}); your workspace is empty but works."
+                ),
+                temp_key,
+            )
+        }
+    }
+}
+
 /// Embeds and upserts the sample documents with a temporary credential that may only write
-/// sample data; the credential is revoked afterwards.
+/// sample data. Returns the outcome and the credential's id (for the caller to revoke).
 async fn load_sample_data(
     app: &AppState,
     tenant_id: &TenantId,
     namespace: &str,
-) -> Result<usize, String> {
-    let mut tx = app.store.begin().await.map_err(|e| e.to_string())?;
-    let temp = tx
-        .issue_api_key(
-            &app.signer,
-            tenant_id,
-            "provisioning: sample data",
-            &[scopes::SAMPLE_DATA_WRITE],
-            Some(600),
-            false,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    tx.commit().await.map_err(|e| e.to_string())?;
+) -> (Result<usize, String>, Option<String>) {
+    let temp = async {
+        let mut tx = app.store.begin().await?;
+        let key = tx
+            .issue_api_key(
+                &app.signer,
+                tenant_id,
+                "provisioning: sample data",
+                &[scopes::SAMPLE_DATA_WRITE],
+                Some(600),
+                false,
+            )
+            .await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>(key)
+    }
+    .await;
+    let temp = match temp {
+        Ok(t) => t,
+        Err(e) => return (Err(e.to_string()), None),
+    };
     let result = async {
         let principal = app
             .store
@@ -303,8 +345,7 @@ async fn load_sample_data(
         if principal.tenant_id != *tenant_id || !principal.has_scope(scopes::SAMPLE_DATA_WRITE) {
             return Err("temporary credential does not allow sample data writes".to_string());
         }
-        let docs = sample_data::documents();
-        let records: Vec<VectorRecord> = docs
+        let records: Vec<VectorRecord> = sample_data::documents()
             .iter()
             .map(|d| VectorRecord {
                 id: format!("sample:{}#0", d.id),
@@ -317,10 +358,7 @@ async fn load_sample_data(
         app.vectors.upsert(namespace, &records).await.map_err(|e| e.to_string())
     }
     .await;
-    if let Err(e) = app.store.revoke_api_key(tenant_id, &temp.key_id).await {
-        tracing::warn!(error = %e, "could not revoke the temporary sample-data credential");
-    }
-    result
+    (result, Some(temp.key_id))
 }
 
 /// Called when the provisioning job has used its last attempt: the tenant fails with the reason.
@@ -346,7 +384,7 @@ pub async fn give_up(
 pub async fn sweep(app: &AppState) -> StoreResult<usize> {
     let timeout = app.settings.provisioning_timeout_seconds;
     let cutoff = now_ms() - (timeout as i64) * 1000;
-    let stuck: Vec<String> = with_pool!(&app.store, |pool| {
+    let stuck: Vec<String> = with_reader!(&app.store, |pool| {
         sqlx::query_scalar(
             "SELECT id FROM tenants WHERE status = 'provisioning' AND updated_at < $1 LIMIT 500",
         )

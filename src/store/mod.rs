@@ -19,8 +19,18 @@ pub use tenants::{NewTenant, StatusChange, Tenant};
 /// The database behind the service.
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePools),
     Postgres(PgPool),
+}
+
+/// SQLite has one writer at a time. Writes (and write transactions) go through a pool of one
+/// connection, so writers queue in FIFO order inside the process instead of sleeping in SQLite's
+/// busy handler (1, 2, 5, 10 … ms steps); reads use their own pool and run beside the writer
+/// (WAL). The busy timeout still covers other processes on the same file.
+#[derive(Clone, Debug)]
+pub struct SqlitePools {
+    pub write: SqlitePool,
+    pub read: SqlitePool,
 }
 
 /// An open transaction on either backend.
@@ -29,12 +39,31 @@ pub enum Tx {
     Postgres(Transaction<'static, Postgres>),
 }
 
-/// Runs the same query code against whichever pool the store holds.
+/// Runs the same query code against the store's pool; on SQLite, its writer. Use it for any
+/// statement that writes.
 #[macro_export]
 macro_rules! with_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
         match $store {
-            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Sqlite(pools) => {
+                let $pool = &pools.write;
+                $body
+            }
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Like `with_pool!` for statements that only read: on SQLite they use the reader pool and do
+/// not queue behind writers.
+#[macro_export]
+macro_rules! with_reader {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite(pools) => {
+                let $pool = &pools.read;
+                $body
+            }
             $crate::store::Store::Postgres($pool) => $body,
         }
     };
@@ -99,7 +128,11 @@ impl Store {
     /// Applies every migration not yet applied (idempotent; safe with several processes).
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Store::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Store::Sqlite(pools) => {
+                sqlx::migrate!("migrations/sqlite")
+                    .run(&pools.write)
+                    .await?
+            }
             Store::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
         }
         Ok(())
@@ -116,7 +149,7 @@ impl Store {
     /// Round-trips a trivial query; the health check's database probe.
     pub async fn ping(&self) -> StoreResult<Duration> {
         let started = Instant::now();
-        with_pool!(self, |pool| {
+        with_reader!(self, |pool| {
             sqlx::query("SELECT 1").execute(pool).await?;
         });
         Ok(started.elapsed())
@@ -126,14 +159,20 @@ impl Store {
     /// two writers queue on the busy timeout instead of failing when a reader upgrades.
     pub async fn begin(&self) -> StoreResult<Tx> {
         Ok(match self {
-            Store::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Store::Sqlite(pools) => Tx::Sqlite(pools.write.begin_with("BEGIN IMMEDIATE").await?),
             Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }
 
     /// Closes every connection; later queries fail. Used on shutdown.
     pub async fn close(&self) {
-        with_pool!(self, |pool| pool.close().await)
+        match self {
+            Store::Sqlite(pools) => {
+                pools.read.close().await;
+                pools.write.close().await;
+            }
+            Store::Postgres(pool) => pool.close().await,
+        }
     }
 }
 

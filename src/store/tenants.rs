@@ -1,7 +1,7 @@
 //! The tenant aggregate: tenants and their status history.
 
 use crate::domain::{Plan, TenantId, TenantStatus};
-use crate::{with_conn, with_pool};
+use crate::{with_conn, with_reader};
 
 use super::{Store, StoreError, StoreResult, Tx, now_ms};
 
@@ -115,7 +115,7 @@ impl Store {
     /// Fetches one tenant.
     #[tracing::instrument(skip_all, fields(tenant_id = %id))]
     pub async fn tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
-        let row: Option<TenantRow> = with_pool!(self, |pool| {
+        let row: Option<TenantRow> = with_reader!(self, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
             )))
@@ -131,7 +131,7 @@ impl Store {
         &self,
         session_id: &str,
     ) -> StoreResult<Option<Tenant>> {
-        let row: Option<TenantRow> = with_pool!(self, |pool| {
+        let row: Option<TenantRow> = with_reader!(self, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {TENANT_COLUMNS} FROM tenants WHERE stripe_checkout_session_id = $1"
             )))
@@ -144,7 +144,7 @@ impl Store {
 
     /// Fetches a tenant by email, case-insensitively.
     pub async fn tenant_by_email(&self, email_normalized: &str) -> StoreResult<Option<Tenant>> {
-        let row: Option<TenantRow> = with_pool!(self, |pool| {
+        let row: Option<TenantRow> = with_reader!(self, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {TENANT_COLUMNS} FROM tenants WHERE email_normalized = $1"
             )))
@@ -161,7 +161,7 @@ impl Store {
         status: Option<TenantStatus>,
         limit: i64,
     ) -> StoreResult<Vec<Tenant>> {
-        let rows: Vec<TenantRow> = with_pool!(self, |pool| {
+        let rows: Vec<TenantRow> = with_reader!(self, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {TENANT_COLUMNS} FROM tenants WHERE ($1 IS NULL OR status = $1) \
                  ORDER BY created_at DESC, id DESC LIMIT $2"
@@ -176,7 +176,7 @@ impl Store {
 
     /// A tenant's status changes, oldest first.
     pub async fn status_history(&self, id: &TenantId) -> StoreResult<Vec<StatusChange>> {
-        Ok(with_pool!(self, |pool| {
+        Ok(with_reader!(self, |pool| {
             sqlx::query_as(
                 "SELECT from_status, to_status, reason, actor, at FROM tenant_status_history \
                  WHERE tenant_id = $1 ORDER BY id",
@@ -189,6 +189,20 @@ impl Store {
 }
 
 impl Tx {
+    /// Fetches one tenant on this transaction's connection (never a second connection while
+    /// this one is held: under load that would exhaust the pool).
+    pub async fn tenant(&mut self, id: &TenantId) -> StoreResult<Option<Tenant>> {
+        let row: Option<TenantRow> = with_conn!(self, |conn| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
+            )))
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+        });
+        row.map(Tenant::try_from).transpose()
+    }
+
     /// Inserts a new tenant and its first history row. A taken email is `Conflict("email")`.
     #[tracing::instrument(skip_all, fields(tenant_id = %t.id))]
     pub async fn insert_tenant(&mut self, t: &NewTenant) -> StoreResult<()> {

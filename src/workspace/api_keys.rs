@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::TenantId;
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
-use crate::{with_conn, with_pool};
+use crate::{with_conn, with_pool, with_reader};
 
 /// What a key may do.
 pub mod scopes {
@@ -142,6 +142,25 @@ fn new_jti() -> String {
 }
 
 impl Tx {
+    /// Revokes a key of a tenant in this transaction.
+    pub async fn revoke_api_key(&mut self, tenant: &TenantId, key_id: &str) -> StoreResult<()> {
+        let n = with_conn!(self, |conn| {
+            sqlx::query(
+                "UPDATE api_keys SET revoked_at = $1, reveal_jti = NULL WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now_ms())
+            .bind(key_id)
+            .bind(tenant.as_str())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound("api key"));
+        }
+        Ok(())
+    }
+
     /// Issues a key in this transaction. `keep_for_reveal` keeps the `jti` so the token can be
     /// shown once later (the provisioning success page); it is erased when revealed.
     pub async fn issue_api_key(
@@ -211,7 +230,7 @@ impl Store {
     ) -> Result<Principal, AuthError> {
         let claims = signer.decode(token)?;
         type KeyRow = (String, String, String, Option<i64>, Option<i64>);
-        let row: Option<KeyRow> = with_pool!(self, |pool| {
+        let row: Option<KeyRow> = with_reader!(self, |pool| {
             sqlx::query_as("SELECT id, tenant_id, scopes, expires_at, revoked_at FROM api_keys WHERE jti_hash = $1")
                 .bind(hash_jti(&claims.jti))
                 .fetch_optional(pool)
@@ -234,24 +253,14 @@ impl Store {
 
     /// Revokes a key of a tenant.
     pub async fn revoke_api_key(&self, tenant: &TenantId, key_id: &str) -> StoreResult<()> {
-        let n = with_pool!(self, |pool| {
-            sqlx::query("UPDATE api_keys SET revoked_at = $1, reveal_jti = NULL WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL")
-                .bind(now_ms())
-                .bind(key_id)
-                .bind(tenant.as_str())
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        if n == 0 {
-            return Err(StoreError::NotFound("api key"));
-        }
-        Ok(())
+        let mut tx = self.begin().await?;
+        tx.revoke_api_key(tenant, key_id).await?;
+        tx.commit().await
     }
 
     /// A tenant's keys, newest first.
     pub async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRow>> {
-        Ok(with_pool!(self, |pool| {
+        Ok(with_reader!(self, |pool| {
             sqlx::query_as(
                 "SELECT id, tenant_id, name, scopes, prefix, created_at, last_used_at, expires_at, revoked_at \
                  FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC",
@@ -270,7 +279,7 @@ impl Store {
         key_id: &str,
     ) -> StoreResult<Option<SecretString>> {
         type RevealRow = (String, String, Option<String>, Option<i64>);
-        let row: Option<RevealRow> = with_pool!(self, |pool| {
+        let row: Option<RevealRow> = with_reader!(self, |pool| {
             sqlx::query_as(
                 "SELECT tenant_id, scopes, reveal_jti, expires_at FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
             )

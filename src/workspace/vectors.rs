@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::Value;
 
 use crate::store::{Store, StoreError, now_ms};
-use crate::with_pool;
+use crate::{with_pool, with_reader};
 
 use super::embedder::{DIMENSION, cosine};
 
@@ -97,7 +97,7 @@ impl VectorStore {
     }
 
     async fn namespace_exists(&self, name: &str) -> Result<bool, VectorError> {
-        let n: i64 = with_pool!(&self.store, |pool| {
+        let n: i64 = with_reader!(&self.store, |pool| {
             sqlx::query_scalar("SELECT COUNT(*) FROM vector_namespaces WHERE name = $1")
                 .bind(name)
                 .fetch_one(pool)
@@ -154,7 +154,7 @@ impl VectorStore {
         top_k: usize,
     ) -> Result<Vec<Match>, VectorError> {
         self.check()?;
-        let rows: Vec<(String, Vec<u8>, String)> = with_pool!(&self.store, |pool| {
+        let rows: Vec<(String, Vec<u8>, String)> = with_reader!(&self.store, |pool| {
             sqlx::query_as("SELECT id, embedding, metadata FROM vectors WHERE namespace = $1")
                 .bind(namespace)
                 .fetch_all(pool)
@@ -182,7 +182,7 @@ impl VectorStore {
     /// Number of vectors in a namespace.
     pub async fn count(&self, namespace: &str) -> Result<i64, VectorError> {
         self.check()?;
-        Ok(with_pool!(&self.store, |pool| {
+        Ok(with_reader!(&self.store, |pool| {
             sqlx::query_scalar("SELECT COUNT(*) FROM vectors WHERE namespace = $1")
                 .bind(namespace)
                 .fetch_one(pool)

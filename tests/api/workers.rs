@@ -6,11 +6,13 @@ use onboard::store::NewTenant;
 use crate::helpers::{Backend, TestApp, WorkerProcess, eventually, spawn_app_without_worker};
 use crate::store_tests;
 
-store_tests!(killing_a_worker_mid_provisioning_loses_nothing_and_repeats_nothing);
+store_tests!(
+    killing_a_worker_mid_provisioning_loses_nothing_and_repeats_nothing,
+    payments_arriving_all_at_once_are_acknowledged_and_provisioned,
+);
 
-/// Creates `n` tenants awaiting payment and delivers a signed `checkout.session.completed` for
-/// each through the webhook, as Stripe would.
-async fn paid_tenants(app: &TestApp, n: usize) -> Vec<TenantId> {
+/// Creates `n` tenants awaiting payment.
+async fn pending_tenants(app: &TestApp, n: usize) -> Vec<TenantId> {
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         let id = TenantId::generate();
@@ -31,10 +33,21 @@ async fn paid_tenants(app: &TestApp, n: usize) -> Vec<TenantId> {
         tx.commit().await.unwrap();
         ids.push(id);
     }
+    ids
+}
+
+async fn completed_event_for(app: &TestApp, id: &TenantId) -> serde_json::Value {
+    let t = app.store.tenant(id).await.unwrap().unwrap();
+    let session = t.stripe_checkout_session_id.clone().unwrap();
+    onboard::billing::checkout::dev_completed_event(&t, &session)
+}
+
+/// Creates `n` tenants awaiting payment and delivers a signed `checkout.session.completed` for
+/// each through the webhook, as Stripe would.
+async fn paid_tenants(app: &TestApp, n: usize) -> Vec<TenantId> {
+    let ids = pending_tenants(app, n).await;
     for id in &ids {
-        let t = app.store.tenant(id).await.unwrap().unwrap();
-        let session = t.stripe_checkout_session_id.clone().unwrap();
-        let event = onboard::billing::checkout::dev_completed_event(&t, &session);
+        let event = completed_event_for(app, id).await;
         assert_eq!(app.deliver_event(&event).await.status(), 200);
     }
     ids
@@ -140,4 +153,27 @@ async fn two_worker_processes_on_postgres_provision_200_tenants_exactly_once() {
         2,
         "both worker processes provisioned tenants: {workers:?}"
     );
+}
+
+/// Many more simultaneous deliveries than database connections (the test pool has 5): each
+/// webhook's transaction must never wait for a second connection.
+async fn payments_arriving_all_at_once_are_acknowledged_and_provisioned(backend: Backend) {
+    let app = crate::helpers::spawn_app(backend).await;
+    let ids = pending_tenants(&app, 30).await;
+    let mut events = Vec::new();
+    for id in &ids {
+        events.push(completed_event_for(&app, id).await);
+    }
+    let sends = events.iter().map(|e| app.deliver_event(e));
+    let statuses: Vec<u16> = futures_util::future::join_all(sends)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    eventually("all 30 tenants to become active", 60, || async {
+        (active_count(&app).await == 30).then_some(())
+    })
+    .await;
+    assert_each_provisioned_exactly_once(&app, &ids).await;
 }
