@@ -183,6 +183,14 @@ async fn run_backend(name: &str, db_url: Option<&str>, rate: u32, secs: u32) -> 
         ("SIGNUP_RATE_LIMIT_PER_HOUR", "0"),
         ("RUST_LOG", "error"),
     ];
+    let conc = std::env::var("BENCH_WORKERS").unwrap_or_default();
+    if !conc.is_empty() {
+        envs.push(("WORKER_CONCURRENCY", conc.as_str()));
+    }
+    let pool = std::env::var("BENCH_POOL").unwrap_or_default();
+    if !pool.is_empty() {
+        envs.push(("DATABASE_MAX_CONNECTIONS", pool.as_str()));
+    }
     if let Some(url) = db_url {
         envs.push(("DATABASE_URL", url));
     }

@@ -11,8 +11,12 @@ use tokio::sync::Notify;
 use crate::billing::stripe::StripeClient;
 use crate::config::Settings;
 use crate::email::Mailer;
+use crate::http::auth::KeyCache;
 use crate::store::Store;
 use crate::workspace::api_keys::KeySigner;
+use crate::workspace::embedder::Embedder;
+use crate::workspace::pinecone::PineconeClient;
+use crate::workspace::usage::UsageMeter;
 use crate::workspace::vectors::VectorStore;
 
 /// Shared application state.
@@ -34,6 +38,13 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Counters>,
     /// Plain HTTP client for calls to ourselves (the dev checkout's webhook delivery).
     pub http: reqwest::Client,
+    /// Activation milestones this process already knows are recorded.
+    pub milestones: crate::analytics::MilestoneMemo,
+    pub embedder: Embedder,
+    /// Queries counted in memory, flushed every second.
+    pub usage: UsageMeter,
+    /// Verified API keys, and their batched `last_used_at`.
+    pub keys: KeyCache,
 }
 
 impl AppState {
@@ -51,9 +62,22 @@ impl AppState {
             ))
         });
         let signer = KeySigner::new(&settings.jwt_secret);
+        // Both clients were built once already by `Settings::validate`, so these cannot fail.
+        let embedder = Embedder::from_settings(&settings).expect("validated embeddings settings");
+        let vectors = match (&settings.pinecone_api_key, &settings.pinecone_index_host) {
+            (Some(key), Some(host)) => VectorStore::pinecone(
+                store.clone(),
+                PineconeClient::new(host, key.clone()).expect("validated Pinecone settings"),
+                embedder.dimension(),
+            ),
+            _ => VectorStore::embedded(store.clone(), embedder.dimension()),
+        };
         Self {
             settings: Arc::new(settings),
-            vectors: VectorStore::embedded(store.clone()),
+            vectors,
+            embedder,
+            usage: UsageMeter::default(),
+            keys: KeyCache::default(),
             store,
             started_at: Instant::now(),
             webhook_secret: Arc::new(webhook_secret),
@@ -63,6 +87,20 @@ impl AppState {
             jobs_ready: Arc::new(Notify::new()),
             metrics: Arc::new(crate::metrics::Counters::default()),
             http: reqwest::Client::new(),
+            milestones: crate::analytics::MilestoneMemo::default(),
+        }
+    }
+}
+
+impl AppState {
+    /// Writes what is counted in memory (query usage, keys' last use). Runs every second while
+    /// serving, and once more at shutdown.
+    pub async fn flush_counters(&self) {
+        if let Err(e) = self.usage.flush(&self.store).await {
+            tracing::warn!(error = %e, "could not write query usage; will retry");
+        }
+        if let Err(e) = self.keys.flush_last_used(&self.store).await {
+            tracing::warn!(error = %e, "could not write API keys' last use; will retry");
         }
     }
 }

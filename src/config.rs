@@ -161,6 +161,31 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "jobs run at once per worker process; 0 = 4 on SQLite (one writer), 8 on PostgreSQL",
     ),
     (
+        "EMBEDDINGS_URL",
+        "",
+        "OpenAI-compatible embeddings API base (POST {url}/embeddings); unset = built-in embedder",
+    ),
+    (
+        "EMBEDDINGS_API_KEY",
+        "",
+        "bearer key for EMBEDDINGS_URL, if it needs one",
+    ),
+    (
+        "EMBEDDINGS_MODEL",
+        "text-embedding-3-small",
+        "model name sent to EMBEDDINGS_URL",
+    ),
+    (
+        "EMBEDDINGS_DIMENSION",
+        "1536",
+        "dimensions of the vectors EMBEDDINGS_URL returns (checked on every answer)",
+    ),
+    (
+        "PLAN_LIMITS",
+        "",
+        "overrides of the plan table, e.g. starter.max_documents=2000,pro.max_queries_per_month=-1 (-1 = unlimited)",
+    ),
+    (
         "JOB_LEASE_SECONDS",
         "60",
         "a running job not finished within this is presumed crashed and taken again",
@@ -207,6 +232,11 @@ pub struct Settings {
     pub job_backoff_base_ms: u64,
     pub job_lease_seconds: u64,
     pub worker_concurrency: usize,
+    pub embeddings_url: Option<Url>,
+    pub embeddings_api_key: Option<SecretString>,
+    pub embeddings_model: String,
+    pub embeddings_dimension: usize,
+    pub plans: crate::domain::plan::PlanTable,
 }
 
 /// A setting that could not be used, named.
@@ -347,6 +377,16 @@ impl Settings {
             job_backoff_base_ms: p.parse("JOB_BACKOFF_BASE_MS")?,
             job_lease_seconds: p.parse("JOB_LEASE_SECONDS")?,
             worker_concurrency: p.parse("WORKER_CONCURRENCY")?,
+            embeddings_url: match p.optional("EMBEDDINGS_URL") {
+                Some(_) => Some(p.url("EMBEDDINGS_URL")?),
+                None => None,
+            },
+            embeddings_api_key: p.secret("EMBEDDINGS_API_KEY"),
+            embeddings_model: p.string("EMBEDDINGS_MODEL"),
+            embeddings_dimension: p.parse("EMBEDDINGS_DIMENSION")?,
+            plans: crate::domain::plan::PlanTable::default()
+                .with_overrides(&p.string("PLAN_LIMITS"))
+                .map_err(|m| p.error("PLAN_LIMITS", m))?,
         };
         s.validate(&p)?;
         Ok(s)
@@ -361,6 +401,28 @@ impl Settings {
         }
         if self.job_lease_seconds == 0 {
             return Err(p.error("JOB_LEASE_SECONDS", "must be at least 1".into()));
+        }
+        if self.embeddings_dimension == 0 || self.embeddings_dimension > 20_000 {
+            return Err(p.error("EMBEDDINGS_DIMENSION", "must be between 1 and 20000".into()));
+        }
+        if self.pinecone_api_key.is_some() != self.pinecone_index_host.is_some() {
+            return Err(p.error(
+                "PINECONE_INDEX_HOST",
+                "PINECONE_API_KEY and PINECONE_INDEX_HOST must be set together (or neither, for the embedded vector store)".into(),
+            ));
+        }
+        if let (Some(key), Some(host)) = (&self.pinecone_api_key, &self.pinecone_index_host) {
+            crate::workspace::pinecone::PineconeClient::new(host, key.clone())
+                .map_err(|m| p.error("PINECONE_INDEX_HOST", m))?;
+        }
+        if let Some(url) = &self.embeddings_url {
+            crate::workspace::embeddings::EmbeddingsClient::new(
+                url.as_str(),
+                self.embeddings_api_key.clone(),
+                &self.embeddings_model,
+                Some(self.embeddings_dimension),
+            )
+            .map_err(|m| p.error("EMBEDDINGS_URL", m))?;
         }
         if self.max_provisioning_retries == 0 {
             return Err(p.error("MAX_PROVISIONING_RETRIES", "must be at least 1".into()));

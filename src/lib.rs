@@ -1,5 +1,6 @@
 //! onboard: self-service SaaS tenant onboarding.
 
+pub mod analytics;
 pub mod app;
 pub mod billing;
 pub mod cli;
@@ -10,6 +11,7 @@ pub mod email;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod outbound;
 pub mod provisioning;
 pub mod store;
 pub mod workspace;

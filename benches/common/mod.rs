@@ -191,3 +191,34 @@ pub fn bench_seconds() -> u32 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10)
 }
+
+/// Like [`wrk`], with extra request headers (`"Name: value"`).
+pub fn wrk_with_headers(
+    url: &str,
+    connections: u32,
+    secs: u32,
+    script: Option<&Path>,
+    headers: &[&str],
+) -> WrkReport {
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "-t2",
+        &format!("-c{connections}"),
+        &format!("-d{secs}s"),
+        "--latency",
+        "--timeout",
+        "10s",
+    ]);
+    for h in headers {
+        cmd.arg("-H").arg(h);
+    }
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    cmd.arg(url);
+    let out = cmd
+        .output()
+        .expect("wrk is installed (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    parse_wrk(&text).unwrap_or_else(|| panic!("could not parse wrk output:\n{text}"))
+}

@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
+
+use crate::outbound::{self, OutboundError, RetryPolicy};
 
 /// The API version every request pins, so a dashboard upgrade cannot change response shapes.
 pub const STRIPE_API_VERSION: &str = "2026-10-28.endive";
@@ -31,7 +32,7 @@ pub struct StripeClient {
     http: Result<reqwest::Client, String>,
     base: Url,
     secret_key: SecretString,
-    retry_base: Duration,
+    retry: RetryPolicy,
 }
 
 /// What we ask Stripe for when a tenant starts paying.
@@ -107,7 +108,7 @@ impl StripeClient {
     /// Never panics: if the HTTP client cannot be built, the reason is logged and every call
     /// returns it as [`StripeError::Transport`]. Use [`StripeClient::try_new`] to refuse start-up.
     pub fn new(base: Url, secret_key: SecretString) -> Self {
-        let http = build_http_client().map_err(|e| {
+        let http = outbound::http_client(REQUEST_TIMEOUT).map_err(|e| {
             tracing::error!(error = %e, "could not build the Stripe HTTP client");
             e
         });
@@ -115,24 +116,24 @@ impl StripeClient {
             http,
             base,
             secret_key,
-            retry_base: DEFAULT_RETRY_BASE,
+            retry: default_retry(),
         }
     }
 
     /// Like [`StripeClient::new`], but reports a client that cannot be built.
     pub fn try_new(base: Url, secret_key: SecretString) -> Result<Self, StripeError> {
-        let http = build_http_client().map_err(StripeError::Transport)?;
+        let http = outbound::http_client(REQUEST_TIMEOUT).map_err(StripeError::Transport)?;
         Ok(Self {
             http: Ok(http),
             base,
             secret_key,
-            retry_base: DEFAULT_RETRY_BASE,
+            retry: default_retry(),
         })
     }
 
     /// Sets the backoff before the first retry (doubled for each later one); tests use ~1 ms.
     pub fn with_retry_base(mut self, d: Duration) -> Self {
-        self.retry_base = d;
+        self.retry.base = d;
         self
     }
 
@@ -191,7 +192,8 @@ impl StripeClient {
         Ok(url)
     }
 
-    /// Sends the request built by `build` up to [`MAX_ATTEMPTS`] times and decodes the answer.
+    /// Sends the request built by `build` up to [`MAX_ATTEMPTS`] times (see
+    /// [`outbound::send_with_retries`]) and decodes the answer.
     async fn send_with_retries<T, F>(&self, build: F) -> Result<T, StripeError>
     where
         T: serde::de::DeserializeOwned,
@@ -201,48 +203,26 @@ impl StripeClient {
             .http
             .as_ref()
             .map_err(|e| StripeError::Transport(e.clone()))?;
-        let mut attempt = 1;
-        loop {
-            let request = build(http)
+        let outcome = outbound::send_with_retries(&self.retry, "Stripe", || {
+            build(http)
                 .bearer_auth(self.secret_key.expose_secret())
-                .header("Stripe-Version", STRIPE_API_VERSION);
-            let outcome = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    match response.bytes().await {
-                        Ok(body) => Ok((status, body)),
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            let error = match outcome {
-                Ok((status, body)) if status.is_success() => {
-                    return serde_json::from_slice(&body)
-                        .map_err(|e| StripeError::Decode(e.to_string()));
-                }
-                Ok((status, body)) => {
-                    let error = api_error(status, &body);
-                    let retryable = status == reqwest::StatusCode::TOO_MANY_REQUESTS
-                        || status.is_server_error();
-                    if !retryable {
-                        return Err(error);
-                    }
-                    error
-                }
-                // A request we could not even build will not get better on retry.
-                Err(e) if e.is_builder() => return Err(StripeError::Transport(e.to_string())),
-                Err(e) => StripeError::Transport(e.without_url().to_string()),
-            };
-            if attempt >= MAX_ATTEMPTS {
-                tracing::warn!(attempt, error = %error, "Stripe call failed, giving up");
-                return Err(error);
+                .header("Stripe-Version", STRIPE_API_VERSION)
+        })
+        .await;
+        match outcome {
+            Ok((_, body)) => {
+                serde_json::from_slice(&body).map_err(|e| StripeError::Decode(e.to_string()))
             }
-            let delay = backoff(self.retry_base, attempt);
-            tracing::warn!(attempt, error = %error, delay_ms = delay.as_millis() as u64, "Stripe call failed, retrying");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
+            Err(OutboundError::Status { status, body }) => Err(api_error(status, &body)),
+            Err(OutboundError::Transport(message)) => Err(StripeError::Transport(message)),
         }
+    }
+}
+
+fn default_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: MAX_ATTEMPTS,
+        base: DEFAULT_RETRY_BASE,
     }
 }
 
@@ -290,36 +270,6 @@ fn encode_form_value(value: &str, out: &mut String) {
             out.push(char::from(HEX[usize::from(byte & 0x0F)]));
         }
     }
-}
-
-fn build_http_client() -> Result<reqwest::Client, String> {
-    ensure_crypto_provider();
-    reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .user_agent(concat!("onboard/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("could not build the HTTP client: {e}"))
-}
-
-/// reqwest is built with `rustls-no-provider` and panics when building a client unless a
-/// process-wide rustls provider exists; install ring's (already a dependency) if none is.
-fn ensure_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Err only means another thread installed one first, which is just as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
-/// Exponential backoff with jitter: `base * 2^(attempt-1)` plus up to half of that again.
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1 << (attempt - 1).min(16));
-    let max_jitter = u64::try_from(exp.as_millis() / 2).unwrap_or(u64::MAX);
-    let jitter = if max_jitter == 0 {
-        0
-    } else {
-        rand::rng().random_range(0..=max_jitter)
-    };
-    exp.saturating_add(Duration::from_millis(jitter))
 }
 
 /// An [`StripeError::Api`] from a non-2xx answer, using Stripe's error shape when present.

@@ -1,14 +1,17 @@
 //! HTTP: routers by area, extractors, error mapping, OpenAPI and pages.
 
 pub mod admin;
+pub mod auth;
 pub mod dev;
 pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod login;
 pub mod onboarding;
 pub mod signup;
 pub mod tenant;
+pub mod v1;
 pub mod webhook;
 
 use std::future::Future;
@@ -34,13 +37,37 @@ pub use crate::app::AppState;
         title = "onboard",
         description = "Self-service SaaS tenant onboarding: signup, checkout, provisioning, activation."
     ),
-    components(schemas(error::ErrorBody))
+    components(schemas(error::ErrorBody)),
+    modifiers(&BearerKeys)
 )]
 struct ApiDoc;
 
-/// The JSON API with its OpenAPI document.
-fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// Declares the `api_key` security scheme the `/v1` endpoints use.
+struct BearerKeys;
+
+impl utoipa::Modify for BearerKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("onb_… (JWT)")
+                    .description(Some("Your workspace API key, shown once on the onboarding success page or when created at POST /v1/api-keys"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The JSON API with its OpenAPI document; `guard_v1` puts authentication in front of `/v1`.
+fn api(
+    guard_v1: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
+) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(guard_v1(v1::routes()))
         .routes(routes!(health::health))
         .routes(routes!(signup::signup))
         .routes(routes!(tenant::get_tenant))
@@ -48,21 +75,26 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(webhook::stripe_webhook))
         .routes(routes!(onboarding::status))
         .routes(routes!(admin::provision))
+        .routes(routes!(login::login))
+        .routes(routes!(login::session))
+        .routes(routes!(login::logout))
         .split_for_parts()
 }
 
 /// The OpenAPI document of every JSON endpoint.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().1
+    api(|r| r).1
 }
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api();
+    let guard = axum::middleware::from_fn_with_state(state.clone(), auth::require_api_key);
+    let (api, doc) = api(|v1| v1.route_layer(guard));
     let doc = Arc::new(doc);
     api.merge(docs::router(doc))
         .merge(dev::router())
         .merge(onboarding::router())
+        .merge(login::router())
         .route("/metrics", axum::routing::get(admin::metrics))
         .fallback(|| async { error::ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
@@ -119,13 +151,29 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        // Counters gathered in memory (query usage, keys' last use) reach the database every
+        // second, and once more after the last request.
+        let flusher = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    state.flush_counters().await;
+                }
+            })
+        };
         let app = router(self.state);
-        axum::serve(
+        let served = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+        flusher.abort();
+        state.flush_counters().await;
+        served?;
         Ok(())
     }
 }

@@ -112,8 +112,10 @@ async fn job_loop(app: AppState, worker: String, mut stop: watch::Receiver<bool>
 pub async fn run_one(app: &AppState, worker: &str, job: Job) {
     let task_app = app.clone();
     let task_job = job.clone();
+    let task_worker = worker.to_string();
     // A panic inside a handler is caught here and treated as a failed attempt.
-    let outcome = tokio::spawn(async move { dispatch(&task_app, &task_job).await }).await;
+    let outcome =
+        tokio::spawn(async move { dispatch(&task_app, &task_job, &task_worker).await }).await;
     let result = match outcome {
         Ok(r) => r,
         Err(e) if e.is_panic() => Err(format!("job panicked: {e}")),
@@ -121,9 +123,11 @@ pub async fn run_one(app: &AppState, worker: &str, job: Job) {
     };
     let store = &app.store;
     match result {
-        Ok(()) => {
+        Ok(completed) => {
             Counters::inc(&app.metrics.jobs_succeeded);
-            if let Err(e) = store.complete_job(&job, worker).await {
+            if completed == Completed::ByWorker
+                && let Err(e) = store.complete_job(&job, worker).await
+            {
                 tracing::warn!(error = %e, job = %job.id, "could not mark job done; it will run again");
             }
             if let Some(kind @ (JobKind::SweepProvisioning | JobKind::Prune)) =
@@ -154,7 +158,35 @@ pub async fn run_one(app: &AppState, worker: &str, job: Job) {
     }
 }
 
-async fn dispatch(app: &AppState, job: &Job) -> Result<(), String> {
+/// Who marks a successful job done.
+#[derive(Debug, PartialEq, Eq)]
+enum Completed {
+    /// The worker, after the handler returned.
+    ByWorker,
+    /// The handler, inside its final transaction.
+    InHandler,
+}
+
+async fn dispatch(app: &AppState, job: &Job, worker: &str) -> Result<Completed, String> {
+    if JobKind::parse(&job.kind) == Some(JobKind::ProvisionTenant) {
+        let p: crate::provisioning::ProvisionJob = job.payload()?;
+        let id = TenantId::parse(&p.tenant_id).ok_or("bad tenant id")?;
+        let me = super::JobRef {
+            id: &job.id,
+            worker,
+        };
+        return match crate::provisioning::run(app, &id, Some(me)).await {
+            Ok(true) => Ok(Completed::InHandler),
+            Ok(false) => Ok(Completed::ByWorker),
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    dispatch_simple(app, job)
+        .await
+        .map(|()| Completed::ByWorker)
+}
+
+async fn dispatch_simple(app: &AppState, job: &Job) -> Result<(), String> {
     match JobKind::parse(&job.kind) {
         Some(JobKind::StripeEvent) => {
             let p: crate::billing::events::EventJob = job.payload()?;
@@ -162,13 +194,7 @@ async fn dispatch(app: &AppState, job: &Job) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())
         }
-        Some(JobKind::ProvisionTenant) => {
-            let p: crate::provisioning::ProvisionJob = job.payload()?;
-            let id = TenantId::parse(&p.tenant_id).ok_or("bad tenant id")?;
-            crate::provisioning::run(app, &id)
-                .await
-                .map_err(|e| e.to_string())
-        }
+        Some(JobKind::ProvisionTenant) => Err("provisioning jobs are run by dispatch()".into()),
         Some(JobKind::SendEmail) => {
             let p: EmailJob = job.payload()?;
             app.mailer
@@ -188,6 +214,10 @@ async fn dispatch(app: &AppState, job: &Job) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             app.store
                 .prune_jobs(now_ms() - 7 * day)
+                .await
+                .map_err(|e| e.to_string())?;
+            app.store
+                .prune_login_failures(now_ms() - day)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(())

@@ -15,12 +15,12 @@ use sha2::{Digest, Sha256};
 use crate::app::AppState;
 use crate::domain::{TenantId, TenantStatus};
 use crate::email::templates;
-use crate::jobs::{JobKind, NewJob};
+use crate::jobs::{JobKind, JobRef, NewJob};
 use crate::metrics::Counters;
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
-use crate::workspace::api_keys::scopes;
-use crate::workspace::vectors::VectorRecord;
-use crate::workspace::{embedder, namespace_for, sample_data};
+use crate::workspace::api_keys::{IssuedKey, Principal, scopes};
+use crate::workspace::vectors::PendingChange;
+use crate::workspace::{namespace_for, sample_data};
 use crate::{with_conn, with_reader};
 
 /// The steps, in order.
@@ -76,32 +76,55 @@ impl Store {
     }
 }
 
+/// A step to record, with what it did.
+struct StepDone {
+    step: &'static str,
+    outcome: &'static str,
+    detail: Option<String>,
+    started: Instant,
+}
+
 impl Tx {
-    /// Records a step; false if it was already recorded (another run got there first).
-    async fn record_step(
-        &mut self,
-        tenant: &TenantId,
-        step: &str,
-        outcome: &str,
-        detail: Option<&str>,
-        started: Instant,
-    ) -> StoreResult<bool> {
+    /// Records steps in one statement; false if any was already recorded (another run got
+    /// there first: the caller rolls back).
+    async fn record_steps(&mut self, tenant: &TenantId, steps: &[StepDone]) -> StoreResult<bool> {
+        if steps.is_empty() {
+            return Ok(true);
+        }
+        let mut sql = String::from(
+            "INSERT INTO provisioning_steps (tenant_id, step, outcome, detail, duration_ms, completed_at) VALUES ",
+        );
+        for i in 0..steps.len() {
+            let p = i * 6;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6
+            ));
+        }
+        sql.push_str(" ON CONFLICT (tenant_id, step) DO NOTHING");
+        let now = now_ms();
         let n = with_conn!(self, |conn| {
-            sqlx::query(
-                "INSERT INTO provisioning_steps (tenant_id, step, outcome, detail, duration_ms, completed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, step) DO NOTHING",
-            )
-            .bind(tenant.as_str())
-            .bind(step)
-            .bind(outcome)
-            .bind(detail)
-            .bind(started.elapsed().as_millis() as i64)
-            .bind(now_ms())
-            .execute(&mut *conn)
-            .await?
-            .rows_affected()
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for s in steps {
+                q = q
+                    .bind(tenant.as_str())
+                    .bind(s.step)
+                    .bind(s.outcome)
+                    .bind(s.detail.as_deref())
+                    .bind(s.started.elapsed().as_millis() as i64)
+                    .bind(now);
+            }
+            q.execute(&mut *conn).await?.rows_affected()
         });
-        Ok(n == 1)
+        Ok(n == steps.len() as u64)
     }
 }
 
@@ -121,20 +144,25 @@ fn step_err(step: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StepError 
 }
 
 /// Runs the remaining steps of a tenant in `provisioning`. Anything else is left alone, so a
-/// late or repeated job never moves a tenant.
+/// late or repeated job never moves a tenant. With `job`, the job is marked done in the final
+/// transaction and the result is true (the worker then does not complete it again).
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id))]
-pub async fn run(app: &AppState, tenant_id: &TenantId) -> Result<(), StepError> {
+pub async fn run(
+    app: &AppState,
+    tenant_id: &TenantId,
+    job: Option<JobRef<'_>>,
+) -> Result<bool, StepError> {
     let store = &app.store;
     let Some(tenant) = store
         .tenant(tenant_id)
         .await
         .map_err(|e| step_err("namespace")(&e))?
     else {
-        return Ok(());
+        return Ok(false);
     };
     if tenant.status != TenantStatus::Provisioning {
         tracing::info!(status = %tenant.status, "provisioning skipped: tenant is not provisioning");
-        return Ok(());
+        return Ok(false);
     }
     let done: HashMap<String, StepRecord> = store
         .provisioning_steps(tenant_id)
@@ -144,44 +172,91 @@ pub async fn run(app: &AppState, tenant_id: &TenantId) -> Result<(), StepError> 
         .map(|r| (r.step.clone(), r))
         .collect();
     let namespace = namespace_for(tenant_id);
+    let load_samples = !done.contains_key("sample_data") && app.settings.sample_data_enabled;
+    let mut steps = Vec::new();
+    let mut temp_key_to_revoke = None;
 
-    // Creating a namespace is idempotent, so it is recorded with the rest in the final
-    // transaction: if that fails, the next attempt simply creates it again.
-    let namespace_started = if done.contains_key("namespace") {
-        None
-    } else {
+    // First transaction: the namespace (idempotent, so recorded with the rest at the end:
+    // should that fail, the next attempt simply creates it again), the temporary credential the
+    // sample documents are written with, and on the embedded store the sample vectors too.
+    let namespace_started = (!done.contains_key("namespace")).then(Instant::now);
+    let sample_started = Instant::now();
+    let mut temp_key: Option<Result<IssuedKey, String>> = None;
+    let mut sample_result: Option<Result<usize, String>> = None;
+    if namespace_started.is_some() || load_samples {
         let err = step_err("namespace");
-        let started = Instant::now();
-        app.vectors
-            .create_namespace(tenant_id.as_str(), &namespace)
-            .await
-            .map_err(|e| err(&e))?;
-        Some(started)
-    };
+        if namespace_started.is_some() {
+            // Pinecone must answer and have our dimensions before we count on it.
+            app.vectors.prepare_namespace().await.map_err(|e| err(&e))?;
+        }
+        // Everything here is recorded only by the final, durable transaction: losing this
+        // commit in a crash just means the next attempt makes it again.
+        let mut tx = store.begin_relaxed().await.map_err(|e| err(&e))?;
+        if namespace_started.is_some() {
+            app.vectors
+                .create_namespace_in(&mut tx, tenant_id.as_str(), &namespace)
+                .await
+                .map_err(|e| err(&e))?;
+        }
+        let mut change = None;
+        if load_samples {
+            // Failing to issue it is a sample-data outcome, not a provisioning failure.
+            let issued = tx
+                .issue_api_key(
+                    &app.signer,
+                    tenant_id,
+                    "provisioning: sample data",
+                    &[scopes::SAMPLE_DATA_WRITE],
+                    Some(600),
+                    false,
+                )
+                .await
+                .map_err(|e| e.to_string());
+            if let (Ok(key), true) = (&issued, app.vectors.is_embedded()) {
+                match write_samples_in(app, &mut tx, tenant_id, &namespace, key).await {
+                    Ok((n, c)) => {
+                        sample_result = Some(Ok(n));
+                        change = Some(c);
+                    }
+                    Err(e) => sample_result = Some(Err(e)),
+                }
+            }
+            temp_key = Some(issued);
+        }
+        tx.commit().await.map_err(|e| err(&e))?;
+        if let Some(c) = change {
+            app.vectors.apply(c);
+        }
+    }
+    if let Some(started) = namespace_started {
+        steps.push(StepDone {
+            step: "namespace",
+            outcome: "done",
+            detail: Some(namespace.clone()),
+            started,
+        });
+    }
 
-    // Sample documents are upserted (idempotently) before the final transaction, which records
-    // their outcome.
-    let sample = if done.contains_key("sample_data") {
-        None
-    } else {
-        let started = Instant::now();
-        Some((sample_outcome(app, tenant_id, &namespace).await, started))
-    };
+    // Sample documents for a remote vector store are upserted (idempotently) before the final
+    // transaction, which records their outcome.
+    if !done.contains_key("sample_data") {
+        let (outcome, detail, key_id) =
+            sample_outcome(app, tenant_id, &namespace, temp_key, sample_result).await;
+        steps.push(StepDone {
+            step: "sample_data",
+            outcome,
+            detail: Some(detail),
+            started: sample_started,
+        });
+        temp_key_to_revoke = key_id;
+    }
 
-    // Everything that writes our own tables commits in one transaction, each step together with
-    // its record: the namespace, the first key, the sample-data outcome, the welcome email and
-    // `active`. A step record that already exists means another run got there first: roll back
-    // and stop.
+    // Everything else that writes our own tables commits in one transaction with the step
+    // records: the first key, the sample documents' listing, the welcome email, `active` and
+    // the job itself. A step record that already exists means another run got there first:
+    // roll back and stop.
     let err = step_err("api_key");
     let mut tx = store.begin().await.map_err(|e| err(&e))?;
-    if let Some(started) = namespace_started
-        && !tx
-            .record_step(tenant_id, "namespace", "done", Some(&namespace), started)
-            .await
-            .map_err(|e| step_err("namespace")(&e))?
-    {
-        return Ok(());
-    }
     if !done.contains_key("api_key") {
         let started = Instant::now();
         let key = tx
@@ -195,29 +270,29 @@ pub async fn run(app: &AppState, tenant_id: &TenantId) -> Result<(), StepError> 
             )
             .await
             .map_err(|e| err(&e))?;
-        if !tx
-            .record_step(tenant_id, "api_key", "done", Some(&key.key_id), started)
-            .await
-            .map_err(|e| err(&e))?
-        {
-            return Ok(());
-        }
+        steps.push(StepDone {
+            step: "api_key",
+            outcome: "done",
+            detail: Some(key.key_id),
+            started,
+        });
     }
-    if let Some(((outcome, detail, temp_key), started)) = sample {
+    if !done.contains_key("sample_data") {
         let err = step_err("sample_data");
         // The temporary sample-data credential is revoked with the commit; should this
         // transaction fail, it still expires within ten minutes.
-        if let Some(key_id) = temp_key {
-            tx.revoke_api_key(tenant_id, &key_id)
+        if let Some(key_id) = &temp_key_to_revoke {
+            tx.revoke_api_key(tenant_id, key_id)
                 .await
                 .map_err(|e| err(&e))?;
         }
-        if !tx
-            .record_step(tenant_id, "sample_data", outcome, Some(&detail), started)
-            .await
-            .map_err(|e| err(&e))?
+        if steps
+            .iter()
+            .any(|s| s.step == "sample_data" && s.outcome == "done")
         {
-            return Ok(());
+            tx.insert_sample_documents(tenant_id, &sample_data::documents())
+                .await
+                .map_err(|e| err(&e))?;
         }
     }
     if !done.contains_key("welcome_email") {
@@ -245,19 +320,19 @@ pub async fn run(app: &AppState, tenant_id: &TenantId) -> Result<(), StepError> 
             .queue_email(&email, &app.settings.sendgrid_from_email)
             .await
             .map_err(|e| err(&e))?;
-        if !tx
-            .record_step(
-                tenant_id,
-                "welcome_email",
-                "done",
-                outbox_id.as_deref(),
-                started,
-            )
-            .await
-            .map_err(|e| err(&e))?
-        {
-            return Ok(());
-        }
+        steps.push(StepDone {
+            step: "welcome_email",
+            outcome: "done",
+            detail: outbox_id,
+            started,
+        });
+    }
+    if !tx
+        .record_steps(tenant_id, &steps)
+        .await
+        .map_err(|e| err(&e))?
+    {
+        return Ok(false);
     }
     let err = step_err("welcome_email");
     match tx
@@ -270,32 +345,45 @@ pub async fn run(app: &AppState, tenant_id: &TenantId) -> Result<(), StepError> 
         .await
     {
         Ok(_) => {
+            if let Some(job) = job {
+                tx.complete_job(job).await.map_err(|e| err(&e))?;
+            }
             tx.commit().await.map_err(|e| err(&e))?;
             app.jobs_ready.notify_waiters();
             Counters::inc(&app.metrics.tenants_provisioned);
             tracing::info!("tenant active");
-            Ok(())
+            Ok(job.is_some())
         }
         // Someone else finished it, or it was canceled meanwhile: roll back, nothing to do.
-        Err(StoreError::Transition(_)) => Ok(()),
+        Err(StoreError::Transition(_)) => Ok(false),
         Err(e) => Err(err(&e)),
     }
 }
 
-/// Loads the sample documents unless disabled; a failure is an outcome, not an error: the
-/// workspace is then empty but works, and the notice says so. Also returns the temporary
-/// credential to revoke.
+/// Loads the sample documents unless disabled (or takes the result of loading them in the
+/// first transaction); a failure is an outcome, not an error: the workspace is then empty but
+/// works, and the notice says so. Also returns the temporary credential to revoke.
 async fn sample_outcome(
     app: &AppState,
     tenant_id: &TenantId,
     namespace: &str,
+    temp_key: Option<Result<IssuedKey, String>>,
+    written: Option<Result<usize, String>>,
 ) -> (&'static str, String, Option<String>) {
     if !app.settings.sample_data_enabled {
         return ("skipped", "SAMPLE_DATA_ENABLED=false".to_string(), None);
     }
-    let (result, temp_key) = load_sample_data(app, tenant_id, namespace).await;
+    let (result, key_id) = match (temp_key, written) {
+        (Some(Ok(key)), Some(result)) => (result, Some(key.key_id)),
+        (Some(Ok(key)), None) => (
+            load_sample_data(app, tenant_id, namespace, &key).await,
+            Some(key.key_id),
+        ),
+        (Some(Err(e)), _) => (Err(e), None),
+        (None, _) => (Err("no temporary credential was issued".to_string()), None),
+    };
     match result {
-        Ok(n) => ("done", format!("{n} sample documents loaded"), temp_key),
+        Ok(n) => ("done", format!("{n} sample documents loaded"), key_id),
         Err(e) => {
             tracing::warn!(error = %e, "sample data failed; the workspace stays empty but working");
             (
@@ -303,62 +391,72 @@ async fn sample_outcome(
                 format!(
                     "Sample documents could not be loaded ({e}); your workspace is empty but works."
                 ),
-                temp_key,
+                key_id,
             )
         }
     }
 }
 
-/// Embeds and upserts the sample documents with a temporary credential that may only write
-/// sample data. Returns the outcome and the credential's id (for the caller to revoke).
+/// Checks that the temporary credential may write sample data for this tenant.
+fn check_sample_credential(tenant_id: &TenantId, principal: &Principal) -> Result<(), String> {
+    if principal.tenant_id != *tenant_id || !principal.has_scope(scopes::SAMPLE_DATA_WRITE) {
+        return Err("temporary credential does not allow sample data writes".to_string());
+    }
+    Ok(())
+}
+
+/// Embedded store: authenticates the temporary credential and writes the sample vectors, all
+/// inside the transaction that issued it. Returns how many vectors and the change to apply.
+async fn write_samples_in(
+    app: &AppState,
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    namespace: &str,
+    temp: &IssuedKey,
+) -> Result<(usize, PendingChange), String> {
+    let principal = tx
+        .authenticate_api_key(
+            &app.signer,
+            secrecy::ExposeSecret::expose_secret(&temp.token),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    check_sample_credential(tenant_id, &principal)?;
+    let records = sample_data::vector_records(&app.embedder)
+        .await
+        .map_err(|e| e.to_string())?;
+    let change = app
+        .vectors
+        .upsert_in(tx, namespace, &records)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((sample_data::documents().len(), change))
+}
+
+/// Remote vector store: embeds and upserts the sample documents with the temporary credential.
 async fn load_sample_data(
     app: &AppState,
     tenant_id: &TenantId,
     namespace: &str,
-) -> (Result<usize, String>, Option<String>) {
-    let temp = async {
-        let mut tx = app.store.begin().await?;
-        let key = tx
-            .issue_api_key(
-                &app.signer,
-                tenant_id,
-                "provisioning: sample data",
-                &[scopes::SAMPLE_DATA_WRITE],
-                Some(600),
-                false,
-            )
-            .await?;
-        tx.commit().await?;
-        Ok::<_, StoreError>(key)
-    }
-    .await;
-    let temp = match temp {
-        Ok(t) => t,
-        Err(e) => return (Err(e.to_string()), None),
-    };
-    let result = async {
-        let principal = app
-            .store
-            .authenticate_api_key(&app.signer, secrecy::ExposeSecret::expose_secret(&temp.token))
-            .await
-            .map_err(|e| e.to_string())?;
-        if principal.tenant_id != *tenant_id || !principal.has_scope(scopes::SAMPLE_DATA_WRITE) {
-            return Err("temporary credential does not allow sample data writes".to_string());
-        }
-        let records: Vec<VectorRecord> = sample_data::documents()
-            .iter()
-            .map(|d| VectorRecord {
-                id: format!("sample:{}#0", d.id),
-                values: embedder::embed(&format!("{}\n{}", d.title, d.content)),
-                metadata: serde_json::json!({
-                    "document_id": d.id, "title": d.title, "text": d.content, "sample": true, "metadata": d.metadata,
-                }),
-            })
-            .collect();
-        app.vectors.upsert(namespace, &records).await.map_err(|e| e.to_string())
-    }
-    .await;
-    (result, Some(temp.key_id))
+    temp: &IssuedKey,
+) -> Result<usize, String> {
+    let principal = app
+        .store
+        .authenticate_api_key(
+            &app.signer,
+            secrecy::ExposeSecret::expose_secret(&temp.token),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    check_sample_credential(tenant_id, &principal)?;
+    let records = sample_data::vector_records(&app.embedder)
+        .await
+        .map_err(|e| e.to_string())?;
+    app.vectors
+        .upsert(namespace, &records)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(sample_data::documents().len())
 }
 
 /// Called when the provisioning job has used its last attempt: the tenant fails with the reason.

@@ -164,6 +164,27 @@ impl Store {
         })
     }
 
+    /// A write transaction whose commit need not wait for the disk: for writes that a crash may
+    /// lose without harm because they are re-created (a job claim, whose lease then simply
+    /// never existed; a provisioning step that is recorded only by a later, durable
+    /// transaction). PostgreSQL: `synchronous_commit = off` for this transaction only, still
+    /// atomic and visible at once. SQLite (WAL, `synchronous=NORMAL`): the same as [`begin`].
+    ///
+    /// Never use it for anything acknowledged to the outside (a webhook receipt) or that other
+    /// work acts on irrevocably (the transaction that queues an email).
+    ///
+    /// [`begin`]: Store::begin
+    pub async fn begin_relaxed(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Store::Sqlite(_) => self.begin().await?,
+            // One round trip: the simple-query protocol takes both statements at once.
+            Store::Postgres(pool) => Tx::Postgres(
+                pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+                    .await?,
+            ),
+        })
+    }
+
     /// Closes every connection; later queries fail. Used on shutdown.
     pub async fn close(&self) {
         match self {

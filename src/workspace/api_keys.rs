@@ -141,7 +141,44 @@ fn new_jti() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+type KeyRow = (String, String, String, Option<i64>, Option<i64>);
+const KEY_ROW_SQL: &str =
+    "SELECT id, tenant_id, scopes, expires_at, revoked_at FROM api_keys WHERE jti_hash = $1";
+
+/// The caller a verified token's stored row names, unless revoked, expired or mismatched.
+fn principal_from(claims: &Claims, row: Option<KeyRow>) -> Result<Principal, AuthError> {
+    let (key_id, tenant_id, scopes, expires_at, revoked_at) = row.ok_or(AuthError::Revoked)?;
+    if revoked_at.is_some() || tenant_id != claims.tid {
+        return Err(AuthError::Revoked);
+    }
+    if expires_at.is_some_and(|e| e <= now_ms()) {
+        return Err(AuthError::Expired);
+    }
+    Ok(Principal {
+        tenant_id: TenantId::parse(&tenant_id).ok_or(AuthError::Invalid)?,
+        key_id,
+        scopes: scopes.split_whitespace().map(str::to_string).collect(),
+    })
+}
+
 impl Tx {
+    /// Like [`Store::authenticate_api_key`], seeing this transaction's own writes.
+    pub async fn authenticate_api_key(
+        &mut self,
+        signer: &KeySigner,
+        token: &str,
+    ) -> Result<Principal, AuthError> {
+        let claims = signer.decode(token)?;
+        let row: Option<KeyRow> = with_conn!(self, |conn| {
+            sqlx::query_as(KEY_ROW_SQL)
+                .bind(hash_jti(&claims.jti))
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|_| AuthError::Revoked)?
+        });
+        principal_from(&claims, row)
+    }
+
     /// Revokes a key of a tenant in this transaction.
     pub async fn revoke_api_key(&mut self, tenant: &TenantId, key_id: &str) -> StoreResult<()> {
         let n = with_conn!(self, |conn| {
@@ -229,26 +266,14 @@ impl Store {
         token: &str,
     ) -> Result<Principal, AuthError> {
         let claims = signer.decode(token)?;
-        type KeyRow = (String, String, String, Option<i64>, Option<i64>);
         let row: Option<KeyRow> = with_reader!(self, |pool| {
-            sqlx::query_as("SELECT id, tenant_id, scopes, expires_at, revoked_at FROM api_keys WHERE jti_hash = $1")
+            sqlx::query_as(KEY_ROW_SQL)
                 .bind(hash_jti(&claims.jti))
                 .fetch_optional(pool)
                 .await
                 .map_err(|_| AuthError::Revoked)?
         });
-        let (key_id, tenant_id, scopes, expires_at, revoked_at) = row.ok_or(AuthError::Revoked)?;
-        if revoked_at.is_some() || tenant_id != claims.tid {
-            return Err(AuthError::Revoked);
-        }
-        if expires_at.is_some_and(|e| e <= now_ms()) {
-            return Err(AuthError::Expired);
-        }
-        Ok(Principal {
-            tenant_id: TenantId::parse(&tenant_id).ok_or(AuthError::Invalid)?,
-            key_id,
-            scopes: scopes.split_whitespace().map(str::to_string).collect(),
-        })
+        principal_from(&claims, row)
     }
 
     /// Revokes a key of a tenant.

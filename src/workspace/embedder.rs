@@ -4,6 +4,65 @@
 
 use sha2::{Digest, Sha256};
 
+use super::embeddings::{EmbedError, EmbeddingsClient};
+use crate::config::Settings;
+
+/// The embedder a deployment uses: the built-in one (default), or an OpenAI-compatible
+/// `POST {EMBEDDINGS_URL}/embeddings` endpoint when configured.
+#[derive(Clone, Debug)]
+pub enum Embedder {
+    Builtin,
+    Remote(EmbeddingsClient),
+}
+
+/// Texts embedded on the async threads before moving to a blocking thread (~0.1 ms each).
+const INLINE_BATCH: usize = 32;
+
+impl Embedder {
+    pub fn from_settings(settings: &Settings) -> Result<Self, String> {
+        match &settings.embeddings_url {
+            None => Ok(Embedder::Builtin),
+            Some(url) => Ok(Embedder::Remote(EmbeddingsClient::new(
+                url.as_str(),
+                settings.embeddings_api_key.clone(),
+                &settings.embeddings_model,
+                Some(settings.embeddings_dimension),
+            )?)),
+        }
+    }
+
+    /// Dimensions of every vector this embedder returns.
+    pub fn dimension(&self) -> usize {
+        match self {
+            Embedder::Builtin => DIMENSION,
+            Embedder::Remote(c) => c.dimension().unwrap_or(DIMENSION),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Embedder::Builtin => "builtin",
+            Embedder::Remote(_) => "openai-compatible",
+        }
+    }
+
+    /// One vector per text, in order.
+    pub async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        match self {
+            Embedder::Builtin if texts.len() <= INLINE_BATCH => {
+                Ok(texts.iter().map(|t| embed(t)).collect())
+            }
+            Embedder::Builtin => {
+                let texts = texts.to_vec();
+                tokio::task::spawn_blocking(move || texts.iter().map(|t| embed(t)).collect())
+                    .await
+                    .map_err(|e| EmbedError::Unavailable(e.to_string()))
+            }
+            Embedder::Remote(client) => client.embed(texts).await,
+        }
+    }
+}
+
 /// Dimensions of the built-in embedder.
 pub const DIMENSION: usize = 384;
 

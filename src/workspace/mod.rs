@@ -1,8 +1,14 @@
 //! The tenant's product: API keys, embedder, vector store, sample data.
 
 pub mod api_keys;
+pub mod chunker;
+pub mod documents;
 pub mod embedder;
+pub mod embeddings;
+pub mod pinecone;
 pub mod sample_data;
+pub mod sessions;
+pub mod usage;
 pub mod vectors;
 
 /// The vector namespace of a tenant.

@@ -18,6 +18,19 @@ pub fn documents() -> Vec<SampleDocument> {
     serde_json::from_str(SAMPLE_JSON).expect("the shipped sample documents parse")
 }
 
+/// The vectors of every sample document, as provisioning writes them.
+pub async fn vector_records(
+    embedder: &super::embedder::Embedder,
+) -> Result<Vec<super::vectors::VectorRecord>, super::embeddings::EmbedError> {
+    let mut records = Vec::new();
+    for d in documents() {
+        let id = super::documents::sample_document_id(&d);
+        records
+            .extend(super::documents::vectorize(embedder, &id, &d.title, &d.content, true).await?);
+    }
+    Ok(records)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

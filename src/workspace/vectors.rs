@@ -1,15 +1,25 @@
-//! Vector store backends behind one type. The embedded backend keeps each tenant's namespace in
-//! our database and answers queries by exact cosine search.
+//! Vector store backends behind one type: the embedded backend (default) keeps each tenant's
+//! namespace in our database and answers queries by exact cosine search over an in-memory copy;
+//! Pinecone (when `PINECONE_API_KEY` + `PINECONE_INDEX_HOST` are set) keeps them in one index,
+//! one namespace per tenant.
+//!
+//! The in-memory copy of an embedded namespace is tagged with the namespace's `version`, which
+//! every write bumps in the same transaction as the vectors. A query reads the version first (one
+//! indexed row) and reloads the copy only when it changed, so several processes sharing one
+//! PostgreSQL never answer from stale data, and this process's own writes are applied to its copy
+//! in place instead of forcing a reload.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::store::{Store, StoreError, now_ms};
-use crate::{with_pool, with_reader};
+use crate::store::{Store, StoreError, Tx, now_ms};
+use crate::{with_conn, with_reader};
 
-use super::embedder::{DIMENSION, cosine};
+use super::pinecone::PineconeClient;
 
 /// A vector to store.
 #[derive(Debug, Clone)]
@@ -34,6 +44,9 @@ pub enum VectorError {
     Unavailable(String),
     #[error("namespace {0} does not exist")]
     NoNamespace(String),
+    /// The remote store refused the request (a 4xx other than 429); retrying will not help.
+    #[error("vector store refused the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
     #[error("vector of {got} dimensions, the namespace holds {want}")]
     Dimension { got: usize, want: usize },
     #[error(transparent)]
@@ -46,24 +59,204 @@ impl From<sqlx::Error> for VectorError {
     }
 }
 
-/// Which vector store the workspace uses.
+/// Most vectors kept in memory across all cached namespaces (~150 MB at 384 dimensions); the
+/// least recently queried namespaces are dropped first.
+const CACHE_MAX_VECTORS: usize = 100_000;
+
+/// The tenant vector store.
 #[derive(Clone)]
 pub struct VectorStore {
-    store: Store,
+    backend: Backend,
+    /// Dimensions of the configured embedder: namespaces are created with it.
+    dimension: usize,
     /// Simulated outage switch, flipped only by the test suite and chaos drills.
     outage: Arc<AtomicBool>,
 }
 
-impl VectorStore {
-    pub fn embedded(store: Store) -> Self {
+#[derive(Clone)]
+enum Backend {
+    Embedded {
+        store: Store,
+        cache: Arc<Mutex<HashMap<String, Arc<NamespaceIndex>>>>,
+    },
+    Pinecone {
+        store: Store,
+        client: PineconeClient,
+    },
+}
+
+/// An in-memory copy of one embedded namespace.
+#[derive(Clone)]
+struct NamespaceIndex {
+    version: i64,
+    dim: usize,
+    ids: Vec<String>,
+    position: HashMap<String, usize>,
+    /// Row-major, `dim` floats per vector, each scaled to unit length.
+    values: Vec<f32>,
+    metadata: Vec<Arc<str>>,
+    last_used: Instant,
+}
+
+impl NamespaceIndex {
+    fn empty(version: i64, dim: usize) -> Self {
         Self {
-            store,
+            version,
+            dim,
+            ids: Vec::new(),
+            position: HashMap::new(),
+            values: Vec::new(),
+            metadata: Vec::new(),
+            last_used: Instant::now(),
+        }
+    }
+
+    fn upsert(&mut self, id: &str, values: &[f32], metadata: Arc<str>) {
+        let unit = unit(values);
+        match self.position.get(id) {
+            Some(&i) => {
+                self.values[i * self.dim..(i + 1) * self.dim].copy_from_slice(&unit);
+                self.metadata[i] = metadata;
+            }
+            None => {
+                self.position.insert(id.to_string(), self.ids.len());
+                self.ids.push(id.to_string());
+                self.values.extend_from_slice(&unit);
+                self.metadata.push(metadata);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        let Some(i) = self.position.remove(id) else {
+            return;
+        };
+        let last = self.ids.len() - 1;
+        if i != last {
+            self.ids.swap(i, last);
+            self.metadata.swap(i, last);
+            let (head, tail) = self.values.split_at_mut(last * self.dim);
+            head[i * self.dim..(i + 1) * self.dim].copy_from_slice(&tail[..self.dim]);
+            self.position.insert(self.ids[i].clone(), i);
+        }
+        self.ids.pop();
+        self.metadata.pop();
+        self.values.truncate(last * self.dim);
+    }
+
+    /// The `k` best (index, cosine) pairs, best first; ties broken by id.
+    fn top_k(&self, query: &[f32], k: usize) -> Vec<(usize, f32)> {
+        let q = unit(query);
+        let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
+        for (i, row) in self.values.chunks_exact(self.dim).enumerate() {
+            let score: f32 = row.iter().zip(&q).map(|(a, b)| a * b).sum();
+            if best.len() == k && best.last().is_some_and(|&(_, s)| score <= s) {
+                continue;
+            }
+            let at = best
+                .partition_point(|&(j, s)| s > score || (s == score && self.ids[j] < self.ids[i]));
+            best.insert(at, (i, score));
+            best.truncate(k);
+        }
+        best
+    }
+}
+
+fn unit(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter().map(|x| x / norm).collect()
+    } else {
+        v.to_vec()
+    }
+}
+
+fn to_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|f| f.to_le_bytes()).collect()
+}
+
+fn from_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Rows per multi-row vector insert.
+const UPSERT_ROWS_PER_STATEMENT: usize = 200;
+
+/// `INSERT … VALUES (…), (…) ON CONFLICT … DO UPDATE` for `rows` vectors of five parameters.
+fn upsert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO vectors (namespace, id, embedding, metadata, updated_at) VALUES ",
+    );
+    for r in 0..rows {
+        let p = r * 5;
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5
+        ));
+    }
+    sql.push_str(
+        " ON CONFLICT (namespace, id) DO UPDATE SET embedding = excluded.embedding, \
+         metadata = excluded.metadata, updated_at = excluded.updated_at",
+    );
+    sql
+}
+
+/// A change made in a caller's transaction, applied to this process's in-memory copy once the
+/// caller has committed ([`VectorStore::apply`]).
+#[must_use = "apply it after the commit"]
+pub struct PendingChange {
+    namespace: String,
+    version: i64,
+    upserts: Vec<(String, Vec<f32>, Arc<str>)>,
+    deletes: Vec<String>,
+}
+
+impl VectorStore {
+    /// The embedded backend over our own database.
+    pub fn embedded(store: Store, dimension: usize) -> Self {
+        Self {
+            backend: Backend::Embedded {
+                store,
+                cache: Arc::default(),
+            },
+            dimension,
+            outage: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Pinecone; our database only keeps the namespace list.
+    pub fn pinecone(store: Store, client: PineconeClient, dimension: usize) -> Self {
+        Self {
+            backend: Backend::Pinecone { store, client },
+            dimension,
             outage: Arc::new(AtomicBool::new(false)),
         }
     }
 
     pub fn backend(&self) -> &'static str {
-        "embedded"
+        match self.backend {
+            Backend::Embedded { .. } => "embedded",
+            Backend::Pinecone { .. } => "pinecone",
+        }
+    }
+
+    /// Whether vectors live in our own database (and so can be written in our transactions).
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.backend, Backend::Embedded { .. })
+    }
+
+    pub fn dimension(&self) -> usize {
+        self.dimension
     }
 
     /// Makes every call fail (true) or work again (false).
@@ -78,32 +271,56 @@ impl VectorStore {
         Ok(())
     }
 
-    /// Creates a namespace; creating an existing one is a no-op.
-    pub async fn create_namespace(&self, tenant_id: &str, name: &str) -> Result<(), VectorError> {
+    /// Checks, before any transaction, that the backend can take a new namespace: Pinecone must
+    /// answer and its index must have our embedder's dimensions.
+    pub async fn prepare_namespace(&self) -> Result<(), VectorError> {
         self.check()?;
-        with_pool!(&self.store, |pool| {
+        if let Backend::Pinecone { client, .. } = &self.backend {
+            let stats = client.describe_index_stats().await?;
+            if let Some(dim) = stats.dimension
+                && dim != self.dimension
+            {
+                return Err(VectorError::Dimension {
+                    got: self.dimension,
+                    want: dim,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a namespace in the caller's transaction; an existing one is left as it is.
+    /// (Pinecone creates namespaces on first write; [`prepare_namespace`] checked the index.)
+    pub async fn create_namespace_in(
+        &self,
+        tx: &mut Tx,
+        tenant_id: &str,
+        name: &str,
+    ) -> Result<(), VectorError> {
+        self.check()?;
+        with_conn!(tx, |conn| {
             sqlx::query(
                 "INSERT INTO vector_namespaces (name, tenant_id, dimension, created_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (name) DO NOTHING",
             )
             .bind(name)
             .bind(tenant_id)
-            .bind(DIMENSION as i64)
+            .bind(self.dimension as i64)
             .bind(now_ms())
-            .execute(pool)
+            .execute(&mut *conn)
             .await?;
         });
         Ok(())
     }
 
-    async fn namespace_exists(&self, name: &str) -> Result<bool, VectorError> {
-        let n: i64 = with_reader!(&self.store, |pool| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM vector_namespaces WHERE name = $1")
-                .bind(name)
-                .fetch_one(pool)
-                .await?
-        });
-        Ok(n > 0)
+    fn validate(&self, records: &[VectorRecord], dimension: usize) -> Result<(), VectorError> {
+        match records.iter().find(|r| r.values.len() != dimension) {
+            Some(r) => Err(VectorError::Dimension {
+                got: r.values.len(),
+                want: dimension,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Inserts or replaces vectors by id.
@@ -113,37 +330,133 @@ impl VectorStore {
         records: &[VectorRecord],
     ) -> Result<usize, VectorError> {
         self.check()?;
-        if !self.namespace_exists(namespace).await? {
-            return Err(VectorError::NoNamespace(namespace.into()));
-        }
-        let now = now_ms();
-        let mut tx = self.store.begin().await?;
-        for r in records {
-            if r.values.len() != DIMENSION {
-                return Err(VectorError::Dimension {
-                    got: r.values.len(),
-                    want: DIMENSION,
-                });
+        match &self.backend {
+            Backend::Embedded { store, .. } => {
+                // Upserts by id are idempotent and every caller records their outcome in a later
+                // durable transaction, so this commit need not wait for the disk.
+                let mut tx = store.begin_relaxed().await?;
+                let change = self.upsert_in(&mut tx, namespace, records).await?;
+                tx.commit().await?;
+                self.apply(change);
+                Ok(records.len())
             }
-            let bytes: Vec<u8> = r.values.iter().flat_map(|f| f.to_le_bytes()).collect();
-            let meta = r.metadata.to_string();
-            crate::with_conn!(&mut tx, |conn| {
-                sqlx::query(
-                    "INSERT INTO vectors (namespace, id, embedding, metadata, updated_at) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (namespace, id) DO UPDATE SET embedding = excluded.embedding, \
-                     metadata = excluded.metadata, updated_at = excluded.updated_at",
-                )
-                .bind(namespace)
-                .bind(&r.id)
-                .bind(bytes)
-                .bind(meta)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
+            Backend::Pinecone { client, .. } => {
+                self.validate(records, self.dimension)?;
+                client.upsert(namespace, records).await
+            }
+        }
+    }
+
+    /// Embedded backend only: upserts in the caller's transaction, bumping the namespace
+    /// version. Apply the returned change after committing.
+    pub async fn upsert_in(
+        &self,
+        tx: &mut Tx,
+        namespace: &str,
+        records: &[VectorRecord],
+    ) -> Result<PendingChange, VectorError> {
+        self.check()?;
+        let version = bump_version(tx, namespace, |dim| self.validate(records, dim)).await?;
+        let now = now_ms();
+        // Multi-row inserts, a few hundred rows per statement (SQLite allows 32766 parameters).
+        for batch in records.chunks(UPSERT_ROWS_PER_STATEMENT) {
+            let sql = upsert_sql(batch.len());
+            with_conn!(tx, |conn| {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for r in batch {
+                    q = q
+                        .bind(namespace)
+                        .bind(&r.id)
+                        .bind(to_bytes(&r.values))
+                        .bind(r.metadata.to_string())
+                        .bind(now);
+                }
+                q.execute(&mut *conn).await?;
             });
         }
-        tx.commit().await?;
-        Ok(records.len())
+        let upserts = records
+            .iter()
+            .map(|r| {
+                (
+                    r.id.clone(),
+                    r.values.clone(),
+                    Arc::from(r.metadata.to_string()),
+                )
+            })
+            .collect();
+        Ok(PendingChange {
+            namespace: namespace.to_string(),
+            version,
+            upserts,
+            deletes: Vec::new(),
+        })
+    }
+
+    /// Embedded backend only: deletes vectors by id in the caller's transaction.
+    pub async fn delete_in(
+        &self,
+        tx: &mut Tx,
+        namespace: &str,
+        ids: &[String],
+    ) -> Result<PendingChange, VectorError> {
+        self.check()?;
+        let version = bump_version(tx, namespace, |_| Ok(())).await?;
+        for id in ids {
+            with_conn!(tx, |conn| {
+                sqlx::query("DELETE FROM vectors WHERE namespace = $1 AND id = $2")
+                    .bind(namespace)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+            });
+        }
+        Ok(PendingChange {
+            namespace: namespace.to_string(),
+            version,
+            upserts: Vec::new(),
+            deletes: ids.to_vec(),
+        })
+    }
+
+    /// Deletes vectors by id (Pinecone, or the embedded store in its own transaction).
+    pub async fn delete(&self, namespace: &str, ids: &[String]) -> Result<(), VectorError> {
+        self.check()?;
+        match &self.backend {
+            Backend::Embedded { store, .. } => {
+                let mut tx = store.begin().await?;
+                let change = self.delete_in(&mut tx, namespace, ids).await?;
+                tx.commit().await?;
+                self.apply(change);
+                Ok(())
+            }
+            Backend::Pinecone { client, .. } => client.delete_ids(namespace, ids).await,
+        }
+    }
+
+    /// Applies a committed change to this process's copy of the namespace, or drops the copy
+    /// when it is not exactly one version behind (someone else wrote meanwhile).
+    pub fn apply(&self, change: PendingChange) {
+        let Backend::Embedded { cache, .. } = &self.backend else {
+            return;
+        };
+        let mut cache = cache.lock().expect("vector cache lock");
+        let Some(entry) = cache.get_mut(&change.namespace) else {
+            return;
+        };
+        if entry.version != change.version - 1 {
+            cache.remove(&change.namespace);
+            return;
+        }
+        let index = Arc::make_mut(entry);
+        for (id, values, meta) in change.upserts {
+            if values.len() == index.dim {
+                index.upsert(&id, &values, meta);
+            }
+        }
+        for id in &change.deletes {
+            index.remove(id);
+        }
+        index.version = change.version;
     }
 
     /// The `top_k` vectors most similar to `vector`, best first.
@@ -154,39 +467,217 @@ impl VectorStore {
         top_k: usize,
     ) -> Result<Vec<Match>, VectorError> {
         self.check()?;
-        let rows: Vec<(String, Vec<u8>, String)> = with_reader!(&self.store, |pool| {
+        match &self.backend {
+            Backend::Pinecone { client, .. } => client.query(namespace, vector, top_k, None).await,
+            Backend::Embedded { store, cache } => {
+                let index = self.current_index(store, cache, namespace).await?;
+                if vector.len() != index.dim {
+                    return Err(VectorError::Dimension {
+                        got: vector.len(),
+                        want: index.dim,
+                    });
+                }
+                let top = if index.ids.len() > 2_000 {
+                    // Thousands of dot products: keep them off the async workers' threads.
+                    let (index, vector) = (index.clone(), vector.to_vec());
+                    tokio::task::spawn_blocking(move || index.top_k(&vector, top_k))
+                        .await
+                        .map_err(|e| VectorError::Unavailable(e.to_string()))?
+                } else {
+                    index.top_k(vector, top_k)
+                };
+                Ok(top
+                    .into_iter()
+                    .map(|(i, score)| Match {
+                        id: index.ids[i].clone(),
+                        score,
+                        metadata: serde_json::from_str(&index.metadata[i]).unwrap_or(Value::Null),
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// The namespace's current in-memory copy, loaded or reloaded when its version moved.
+    async fn current_index(
+        &self,
+        store: &Store,
+        cache: &Mutex<HashMap<String, Arc<NamespaceIndex>>>,
+        namespace: &str,
+    ) -> Result<Arc<NamespaceIndex>, VectorError> {
+        // Version first, rows second: a write landing in between makes the copy look older than
+        // it is (one extra reload later), never newer.
+        let row: Option<(i64, i64)> = with_reader!(store, |pool| {
+            sqlx::query_as("SELECT version, dimension FROM vector_namespaces WHERE name = $1")
+                .bind(namespace)
+                .fetch_optional(pool)
+                .await?
+        });
+        let (version, dim) = row.ok_or_else(|| VectorError::NoNamespace(namespace.into()))?;
+        {
+            let mut cache = cache.lock().expect("vector cache lock");
+            if let Some(entry) = cache.get_mut(namespace)
+                && entry.version == version
+            {
+                if entry.last_used.elapsed().as_secs() >= 1 {
+                    Arc::make_mut(entry).last_used = Instant::now();
+                }
+                return Ok(entry.clone());
+            }
+        }
+        let rows: Vec<(String, Vec<u8>, String)> = with_reader!(store, |pool| {
             sqlx::query_as("SELECT id, embedding, metadata FROM vectors WHERE namespace = $1")
                 .bind(namespace)
                 .fetch_all(pool)
                 .await?
         });
-        let mut matches: Vec<Match> = rows
-            .into_iter()
-            .map(|(id, bytes, meta)| {
-                let values: Vec<f32> = bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                Match {
-                    id,
-                    score: cosine(vector, &values),
-                    metadata: serde_json::from_str(&meta).unwrap_or(Value::Null),
-                }
-            })
-            .collect();
-        matches.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
-        matches.truncate(top_k);
-        Ok(matches)
+        let mut index = NamespaceIndex::empty(version, dim as usize);
+        for (id, bytes, meta) in rows {
+            let values = from_bytes(&bytes);
+            if values.len() == index.dim {
+                index.upsert(&id, &values, Arc::from(meta));
+            }
+        }
+        let index = Arc::new(index);
+        let mut cache = cache.lock().expect("vector cache lock");
+        cache.insert(namespace.to_string(), index.clone());
+        evict(&mut cache);
+        Ok(index)
     }
 
     /// Number of vectors in a namespace.
     pub async fn count(&self, namespace: &str) -> Result<i64, VectorError> {
         self.check()?;
-        Ok(with_reader!(&self.store, |pool| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM vectors WHERE namespace = $1")
-                .bind(namespace)
+        match &self.backend {
+            Backend::Embedded { store, .. } => Ok(with_reader!(store, |pool| {
+                sqlx::query_scalar("SELECT COUNT(*) FROM vectors WHERE namespace = $1")
+                    .bind(namespace)
+                    .fetch_one(pool)
+                    .await?
+            })),
+            Backend::Pinecone { client, .. } => {
+                let stats = client.describe_index_stats().await?;
+                Ok(stats.namespaces.get(namespace).copied().unwrap_or(0) as i64)
+            }
+        }
+    }
+
+    /// The database behind the namespace list.
+    fn store(&self) -> &Store {
+        match &self.backend {
+            Backend::Embedded { store, .. } | Backend::Pinecone { store, .. } => store,
+        }
+    }
+
+    /// Whether the namespace is recorded.
+    pub async fn namespace_exists(&self, name: &str) -> Result<bool, VectorError> {
+        let n: i64 = with_reader!(self.store(), |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM vector_namespaces WHERE name = $1")
+                .bind(name)
                 .fetch_one(pool)
                 .await?
-        }))
+        });
+        Ok(n > 0)
+    }
+}
+
+/// Bumps the namespace's version in `tx` (locking its row until commit), after `check`ing the
+/// namespace's dimension. Returns the new version.
+async fn bump_version(
+    tx: &mut Tx,
+    namespace: &str,
+    check: impl FnOnce(usize) -> Result<(), VectorError>,
+) -> Result<i64, VectorError> {
+    let row: Option<(i64, i64)> = with_conn!(tx, |conn| {
+        sqlx::query_as(
+            "UPDATE vector_namespaces SET version = version + 1 WHERE name = $1 RETURNING version, dimension",
+        )
+        .bind(namespace)
+        .fetch_optional(&mut *conn)
+        .await?
+    });
+    let (version, dim) = row.ok_or_else(|| VectorError::NoNamespace(namespace.into()))?;
+    check(dim as usize)?;
+    Ok(version)
+}
+
+/// Drops least recently used namespaces until the cache holds at most [`CACHE_MAX_VECTORS`].
+fn evict(cache: &mut HashMap<String, Arc<NamespaceIndex>>) {
+    let mut total: usize = cache.values().map(|i| i.ids.len()).sum();
+    while total > CACHE_MAX_VECTORS && cache.len() > 1 {
+        let Some(oldest) = cache
+            .iter()
+            .min_by_key(|(_, i)| i.last_used)
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        if let Some(i) = cache.remove(&oldest) {
+            total -= i.ids.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(rows: &[(&str, [f32; 3])]) -> NamespaceIndex {
+        let mut i = NamespaceIndex::empty(1, 3);
+        for (id, v) in rows {
+            i.upsert(id, v, Arc::from("{}"));
+        }
+        i
+    }
+
+    #[test]
+    fn top_k_ranks_by_cosine_and_breaks_ties_by_id() {
+        let i = index(&[
+            ("far", [0.0, 1.0, 0.0]),
+            ("b-near", [1.0, 0.1, 0.0]),
+            ("a-near", [2.0, 0.2, 0.0]),
+            ("mid", [1.0, 1.0, 0.0]),
+        ]);
+        let top = i.top_k(&[1.0, 0.1, 0.0], 3);
+        let ids: Vec<&str> = top.iter().map(|(j, _)| i.ids[*j].as_str()).collect();
+        assert_eq!(ids, ["a-near", "b-near", "mid"]);
+        assert!((top[0].1 - 1.0).abs() < 1e-5);
+        assert!(i.top_k(&[1.0, 0.0, 0.0], 0).is_empty());
+    }
+
+    #[test]
+    fn upsert_replaces_and_remove_keeps_positions_consistent() {
+        let mut i = index(&[
+            ("a", [1.0, 0.0, 0.0]),
+            ("b", [0.0, 1.0, 0.0]),
+            ("c", [0.0, 0.0, 1.0]),
+        ]);
+        i.upsert("a", &[0.0, 0.0, 5.0], Arc::from("{\"x\":1}"));
+        assert_eq!(i.ids.len(), 3);
+        i.remove("a");
+        i.remove("nope");
+        assert_eq!(i.ids.len(), 2);
+        for (id, &pos) in &i.position {
+            assert_eq!(&i.ids[pos], id);
+        }
+        let best = i.top_k(&[0.0, 0.0, 1.0], 1);
+        assert_eq!(i.ids[best[0].0], "c");
+        assert_eq!(i.values.len(), 6);
+    }
+
+    #[test]
+    fn eviction_drops_the_least_recently_used_namespace() {
+        let mut cache = HashMap::new();
+        let mut old = NamespaceIndex::empty(1, 1);
+        for n in 0..CACHE_MAX_VECTORS {
+            old.upsert(&n.to_string(), &[1.0], Arc::from(""));
+        }
+        old.last_used = Instant::now() - std::time::Duration::from_secs(60);
+        let mut new = NamespaceIndex::empty(1, 1);
+        new.upsert("x", &[1.0], Arc::from(""));
+        cache.insert("old".to_string(), Arc::new(old));
+        cache.insert("new".to_string(), Arc::new(new));
+        evict(&mut cache);
+        assert!(cache.contains_key("new") && !cache.contains_key("old"));
     }
 }

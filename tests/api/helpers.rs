@@ -355,3 +355,63 @@ impl Drop for WorkerProcess {
         self.kill();
     }
 }
+
+/// A tenant that paid and is `active`, with the key its success page showed.
+pub struct ActiveTenant {
+    pub tenant_id: String,
+    pub email: String,
+    pub password: String,
+    pub api_key: String,
+}
+
+pub const TEST_PASSWORD: &str = "SecurePass123!";
+
+impl TestApp {
+    /// Signs `email` up on `plan`, pays through the dev checkout and waits until `active`;
+    /// returns the first API key as revealed (once) by the onboarding status endpoint.
+    pub async fn active_tenant(&self, email: &str, plan: &str) -> ActiveTenant {
+        let body = self.signup(email, plan).await;
+        let tenant_id = body["tenant_id"].as_str().unwrap().to_string();
+        let session = body["checkout_url"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let resp = self
+            .client
+            .post(self.url(&format!("/dev/checkout/{session}/pay")))
+            .send()
+            .await
+            .expect("pay");
+        assert_eq!(resp.status(), 303, "dev checkout pay");
+        self.wait_for_status(&tenant_id, "active", 30).await;
+        let progress: Value = self
+            .get(&format!("/onboarding/status?session_id={session}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let api_key = progress["api_key"]
+            .as_str()
+            .expect("the first key is revealed once")
+            .to_string();
+        ActiveTenant {
+            tenant_id,
+            email: email.to_string(),
+            password: TEST_PASSWORD.to_string(),
+            api_key,
+        }
+    }
+
+    /// A request with the tenant's key as Bearer.
+    pub fn authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(key)
+    }
+}

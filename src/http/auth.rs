@@ -1,0 +1,272 @@
+//! `Authorization: Bearer <key>` for `/v1/*`.
+//!
+//! A key is checked once against the signature and the key table, then kept in a small
+//! in-process cache (keyed by the SHA-256 of the token, never the token) for at most
+//! [`CACHE_TTL`]: a cached request costs one hash and one map lookup instead of a JWT check and
+//! a database read. Revocation stays immediate in the revoking process (it clears the cache
+//! before answering) and takes at most [`CACHE_TTL`] in every other process. `last_used_at` is
+//! gathered in memory and written in one batch a second ([`KeyCache::flush_last_used`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::domain::{Plan, TenantId, TenantStatus};
+use crate::store::{Store, StoreResult, now_ms};
+use crate::workspace::api_keys::{AuthError, KeySigner, Principal};
+use crate::{with_pool, with_reader};
+
+/// Longest time a verified key is trusted without looking at the key table again.
+pub const CACHE_TTL: Duration = Duration::from_secs(3);
+/// Most cached keys; the cache is emptied when full (cheap, and rare).
+const CACHE_MAX: usize = 50_000;
+
+/// The authenticated caller of a `/v1` request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub plan: Plan,
+    pub status: TenantStatus,
+}
+
+impl Caller {
+    pub fn tenant(&self) -> &TenantId {
+        &self.principal.tenant_id
+    }
+
+    /// 403 unless the key carries `scope`.
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        if self.principal.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!(
+                    "this API key lacks the '{scope}' scope; create a key with it at POST /v1/api-keys"
+                ),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        // Put there by `require_api_key` (or, in the auth benchmark's baseline, a fixed caller).
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("an API key is required"))
+    }
+}
+
+#[derive(Clone)]
+struct Entry {
+    caller: Caller,
+    expires_at: Option<i64>,
+    checked: Instant,
+    generation: u64,
+}
+
+/// Verified keys of this process, and their pending `last_used_at`.
+#[derive(Clone, Default)]
+pub struct KeyCache {
+    entries: Arc<Mutex<HashMap<[u8; 32], Entry>>>,
+    /// Bumped by every revocation in this process: older entries no longer count.
+    generation: Arc<AtomicU64>,
+    last_used: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+impl KeyCache {
+    /// Forgets every verified key (called on revocation, before answering).
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.entries.lock().expect("key cache lock").clear();
+    }
+
+    /// Checks a presented token and returns its caller.
+    pub async fn authenticate(
+        &self,
+        store: &Store,
+        signer: &KeySigner,
+        token: &str,
+    ) -> Result<Caller, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let generation = self.generation.load(Ordering::SeqCst);
+        let hit = self
+            .entries
+            .lock()
+            .expect("key cache lock")
+            .get(&digest)
+            .filter(|e| e.generation == generation && e.checked.elapsed() < CACHE_TTL)
+            .cloned();
+        let entry = match hit {
+            Some(e) => e,
+            None => {
+                let principal = store.authenticate_api_key(signer, token).await?;
+                let (plan, status, expires_at) = store
+                    .key_context(&principal.key_id)
+                    .await
+                    .map_err(|_| AuthError::Revoked)?
+                    .ok_or(AuthError::Revoked)?;
+                let entry = Entry {
+                    caller: Caller {
+                        principal,
+                        plan,
+                        status,
+                    },
+                    expires_at,
+                    checked: Instant::now(),
+                    generation,
+                };
+                let mut entries = self.entries.lock().expect("key cache lock");
+                // A revocation that raced this lookup wins: do not cache what it may have voided.
+                if self.generation.load(Ordering::SeqCst) == generation {
+                    if entries.len() >= CACHE_MAX {
+                        entries.clear();
+                    }
+                    entries.insert(digest, entry.clone());
+                }
+                entry
+            }
+        };
+        if entry.expires_at.is_some_and(|e| e <= now_ms()) {
+            return Err(AuthError::Expired);
+        }
+        self.last_used
+            .lock()
+            .expect("last-used lock")
+            .insert(entry.caller.principal.key_id.clone(), now_ms());
+        Ok(entry.caller)
+    }
+
+    /// Writes the gathered `last_used_at` values.
+    pub async fn flush_last_used(&self, store: &Store) -> StoreResult<()> {
+        let pending = std::mem::take(&mut *self.last_used.lock().expect("last-used lock"));
+        for (i, (key_id, at)) in pending.iter().enumerate() {
+            if let Err(e) = store.touch_api_key(key_id, *at).await {
+                let mut back = self.last_used.lock().expect("last-used lock");
+                for (k, v) in pending.iter().skip(i) {
+                    back.entry(k.clone()).or_insert(*v);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The plan and status of a key's tenant, and the key's expiry.
+    async fn key_context(
+        &self,
+        key_id: &str,
+    ) -> StoreResult<Option<(Plan, TenantStatus, Option<i64>)>> {
+        let row: Option<(String, String, Option<i64>)> = with_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT t.plan, t.status, k.expires_at FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
+            )
+            .bind(key_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.and_then(|(plan, status, exp)| {
+            Some((
+                plan.parse().ok()?,
+                status.parse::<TenantStatus>().ok()?,
+                exp,
+            ))
+        }))
+    }
+
+    /// Records a key's last use (only ever moving it forward).
+    pub async fn touch_api_key(&self, key_id: &str, at: i64) -> StoreResult<()> {
+        with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(at)
+            .bind(key_id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+}
+
+fn auth_error(e: &AuthError) -> ApiError {
+    let code = match e {
+        AuthError::Invalid => "invalid_api_key",
+        AuthError::Revoked => "revoked_api_key",
+        AuthError::Expired => "expired_api_key",
+        AuthError::MissingScope(_) => "insufficient_scope",
+    };
+    ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string())
+}
+
+fn challenge(error: ApiError) -> Response {
+    let mut resp = error.into_response();
+    resp.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer realm=\"onboard\""),
+    );
+    resp
+}
+
+/// Middleware of `/v1`: authenticates the Bearer key and hands the [`Caller`] to the handler.
+/// The tenant must be `active` or `past_due`.
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let header = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(token) = header.and_then(|h| {
+        h.strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+    }) else {
+        return challenge(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_api_key",
+            "send your API key as 'Authorization: Bearer onb_…'",
+        ));
+    };
+    let caller = match state
+        .keys
+        .authenticate(&state.store, &state.signer, token.trim())
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return challenge(auth_error(&e)),
+    };
+    if !matches!(caller.status, TenantStatus::Active | TenantStatus::PastDue) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "workspace_unavailable",
+            format!(
+                "this workspace is {}; API access needs an active subscription",
+                caller.status
+            ),
+        )
+        .into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}

@@ -1,0 +1,733 @@
+//! The tenant's API, `/v1/*`, every endpoint behind an API key ([`super::auth`]): keys,
+//! documents, queries and usage. Ids of another tenant's documents or keys answer 404 exactly as
+//! ids that do not exist, so they cannot be probed.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Caller;
+use super::error::{ApiError, AppResult};
+use super::extract::{JsonBody, parse_json};
+use crate::analytics::Milestone;
+use crate::app::AppState;
+use crate::domain::Plan;
+use crate::workspace::api_keys::{ApiKeyRow, scopes};
+use crate::workspace::documents::{
+    self, Document, DocumentWithContent, MAX_DOCUMENT_BYTES, MAX_TITLE_CHARS, MAX_TOP_K,
+    NewDocument, QueryHit, WorkspaceError,
+};
+use crate::workspace::embeddings::EmbedError;
+use crate::workspace::usage::current_period;
+use crate::workspace::vectors::VectorError;
+
+/// Scopes a tenant may put on a key it creates.
+const GRANTABLE: [&str; 3] = [scopes::DOCUMENTS_WRITE, scopes::QUERY, scopes::KEYS_MANAGE];
+/// Largest metadata object, serialized.
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Longest query text, in characters.
+const MAX_QUERY_CHARS: usize = 2_000;
+
+impl From<WorkspaceError> for ApiError {
+    fn from(e: WorkspaceError) -> Self {
+        let message = e.to_string();
+        match e {
+            WorkspaceError::NotFound(what) => ApiError::not_found(what),
+            WorkspaceError::LimitReached {
+                limit: "documents", ..
+            } => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "document_limit_reached",
+                message,
+            ),
+            WorkspaceError::LimitReached { .. } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "query_limit_reached",
+                message,
+            ),
+            WorkspaceError::Embed(EmbedError::Rejected { .. } | EmbedError::Invalid(_)) => {
+                tracing::error!(error = %message, "embedder refused or answered nonsense");
+                ApiError::new(StatusCode::BAD_GATEWAY, "embedder_error", message)
+            }
+            WorkspaceError::Embed(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "embedder_unavailable",
+                format!("{message}; try again shortly"),
+            ),
+            WorkspaceError::Vector(VectorError::Store(e)) | WorkspaceError::Store(e) => e.into(),
+            WorkspaceError::Vector(
+                VectorError::Rejected { .. } | VectorError::Dimension { .. },
+            ) => {
+                tracing::error!(error = %message, "vector store refused a request");
+                ApiError::new(StatusCode::BAD_GATEWAY, "vector_store_error", message)
+            }
+            WorkspaceError::Vector(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "vector_store_unavailable",
+                format!("{message}; try again shortly"),
+            ),
+        }
+    }
+}
+
+/// The `/v1` routes, without authentication: [`super::router`] adds
+/// [`super::auth::require_api_key`] in front of them.
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+        .routes(routes!(rotate_key))
+        .routes(routes!(list_documents, create_document))
+        .routes(routes!(get_document, delete_document))
+        .routes(routes!(query))
+        .routes(routes!(usage))
+}
+
+/// The `/v1` routes with every request acting as `caller`, no key checked. Never mounted by
+/// the server: it is the baseline of the auth-overhead benchmark (the same handlers, minus
+/// authentication).
+#[doc(hidden)]
+pub fn unauthenticated_baseline(state: AppState, caller: Caller) -> Router {
+    let (router, _) = routes().split_for_parts();
+    router
+        .layer(axum::middleware::from_fn(
+            move |mut req: axum::extract::Request, next: axum::middleware::Next| {
+                let caller = caller.clone();
+                async move {
+                    req.extensions_mut().insert(caller);
+                    next.run(req).await
+                }
+            },
+        ))
+        .with_state(state)
+}
+
+// ---------------------------------------------------------------- API keys
+
+/// A key as listed (never its secret).
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// Recognisable tail of the key, e.g. `onb_…x1Y2z3`.
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl From<ApiKeyRow> for ApiKeyView {
+    fn from(k: ApiKeyRow) -> Self {
+        ApiKeyView {
+            id: k.id,
+            name: k.name,
+            scopes: k.scopes.split_whitespace().map(str::to_string).collect(),
+            prefix: k.prefix,
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeyList {
+    pub keys: Vec<ApiKeyView>,
+}
+
+/// A key just created: the only time its secret is shown.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub key: ApiKeyView,
+    /// The secret API key. Store it now: it is never shown again.
+    pub api_key: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// A label, 1–100 characters (default "API key").
+    pub name: Option<String>,
+    /// Any of `documents:write`, `query`, `keys:manage` (default: all three).
+    pub scopes: Option<Vec<String>>,
+    /// Days until the key expires (1–3650); none = no expiry.
+    pub expires_in_days: Option<u32>,
+}
+
+/// List the workspace's API keys.
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api keys",
+    responses((status = 200, body = ApiKeyList), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> AppResult<Json<ApiKeyList>> {
+    caller.require(scopes::KEYS_MANAGE)?;
+    let keys = state.store.list_api_keys(caller.tenant()).await?;
+    Ok(Json(ApiKeyList {
+        keys: keys.into_iter().map(ApiKeyView::from).collect(),
+    }))
+}
+
+/// Create an API key; its secret is in this answer only.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = CreateKeyRequest,
+    responses((status = 201, body = CreatedKey), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<CreateKeyRequest>,
+) -> AppResult<(StatusCode, Json<CreatedKey>)> {
+    caller.require(scopes::KEYS_MANAGE)?;
+    let name = req
+        .name
+        .unwrap_or_else(|| "API key".into())
+        .trim()
+        .to_string();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(
+            ApiError::bad_request("invalid_name", "name must be 1–100 characters")
+                .with_field("name"),
+        );
+    }
+    let wanted = req
+        .scopes
+        .unwrap_or_else(|| GRANTABLE.map(str::to_string).to_vec());
+    let mut granted: Vec<&str> = Vec::new();
+    for s in &wanted {
+        match GRANTABLE.iter().find(|g| **g == s.as_str()) {
+            Some(g) if !granted.contains(g) => granted.push(g),
+            Some(_) => {}
+            None => {
+                return Err(ApiError::bad_request(
+                    "invalid_scope",
+                    format!("unknown scope '{s}': use documents:write, query or keys:manage"),
+                )
+                .with_field("scopes"));
+            }
+        }
+    }
+    if granted.is_empty() {
+        return Err(
+            ApiError::bad_request("invalid_scope", "give the key at least one scope")
+                .with_field("scopes"),
+        );
+    }
+    let ttl = match req.expires_in_days {
+        None => None,
+        Some(d @ 1..=3650) => Some(i64::from(d) * 86_400),
+        Some(_) => {
+            return Err(
+                ApiError::bad_request("invalid_expiry", "expires_in_days must be 1–3650")
+                    .with_field("expires_in_days"),
+            );
+        }
+    };
+    let created = issue(&state, &caller, &name, &granted, ttl, None).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Issues a key (revoking `replaces` in the same transaction) and returns it with its secret.
+async fn issue(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    scopes: &[&str],
+    ttl_secs: Option<i64>,
+    replaces: Option<&str>,
+) -> AppResult<CreatedKey> {
+    let mut tx = state.store.begin().await?;
+    if let Some(old) = replaces {
+        tx.revoke_api_key(caller.tenant(), old).await?;
+    }
+    let key = tx
+        .issue_api_key(
+            &state.signer,
+            caller.tenant(),
+            name,
+            scopes,
+            ttl_secs,
+            false,
+        )
+        .await?;
+    tx.commit().await?;
+    if replaces.is_some() {
+        state.keys.invalidate();
+    }
+    let row = state
+        .store
+        .list_api_keys(caller.tenant())
+        .await?
+        .into_iter()
+        .find(|k| k.id == key.key_id)
+        .ok_or_else(|| ApiError::internal("issued key", "the new key is not listed"))?;
+    Ok(CreatedKey {
+        key: row.into(),
+        api_key: secrecy::ExposeSecret::expose_secret(&key.token).to_string(),
+    })
+}
+
+/// Revoke an API key at once (a key may revoke itself).
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api keys",
+    params(("id" = String, Path, description = "key id, `key_…`")),
+    responses((status = 204), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    caller.require(scopes::KEYS_MANAGE)?;
+    state.store.revoke_api_key(caller.tenant(), &id).await?;
+    state.keys.invalidate();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replace a key by a new one with the same name, scopes and lifetime; the old one is revoked.
+#[utoipa::path(post, path = "/v1/api-keys/{id}/rotate", tag = "api keys",
+    params(("id" = String, Path, description = "key id, `key_…`")),
+    responses((status = 201, body = CreatedKey), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult<(StatusCode, Json<CreatedKey>)> {
+    caller.require(scopes::KEYS_MANAGE)?;
+    let old = state
+        .store
+        .list_api_keys(caller.tenant())
+        .await?
+        .into_iter()
+        .find(|k| k.id == id && k.revoked_at.is_none())
+        .ok_or_else(|| ApiError::not_found("api key"))?;
+    let old_scopes: Vec<&str> = old
+        .scopes
+        .split_whitespace()
+        .filter(|s| GRANTABLE.contains(s))
+        .collect();
+    if old_scopes.is_empty() {
+        return Err(ApiError::bad_request(
+            "not_rotatable",
+            "this key has no scope a tenant key may carry",
+        ));
+    }
+    let ttl = old.expires_at.map(|e| ((e - old.created_at) / 1000).max(1));
+    let created = issue(&state, &caller, &old.name, &old_scopes, ttl, Some(&old.id)).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+// ---------------------------------------------------------------- documents
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDocumentRequest {
+    /// 1–300 characters.
+    pub title: String,
+    /// The text, up to 1 MiB.
+    pub content: String,
+    /// Any JSON object, up to 16 KiB.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct UploadParams {
+    /// Title of a `text/plain` or `text/markdown` upload (default: its first heading or line).
+    pub title: Option<String>,
+}
+
+/// Add a document: JSON `{title, content, metadata}`, or a `text/plain` / `text/markdown` body
+/// (title from `?title=`). It is chunked, embedded and searchable when this answers.
+#[utoipa::path(post, path = "/v1/documents", tag = "documents", params(UploadParams),
+    request_body(content = CreateDocumentRequest, description = "JSON, or the raw text as text/plain or text/markdown"),
+    responses((status = 201, body = Document), (status = 400, body = super::error::ErrorBody), (status = 402, body = super::error::ErrorBody),
+        (status = 413, body = super::error::ErrorBody), (status = 415, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create_document(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<UploadParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult<(StatusCode, Json<Document>)> {
+    caller.require(scopes::DOCUMENTS_WRITE)?;
+    let mime = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let kind = match mime.as_str() {
+        "application/json" => "application/json",
+        "text/plain" => "text/plain",
+        "text/markdown" => "text/markdown",
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send JSON {title, content, metadata} as application/json, or the text itself as text/plain or text/markdown",
+            ));
+        }
+    };
+    // JSON escaping can double the size of the same content: allow for it, check content after.
+    let limit = if kind == "application/json" {
+        2 * MAX_DOCUMENT_BYTES + 64 * 1024
+    } else {
+        MAX_DOCUMENT_BYTES
+    };
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
+    let doc = if kind == "application/json" {
+        let req: CreateDocumentRequest = parse_json(&bytes)?;
+        NewDocument {
+            title: req.title,
+            content: req.content,
+            content_type: "application/json".into(),
+            metadata: req.metadata.unwrap_or_default(),
+        }
+    } else {
+        let content = String::from_utf8(bytes.to_vec())
+            .map_err(|_| ApiError::bad_request("invalid_encoding", "the text must be UTF-8"))?;
+        let title = params.title.unwrap_or_else(|| title_from_text(&content));
+        NewDocument {
+            title,
+            content,
+            content_type: kind.into(),
+            metadata: Map::new(),
+        }
+    };
+    let doc = validate_document(doc)?;
+    let stored = documents::ingest(&state, caller.tenant(), caller.plan, doc).await?;
+    Ok((StatusCode::CREATED, Json(stored)))
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "document_too_large",
+        format!(
+            "a document may hold at most {} MiB of text",
+            MAX_DOCUMENT_BYTES / (1024 * 1024)
+        ),
+    )
+}
+
+/// The first Markdown heading or non-empty line, shortened.
+fn title_from_text(text: &str) -> String {
+    let line = text
+        .lines()
+        .map(|l| l.trim().trim_start_matches('#').trim())
+        .find(|l| !l.is_empty())
+        .unwrap_or("Untitled");
+    let mut title: String = line.chars().take(120).collect();
+    if line.chars().nth(120).is_some() {
+        title.push('…');
+    }
+    title
+}
+
+fn validate_document(mut doc: NewDocument) -> Result<NewDocument, ApiError> {
+    doc.title = doc.title.trim().to_string();
+    if doc.title.is_empty() || doc.title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::bad_request(
+            "invalid_title",
+            format!("title must be 1–{MAX_TITLE_CHARS} characters"),
+        )
+        .with_field("title"));
+    }
+    if doc.content.trim().is_empty() {
+        return Err(
+            ApiError::bad_request("empty_content", "content is empty").with_field("content")
+        );
+    }
+    if doc.content.len() > MAX_DOCUMENT_BYTES {
+        return Err(too_large().with_field("content"));
+    }
+    if Value::Object(doc.metadata.clone()).to_string().len() > MAX_METADATA_BYTES {
+        return Err(ApiError::bad_request(
+            "metadata_too_large",
+            format!(
+                "metadata may take at most {} KiB as JSON",
+                MAX_METADATA_BYTES / 1024
+            ),
+        )
+        .with_field("metadata"));
+    }
+    Ok(doc)
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Page size, 1–100 (default 20).
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DocumentList {
+    pub documents: Vec<Document>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// List the workspace's documents, newest first.
+#[utoipa::path(get, path = "/v1/documents", tag = "documents", params(ListParams),
+    responses((status = 200, body = DocumentList), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_documents(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<ListParams>,
+) -> AppResult<Json<DocumentList>> {
+    require_any(&caller)?;
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(
+            ApiError::bad_request("invalid_limit", "limit must be 1–100").with_field("limit"),
+        );
+    }
+    let before = match params.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(
+            c.split_once('_')
+                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())))
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_cursor", "cursor is not one this API returned")
+                        .with_field("cursor")
+                })?,
+        ),
+    };
+    let docs = state
+        .store
+        .list_documents(caller.tenant(), limit + 1, before)
+        .await?;
+    let more = docs.len() as i64 > limit;
+    let documents: Vec<Document> = docs.into_iter().take(limit as usize).collect();
+    let next_cursor = more
+        .then(|| {
+            documents
+                .last()
+                .map(|d| format!("{}_{}", d.created_at, d.id))
+        })
+        .flatten();
+    Ok(Json(DocumentList {
+        documents,
+        next_cursor,
+    }))
+}
+
+/// Reading needs either `query` or `documents:write`.
+fn require_any(caller: &Caller) -> Result<(), ApiError> {
+    caller
+        .require(scopes::QUERY)
+        .or_else(|_| caller.require(scopes::DOCUMENTS_WRITE))
+}
+
+/// One document with its content.
+#[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = String, Path, description = "document id")),
+    responses((status = 200, body = DocumentWithContent), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_document(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult<Json<DocumentWithContent>> {
+    require_any(&caller)?;
+    state
+        .store
+        .document(caller.tenant(), &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("document"))
+}
+
+/// Delete a document and its vectors.
+#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = String, Path, description = "document id")),
+    responses((status = 204), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete_document(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    caller.require(scopes::DOCUMENTS_WRITE)?;
+    documents::delete(&state, caller.tenant(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- query
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// What to look for, 1–2000 characters.
+    pub query: String,
+    /// How many chunks to return, 1–50 (default 5).
+    pub top_k: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueryResponse {
+    pub query: String,
+    pub top_k: usize,
+    pub results: Vec<QueryHit>,
+    pub took_ms: f64,
+}
+
+/// Search the workspace: the chunks most similar to the query, best first.
+#[utoipa::path(post, path = "/v1/query", tag = "query", request_body = QueryRequest,
+    responses((status = 200, body = QueryResponse), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
+        (status = 429, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn query(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<QueryRequest>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    caller.require(scopes::QUERY)?;
+    let text = req.query.trim();
+    if text.is_empty() || text.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("query must be 1–{MAX_QUERY_CHARS} characters"),
+        )
+        .with_field("query"));
+    }
+    let top_k = req.top_k.unwrap_or(5);
+    if !(1..=MAX_TOP_K).contains(&top_k) {
+        return Err(
+            ApiError::bad_request("invalid_top_k", format!("top_k must be 1–{MAX_TOP_K}"))
+                .with_field("top_k"),
+        );
+    }
+    let tenant = caller.tenant();
+    let period = current_period();
+    if let Some(max) = state
+        .settings
+        .plans
+        .limits(caller.plan)
+        .max_queries_per_month
+    {
+        let used = state.usage.queries(&state.store, tenant, &period).await?;
+        if used >= max as i64 {
+            let upgrade = state
+                .settings
+                .plans
+                .plan_lifting(max, |l| l.max_queries_per_month)
+                .filter(|p| *p != caller.plan);
+            let err: ApiError = WorkspaceError::LimitReached {
+                limit: "queries per month",
+                max,
+                plan: caller.plan,
+                upgrade,
+            }
+            .into();
+            return Ok(err.into_response());
+        }
+    }
+    let results = documents::search(&state, tenant, text, top_k).await?;
+    // Only a query that answered counts, towards usage and as the first query.
+    state.usage.add_query(tenant, &period);
+    let _ = state
+        .milestones
+        .record(&state.store, tenant, Milestone::FirstQueryExecuted, None)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "could not record first_query_executed"));
+    Ok(Json(QueryResponse {
+        query: text.to_string(),
+        top_k,
+        results,
+        took_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
+    .into_response())
+}
+
+// ---------------------------------------------------------------- usage
+
+#[derive(Serialize, ToSchema)]
+pub struct Meter {
+    pub used: i64,
+    /// None = unlimited.
+    pub limit: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UsageResponse {
+    pub plan: Plan,
+    /// Metering month, UTC, e.g. `2026-11`.
+    pub period: String,
+    pub documents: Meter,
+    pub queries: Meter,
+    pub users: Meter,
+    pub price_monthly: u32,
+}
+
+/// The workspace's usage against its plan's limits.
+#[utoipa::path(get, path = "/v1/usage", tag = "usage",
+    responses((status = 200, body = UsageResponse), (status = 401, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> AppResult<Json<UsageResponse>> {
+    let limits = state.settings.plans.limits(caller.plan);
+    let tenant = caller.tenant();
+    let period = current_period();
+    Ok(Json(UsageResponse {
+        plan: caller.plan,
+        documents: Meter {
+            used: state.store.count_documents(tenant).await?,
+            limit: limits.max_documents,
+        },
+        queries: Meter {
+            used: state.usage.queries(&state.store, tenant, &period).await?,
+            limit: limits.max_queries_per_month,
+        },
+        // One login per workspace today: its owner.
+        users: Meter {
+            used: 1,
+            limit: limits.max_users,
+        },
+        price_monthly: limits.price_monthly,
+        period,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_come_from_the_first_heading_or_line() {
+        assert_eq!(
+            title_from_text("\n\n# Refund policy\n\nText"),
+            "Refund policy"
+        );
+        assert_eq!(
+            title_from_text("  plain first line\nmore"),
+            "plain first line"
+        );
+        assert_eq!(title_from_text("   \n"), "Untitled");
+        let long = "x".repeat(200);
+        assert_eq!(title_from_text(&long).chars().count(), 121);
+    }
+}

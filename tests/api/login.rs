@@ -1,0 +1,674 @@
+use onboard::domain::TenantId;
+use reqwest::Response;
+use reqwest::header::{CACHE_CONTROL, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
+use serde_json::{Value, json};
+
+use crate::helpers::{ActiveTenant, Backend, TestApp, assert_error, eventually, spawn_app};
+use crate::store_tests;
+
+store_tests!(
+    json_login_answers_the_tenant_and_sets_an_httponly_lax_cookie,
+    form_login_redirects_to_the_account_page_which_lists_keys_and_milestones,
+    failed_form_login_shows_the_form_again_with_the_error_and_status,
+    wrong_password_and_unknown_email_get_byte_identical_401s,
+    five_failures_lock_the_email_even_for_the_right_password_until_they_age_out,
+    unknown_emails_are_locked_like_known_ones,
+    magic_link_from_the_welcome_email_signs_in_exactly_once,
+    expired_unknown_or_missing_magic_tokens_get_an_explaining_page,
+    tenants_that_are_not_active_get_403_naming_their_status,
+    session_and_account_need_a_valid_cookie,
+    logout_revokes_the_session_and_clears_the_cookie,
+    first_login_is_recorded_once_after_two_logins,
+    login_returns_4xx_naming_the_field_for_bad_input,
+    cross_site_form_login_is_refused,
+    old_login_failures_are_pruned,
+);
+
+async fn login_json(app: &TestApp, email: &str, password: &str) -> Response {
+    app.post_json("/login", &json!({"email": email, "password": password}))
+        .await
+}
+
+async fn login_form(app: &TestApp, email: &str, password: &str) -> Response {
+    app.client
+        .post(app.url("/login"))
+        .form(&[("email", email), ("password", password)])
+        .send()
+        .await
+        .expect("request")
+}
+
+/// The `Set-Cookie` header of a response (asserting there is one).
+fn set_cookie(resp: &Response) -> String {
+    resp.headers()
+        .get(SET_COOKIE)
+        .expect("a Set-Cookie header")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `onboard_session=…` as a browser would send it back.
+fn cookie_pair(set_cookie: &str) -> String {
+    let pair = set_cookie.split(';').next().unwrap().trim().to_string();
+    assert!(pair.starts_with("onboard_session="), "{set_cookie}");
+    pair
+}
+
+async fn get_with_cookie(app: &TestApp, path: &str, cookie: &str) -> Response {
+    app.client
+        .get(app.url(path))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// Signs in with the tenant's password and returns the cookie to send back.
+async fn signed_in(app: &TestApp, t: &ActiveTenant) -> String {
+    let resp = login_json(app, &t.email, &t.password).await;
+    assert_eq!(resp.status(), 200);
+    cookie_pair(&set_cookie(&resp))
+}
+
+/// The magic link of the tenant's welcome email, from the outbox.
+async fn welcome_link(app: &TestApp, tenant_id: &str) -> String {
+    let text = eventually("the welcome email", 30, || async {
+        app.store
+            .list_emails(Some(tenant_id), 20)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| e.kind == "welcome")
+            .map(|e| e.text_body)
+    })
+    .await;
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/login/magic?token="))
+        .expect("the magic link in the welcome email")
+        .to_string();
+    assert!(link.starts_with(&app.url("/login/magic?token=")), "{link}");
+    link
+}
+
+async fn failure_rows(app: &TestApp, email: &str) -> i64 {
+    onboard::with_pool!(&app.store, |pool| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM login_failures WHERE email = $1")
+            .bind(email)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    })
+}
+
+async fn json_login_answers_the_tenant_and_sets_an_httponly_lax_cookie(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("json-login@example.com", "pro").await;
+    // Addresses are matched the way signup normalises them.
+    let resp = login_json(&app, " JSON-Login@Example.com ", &t.password).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+    let cookie = set_cookie(&resp);
+    let attrs: Vec<&str> = cookie.split(';').map(str::trim).collect();
+    for want in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(attrs.contains(&want), "{want} in {cookie}");
+    }
+    assert!(
+        !attrs.iter().any(|a| a.eq_ignore_ascii_case("secure")),
+        "no Secure over plain http: {cookie}"
+    );
+    assert!(attrs.iter().any(|a| a.starts_with("Max-Age=")), "{cookie}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["tenant_id"], t.tenant_id.as_str());
+    assert_eq!(body["status"], "active");
+    assert_eq!(body["redirect"], "/account");
+    let expires = chrono::DateTime::parse_from_rfc3339(body["expires_at"].as_str().unwrap())
+        .expect("expires_at is RFC 3339");
+    let hours =
+        (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes() as f64 / 60.0;
+    let want = app.state.settings.jwt_expiry_hours as f64;
+    assert!((hours - want).abs() < 0.1, "session lasts {hours} h");
+
+    let cookie = cookie_pair(&cookie);
+    let token = cookie.trim_start_matches("onboard_session=");
+    assert_eq!(token.len(), 43, "32 random bytes in base64url: {token}");
+    let resp = get_with_cookie(&app, "/session", &cookie).await;
+    assert_eq!(resp.status(), 200);
+    let s: Value = resp.json().await.unwrap();
+    assert_eq!(s["tenant_id"], t.tenant_id.as_str());
+    assert_eq!(s["email"], "json-login@example.com");
+    assert_eq!(s["company_name"], "Acme");
+    assert_eq!(s["plan"], "pro");
+    assert_eq!(s["status"], "active");
+    assert_eq!(s["expires_at"], body["expires_at"]);
+
+    // Only the token's hash is stored.
+    let stored: String = onboard::with_pool!(&app.store, |pool| {
+        sqlx::query_scalar("SELECT id_hash FROM sessions WHERE tenant_id = $1")
+            .bind(&t.tenant_id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert_ne!(stored, token);
+    assert_eq!(stored, onboard::workspace::sessions::token_hash(token));
+}
+
+async fn form_login_redirects_to_the_account_page_which_lists_keys_and_milestones(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("form-login@example.com", "starter").await;
+    let resp = login_form(&app, &t.email, &t.password).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/account");
+    let cookie = cookie_pair(&set_cookie(&resp));
+
+    let resp = get_with_cookie(&app, "/account", &cookie).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = resp.text().await.unwrap();
+    for want in [
+        "Acme",
+        "form-login@example.com",
+        "starter",
+        "active",
+        "first_login",
+        "action=\"/logout\"",
+        "href=\"/docs\"",
+    ] {
+        assert!(html.contains(want), "{want} on the account page:\n{html}");
+    }
+    let keys = app
+        .store
+        .list_api_keys(&TenantId::parse(&t.tenant_id).unwrap())
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    for k in &keys {
+        assert!(html.contains(&k.id), "key {} listed", k.id);
+        assert!(html.contains(&k.prefix), "prefix {} listed", k.prefix);
+    }
+    assert!(
+        !html.contains(&t.api_key),
+        "the key's secret is never shown again"
+    );
+
+    // Signed in already: the sign-in page sends the browser on to the account.
+    let resp = get_with_cookie(&app, "/login", &cookie).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/account");
+}
+
+async fn failed_form_login_shows_the_form_again_with_the_error_and_status(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let resp = app.get("/login").await;
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("<form method=\"post\" action=\"/login\">"),
+        "{html}"
+    );
+    assert!(html.contains("name=\"email\"") && html.contains("name=\"password\""));
+
+    let resp = login_form(&app, "nobody@example.com", "WrongPass123!").await;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get(SET_COOKIE).is_none());
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("role=\"alert\""), "{html}");
+    assert!(
+        html.contains("the email or password is incorrect"),
+        "{html}"
+    );
+    assert!(
+        html.contains("value=\"nobody@example.com\""),
+        "the email is kept"
+    );
+
+    // What the visitor typed comes back escaped.
+    let resp = login_form(&app, "\"><script>alert(1)</script>", "x").await;
+    assert_eq!(resp.status(), 400);
+    let html = resp.text().await.unwrap();
+    assert!(!html.contains("<script>alert(1)"), "{html}");
+    assert!(html.contains("&#60;script&#62;"), "{html}");
+
+    let resp = app
+        .client
+        .post(app.url("/login"))
+        .form(&[("email", "someone@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("password is required"));
+}
+
+async fn wrong_password_and_unknown_email_get_byte_identical_401s(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("known@example.com", "starter").await;
+    let wrong = login_json(&app, &t.email, "WrongPass123!").await;
+    let wrong_headers = wrong.headers().clone();
+    let wrong = (wrong.status(), wrong.bytes().await.unwrap());
+    let unknown = login_json(&app, "unknown@example.com", "WrongPass123!").await;
+    let unknown_headers = unknown.headers().clone();
+    let unknown = (unknown.status(), unknown.bytes().await.unwrap());
+    assert_eq!(wrong.0, 401);
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong_headers.get(SET_COOKIE), None);
+    assert_eq!(unknown_headers.get(SET_COOKIE), None);
+    let body: Value = serde_json::from_slice(&wrong.1).unwrap();
+    assert_eq!(body["error"]["code"], "invalid_credentials");
+}
+
+async fn five_failures_lock_the_email_even_for_the_right_password_until_they_age_out(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("locked@example.com", "starter").await;
+    for attempt in 1..=4 {
+        let resp = login_json(&app, &t.email, "WrongPass123!").await;
+        assert_eq!(resp.status(), 401, "attempt {attempt}");
+    }
+    let fifth = login_json(&app, &t.email, "WrongPass123!").await;
+    assert_eq!(fifth.status(), 429, "the fifth failure locks");
+    let right = login_json(&app, &t.email, &t.password).await;
+    let retry_after: u64 = right.headers()[RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    assert!(right.headers().get(SET_COOKIE).is_none());
+    let err = assert_error(right, 429, "login_locked").await;
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains("minute"), "{message}");
+    assert!(message.contains("UTC"), "{message}");
+    assert!(message.contains("welcome email"), "{message}");
+
+    // The form gets the same answer, as a page.
+    let resp = login_form(&app, &t.email, &t.password).await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().get(RETRY_AFTER).is_some());
+    assert!(resp.text().await.unwrap().contains("welcome email"));
+
+    // Sixteen minutes later the failures are outside the window.
+    onboard::with_pool!(&app.store, |pool| {
+        sqlx::query("UPDATE login_failures SET failed_at = failed_at - $1 WHERE email = $2")
+            .bind(16 * 60_000_i64)
+            .bind(&t.email)
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    assert!(failure_rows(&app, &t.email).await >= 5);
+    let resp = login_json(&app, &t.email, &t.password).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        failure_rows(&app, &t.email).await,
+        0,
+        "a success clears the failures"
+    );
+}
+
+async fn unknown_emails_are_locked_like_known_ones(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for _ in 0..4 {
+        let resp = login_json(&app, "ghost@example.com", "WrongPass123!").await;
+        assert_eq!(resp.status(), 401);
+    }
+    let resp = login_json(&app, "ghost@example.com", "WrongPass123!").await;
+    assert_error(resp, 429, "login_locked").await;
+    // Another address is not affected.
+    let resp = login_json(&app, "other-ghost@example.com", "WrongPass123!").await;
+    assert_eq!(resp.status(), 401);
+}
+
+async fn magic_link_from_the_welcome_email_signs_in_exactly_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("magic@example.com", "pro").await;
+    let link = welcome_link(&app, &t.tenant_id).await;
+
+    let resp = app.client.get(&link).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/account");
+    assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+    let cookie = set_cookie(&resp);
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+    let cookie = cookie_pair(&cookie);
+    let s: Value = get_with_cookie(&app, "/session", &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["tenant_id"], t.tenant_id.as_str());
+    let method: String = onboard::with_pool!(&app.store, |pool| {
+        sqlx::query_scalar("SELECT method FROM sessions WHERE tenant_id = $1")
+            .bind(&t.tenant_id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(method, "magic_link");
+
+    let again = app.client.get(&link).send().await.unwrap();
+    assert_eq!(again.status(), 410);
+    assert_eq!(again.headers()[CACHE_CONTROL], "no-store");
+    assert!(again.headers().get(SET_COOKIE).is_none());
+    let html = again.text().await.unwrap();
+    assert!(html.contains("already used"), "{html}");
+    assert!(html.contains("href=\"/login\""), "{html}");
+}
+
+async fn expired_unknown_or_missing_magic_tokens_get_an_explaining_page(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("expired@example.com", "starter").await;
+    let id = TenantId::parse(&t.tenant_id).unwrap();
+    let mut tx = app.store.begin().await.unwrap();
+    let expired = tx
+        .create_login_token(&id, "magic_login", -1_000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let resp = app.get(&format!("/login/magic?token={expired}")).await;
+    assert_eq!(resp.status(), 410);
+    assert!(resp.headers().get(SET_COOKIE).is_none());
+    assert!(resp.text().await.unwrap().contains("expired"));
+
+    for (path, status) in [
+        (
+            "/login/magic?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            400,
+        ),
+        ("/login/magic?token=%27%20OR%201%3D1--", 400),
+        ("/login/magic?token=", 400),
+        ("/login/magic", 400),
+        ("/login/magic?token=a&token=b", 400),
+    ] {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), status, "{path}");
+        assert_eq!(resp.headers()[CACHE_CONTROL], "no-store", "{path}");
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("href=\"/login\""), "{path}: {html}");
+    }
+}
+
+async fn tenants_that_are_not_active_get_403_naming_their_status(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signup("pending@example.com", "starter").await;
+    let resp = login_json(&app, "pending@example.com", crate::helpers::TEST_PASSWORD).await;
+    assert!(resp.headers().get(SET_COOKIE).is_none());
+    let err = assert_error(resp, 403, "account_not_active").await;
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains("pending_payment"), "{message}");
+    assert!(message.contains("checkout"), "{message}");
+
+    let resp = login_form(&app, "pending@example.com", crate::helpers::TEST_PASSWORD).await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().await.unwrap().contains("pending_payment"));
+
+    // Only the password's owner learns the status.
+    let resp = login_json(&app, "pending@example.com", "WrongPass123!").await;
+    assert_error(resp, 401, "invalid_credentials").await;
+
+    app.signup("sales@example.com", "enterprise").await;
+    let resp = login_json(&app, "sales@example.com", crate::helpers::TEST_PASSWORD).await;
+    let err = assert_error(resp, 403, "account_not_active").await;
+    assert!(err["message"].as_str().unwrap().contains("sales_review"));
+}
+
+async fn session_and_account_need_a_valid_cookie(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_error(app.get("/session").await, 401, "unauthorized").await;
+    let resp = app.get("/account").await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/login");
+    for bad in [
+        "onboard_session=nonsense",
+        "onboard_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "onboard_session=%27%20OR%201%3D1",
+        "onboard_session",
+    ] {
+        let resp = get_with_cookie(&app, "/session", bad).await;
+        assert_error(resp, 401, "unauthorized").await;
+        let resp = get_with_cookie(&app, "/account", bad).await;
+        assert_eq!(resp.status(), 303, "{bad}");
+    }
+
+    // An expired session is no session.
+    let t = app.active_tenant("expiring@example.com", "starter").await;
+    let cookie = signed_in(&app, &t).await;
+    assert_eq!(
+        get_with_cookie(&app, "/session", &cookie).await.status(),
+        200
+    );
+    onboard::with_pool!(&app.store, |pool| {
+        sqlx::query("UPDATE sessions SET expires_at = $1 WHERE tenant_id = $2")
+            .bind(onboard::store::now_ms() - 1)
+            .bind(&t.tenant_id)
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    assert_error(
+        get_with_cookie(&app, "/session", &cookie).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+}
+
+async fn logout_revokes_the_session_and_clears_the_cookie(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("logout@example.com", "starter").await;
+    let cookie = signed_in(&app, &t).await;
+    let resp = app
+        .client
+        .post(app.url("/logout"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let cleared = set_cookie(&resp);
+    assert!(cleared.starts_with("onboard_session=;"), "{cleared}");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    assert_error(
+        get_with_cookie(&app, "/session", &cookie).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(
+        get_with_cookie(&app, "/account", &cookie).await.status(),
+        303
+    );
+    let revoked: Option<i64> = onboard::with_pool!(&app.store, |pool| {
+        sqlx::query_scalar("SELECT revoked_at FROM sessions WHERE tenant_id = $1")
+            .bind(&t.tenant_id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert!(revoked.is_some());
+
+    // The account page's form: back to the sign-in page.
+    let cookie = signed_in(&app, &t).await;
+    let resp = app
+        .client
+        .post(app.url("/logout"))
+        .header(COOKIE, &cookie)
+        .form(&[("x", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/login");
+    assert_eq!(
+        get_with_cookie(&app, "/session", &cookie).await.status(),
+        401
+    );
+
+    // Signing out without a session is harmless.
+    let resp = app.client.post(app.url("/logout")).send().await.unwrap();
+    assert_eq!(resp.status(), 204);
+}
+
+async fn first_login_is_recorded_once_after_two_logins(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("milestone@example.com", "starter").await;
+    let id = TenantId::parse(&t.tenant_id).unwrap();
+    let first = |ms: Vec<onboard::analytics::MilestoneRecord>| {
+        ms.into_iter()
+            .filter(|m| m.milestone == "first_login")
+            .collect::<Vec<_>>()
+    };
+    assert!(first(app.store.milestones(&id).await.unwrap()).is_empty());
+    signed_in(&app, &t).await;
+    let link = welcome_link(&app, &t.tenant_id).await;
+    assert_eq!(app.client.get(&link).send().await.unwrap().status(), 303);
+    // A second process (no memo) must not record it again either.
+    let app = app.restart().await;
+    signed_in(&app, &t).await;
+    let recorded = first(app.store.milestones(&id).await.unwrap());
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].source, "server");
+    assert_eq!(recorded[0].detail.as_deref(), Some("password"));
+}
+
+async fn login_returns_4xx_naming_the_field_for_bad_input(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cases: Vec<(Value, u16, &str, Option<&str>)> = vec![
+        (
+            json!({"password": "x"}),
+            400,
+            "invalid_email",
+            Some("email"),
+        ),
+        (
+            json!({"email": "", "password": "x"}),
+            400,
+            "invalid_email",
+            Some("email"),
+        ),
+        (
+            json!({"email": "not-an-email", "password": "x"}),
+            400,
+            "invalid_email",
+            Some("email"),
+        ),
+        (
+            json!({"email": "a@example.com"}),
+            400,
+            "invalid_password",
+            Some("password"),
+        ),
+        (
+            json!({"email": "a@example.com", "password": ""}),
+            400,
+            "invalid_password",
+            Some("password"),
+        ),
+        (
+            json!({"email": 5, "password": "x"}),
+            400,
+            "invalid_field",
+            Some("email"),
+        ),
+        (json!("text"), 400, "invalid_field", None),
+    ];
+    for (body, status, code, field) in cases {
+        let resp = app.post_json("/login", &body).await;
+        let err = assert_error(resp, status, code).await;
+        assert_eq!(err["field"].as_str(), field, "{body}");
+    }
+    let raw = |ct: Option<&'static str>, body: &'static str| {
+        let mut req = app.client.post(app.url("/login")).body(body);
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        req.send()
+    };
+    assert_error(
+        raw(Some("application/json"), "{\"email\":").await.unwrap(),
+        400,
+        "invalid_json",
+    )
+    .await;
+    assert_error(
+        raw(Some("text/plain"), "email=a").await.unwrap(),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    assert_error(raw(None, "").await.unwrap(), 415, "unsupported_media_type").await;
+    let big = "x".repeat(100 * 1024);
+    let resp = app
+        .client
+        .post(app.url("/login"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 413, "payload_too_large").await;
+    let resp = app.client.put(app.url("/login")).send().await.unwrap();
+    assert_error(resp, 405, "method_not_allowed").await;
+}
+
+async fn cross_site_form_login_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("csrf@example.com", "starter").await;
+    let resp = app
+        .client
+        .post(app.url("/login"))
+        .header("origin", "https://evil.example")
+        .form(&[
+            ("email", t.email.as_str()),
+            ("password", t.password.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get(SET_COOKIE).is_none());
+    // The real page's own form is accepted.
+    let resp = app
+        .client
+        .post(app.url("/login"))
+        .header("origin", app.url(""))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[
+            ("email", t.email.as_str()),
+            ("password", t.password.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+}
+
+async fn old_login_failures_are_pruned(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let now = onboard::store::now_ms();
+    let day = 86_400_000;
+    app.store
+        .record_login_failure("old@example.com", now - 2 * day)
+        .await
+        .unwrap();
+    app.store
+        .record_login_failure("new@example.com", now - 1_000)
+        .await
+        .unwrap();
+    let pruned = app.store.prune_login_failures(now - day).await.unwrap();
+    assert_eq!(pruned, 1);
+    assert_eq!(failure_rows(&app, "old@example.com").await, 0);
+    assert_eq!(failure_rows(&app, "new@example.com").await, 1);
+}
