@@ -3,8 +3,8 @@
 //!   holds 10,000 chunks; documents per second.
 //! - query latency: `POST /v1/query` (top_k 5) over those 10,000 chunks, wrk, p50/p99.
 //! - API-key authentication overhead: `GET /v1/documents/{id}` with a Bearer key through the
-//!   real router, against the same handlers mounted without authentication
-//!   (`v1::unauthenticated_baseline`), alternating three runs each in the same process.
+//!   real router, against the same router with `/v1` acting as a fixed caller
+//!   (`http::router_without_v1_auth`), alternating three runs each in the same process.
 //!
 //! The server runs in this process (its own 2-thread runtime) so the baseline router can be
 //! mounted beside the real one; wrk drives both from outside. Run: `cargo bench --bench workspace`.
@@ -152,7 +152,7 @@ fn main() {
     // Auth overhead: the same endpoint, with the key checked vs. a fixed caller.
     let tid = TenantId::parse(&tenant_id).unwrap();
     let caller = Caller {
-        principal: Principal {
+        principal: std::sync::Arc::new(Principal {
             tenant_id: tid,
             key_id: "bench".into(),
             scopes: vec![
@@ -160,13 +160,13 @@ fn main() {
                 "query".into(),
                 "keys:manage".into(),
             ],
-        },
+        }),
         plan: Plan::Starter,
         status: TenantStatus::Active,
     };
     let baseline = serve(
         &server_rt,
-        onboard::http::v1::unauthenticated_baseline(state.clone(), caller),
+        onboard::http::router_without_v1_auth(state.clone(), caller),
     );
     let path = format!("/v1/documents/{first_id}");
     let auth_header = format!("Authorization: Bearer {key}");

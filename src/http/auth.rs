@@ -1,14 +1,15 @@
 //! `Authorization: Bearer <key>` for `/v1/*`.
 //!
 //! A key is checked once against the signature and the key table, then kept in a small
-//! in-process cache (keyed by the SHA-256 of the token, never the token) for at most
-//! [`CACHE_TTL`]: a cached request costs one hash and one map lookup instead of a JWT check and
-//! a database read. Revocation stays immediate in the revoking process (it clears the cache
-//! before answering) and takes at most [`CACHE_TTL`] in every other process. `last_used_at` is
-//! gathered in memory and written in one batch a second ([`KeyCache::flush_last_used`]).
+//! in-process cache for at most [`CACHE_TTL`]: a cached request costs one map lookup (the
+//! token itself is the key, compared in full, so no other token can ever match an entry)
+//! instead of a JWT check and a database read. Revocation stays immediate in the revoking
+//! process (it clears the cache before answering) and takes at most [`CACHE_TTL`] in every
+//! other process. `last_used_at` is gathered in memory, at most once a second per key, and
+//! written in one batch a second ([`KeyCache::flush_last_used`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,6 @@ use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use crate::app::AppState;
@@ -35,7 +35,8 @@ const CACHE_MAX: usize = 50_000;
 /// The authenticated caller of a `/v1` request.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub principal: Principal,
+    /// Shared, so handing the caller to a handler copies no strings.
+    pub principal: Arc<Principal>,
     pub plan: Plan,
     pub status: TenantStatus,
 }
@@ -74,18 +75,19 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-#[derive(Clone)]
 struct Entry {
     caller: Caller,
     expires_at: Option<i64>,
     checked: Instant,
     generation: u64,
+    /// When this process last noted the key's use (ms), to note it at most once a second.
+    noted_use: AtomicI64,
 }
 
 /// Verified keys of this process, and their pending `last_used_at`.
 #[derive(Clone, Default)]
 pub struct KeyCache {
-    entries: Arc<Mutex<HashMap<[u8; 32], Entry>>>,
+    entries: Arc<Mutex<HashMap<Box<str>, Arc<Entry>>>>,
     /// Bumped by every revocation in this process: older entries no longer count.
     generation: Arc<AtomicU64>,
     last_used: Arc<Mutex<HashMap<String, i64>>>,
@@ -105,13 +107,12 @@ impl KeyCache {
         signer: &KeySigner,
         token: &str,
     ) -> Result<Caller, AuthError> {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let generation = self.generation.load(Ordering::SeqCst);
         let hit = self
             .entries
             .lock()
             .expect("key cache lock")
-            .get(&digest)
+            .get(token)
             .filter(|e| e.generation == generation && e.checked.elapsed() < CACHE_TTL)
             .cloned();
         let entry = match hit {
@@ -123,35 +124,40 @@ impl KeyCache {
                     .await
                     .map_err(|_| AuthError::Revoked)?
                     .ok_or(AuthError::Revoked)?;
-                let entry = Entry {
+                let entry = Arc::new(Entry {
                     caller: Caller {
-                        principal,
+                        principal: Arc::new(principal),
                         plan,
                         status,
                     },
                     expires_at,
                     checked: Instant::now(),
                     generation,
-                };
+                    noted_use: AtomicI64::new(0),
+                });
                 let mut entries = self.entries.lock().expect("key cache lock");
                 // A revocation that raced this lookup wins: do not cache what it may have voided.
                 if self.generation.load(Ordering::SeqCst) == generation {
                     if entries.len() >= CACHE_MAX {
                         entries.clear();
                     }
-                    entries.insert(digest, entry.clone());
+                    entries.insert(token.into(), entry.clone());
                 }
                 entry
             }
         };
-        if entry.expires_at.is_some_and(|e| e <= now_ms()) {
+        let now = now_ms();
+        if entry.expires_at.is_some_and(|e| e <= now) {
             return Err(AuthError::Expired);
         }
-        self.last_used
-            .lock()
-            .expect("last-used lock")
-            .insert(entry.caller.principal.key_id.clone(), now_ms());
-        Ok(entry.caller)
+        if now - entry.noted_use.load(Ordering::Relaxed) >= 1000 {
+            entry.noted_use.store(now, Ordering::Relaxed);
+            self.last_used
+                .lock()
+                .expect("last-used lock")
+                .insert(entry.caller.principal.key_id.clone(), now);
+        }
+        Ok(entry.caller.clone())
     }
 
     /// Writes the gathered `last_used_at` values.
@@ -227,10 +233,28 @@ fn challenge(error: ApiError) -> Response {
     resp
 }
 
+/// What the `/v1` middleware needs, shared behind one `Arc` (cloning the whole `AppState` on
+/// every request would cost a dozen reference-count updates).
+pub struct KeyCheck {
+    keys: KeyCache,
+    store: Store,
+    signer: KeySigner,
+}
+
+impl From<&AppState> for KeyCheck {
+    fn from(state: &AppState) -> Self {
+        KeyCheck {
+            keys: state.keys.clone(),
+            store: state.store.clone(),
+            signer: state.signer.clone(),
+        }
+    }
+}
+
 /// Middleware of `/v1`: authenticates the Bearer key and hands the [`Caller`] to the handler.
 /// The tenant must be `active` or `past_due`.
 pub async fn require_api_key(
-    State(state): State<AppState>,
+    State(state): State<Arc<KeyCheck>>,
     mut request: Request,
     next: Next,
 ) -> Response {

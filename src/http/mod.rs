@@ -88,8 +88,32 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let guard = axum::middleware::from_fn_with_state(state.clone(), auth::require_api_key);
-    let (api, doc) = api(|v1| v1.route_layer(guard));
+    let guard = axum::middleware::from_fn_with_state(
+        Arc::new(auth::KeyCheck::from(&state)),
+        auth::require_api_key,
+    );
+    build(state, |v1| v1.route_layer(guard))
+}
+
+/// The whole application router with `/v1` acting as `caller`, no key checked. Never mounted
+/// by the server: it is the baseline of the auth-overhead benchmark (the same router, layers
+/// and handlers, minus authentication).
+#[doc(hidden)]
+pub fn router_without_v1_auth(state: AppState, caller: auth::Caller) -> Router {
+    let fixed = axum::middleware::from_fn(
+        move |mut req: axum::extract::Request, next: axum::middleware::Next| {
+            req.extensions_mut().insert(caller.clone());
+            next.run(req)
+        },
+    );
+    build(state, |v1| v1.route_layer(fixed))
+}
+
+fn build(
+    state: AppState,
+    guard_v1: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
+) -> Router {
+    let (api, doc) = api(guard_v1);
     let doc = Arc::new(doc);
     api.merge(docs::router(doc))
         .merge(dev::router())

@@ -4,11 +4,11 @@
 
 use std::time::Instant;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -89,25 +89,6 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(get_document, delete_document))
         .routes(routes!(query))
         .routes(routes!(usage))
-}
-
-/// The `/v1` routes with every request acting as `caller`, no key checked. Never mounted by
-/// the server: it is the baseline of the auth-overhead benchmark (the same handlers, minus
-/// authentication).
-#[doc(hidden)]
-pub fn unauthenticated_baseline(state: AppState, caller: Caller) -> Router {
-    let (router, _) = routes().split_for_parts();
-    router
-        .layer(axum::middleware::from_fn(
-            move |mut req: axum::extract::Request, next: axum::middleware::Next| {
-                let caller = caller.clone();
-                async move {
-                    req.extensions_mut().insert(caller);
-                    next.run(req).await
-                }
-            },
-        ))
-        .with_state(state)
 }
 
 // ---------------------------------------------------------------- API keys

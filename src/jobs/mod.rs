@@ -26,15 +26,18 @@ pub enum JobKind {
     SweepProvisioning,
     /// Periodic: drop stale rate-limit counters and old finished jobs.
     Prune,
+    /// Delete vectors from a remote vector store that no document owns any more.
+    PurgeVectors,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::StripeEvent,
         JobKind::ProvisionTenant,
         JobKind::SendEmail,
         JobKind::SweepProvisioning,
         JobKind::Prune,
+        JobKind::PurgeVectors,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +47,7 @@ impl JobKind {
             JobKind::SendEmail => "send_email",
             JobKind::SweepProvisioning => "sweep_provisioning",
             JobKind::Prune => "prune",
+            JobKind::PurgeVectors => "purge_vectors",
         }
     }
 
@@ -53,7 +57,7 @@ impl JobKind {
         match self {
             JobKind::ProvisionTenant => 20,
             JobKind::StripeEvent => 10,
-            JobKind::SendEmail => 5,
+            JobKind::SendEmail | JobKind::PurgeVectors => 5,
             JobKind::SweepProvisioning | JobKind::Prune => 0,
         }
     }

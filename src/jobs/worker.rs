@@ -222,6 +222,13 @@ async fn dispatch_simple(app: &AppState, job: &Job) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             Ok(())
         }
+        Some(JobKind::PurgeVectors) => {
+            let p: crate::workspace::documents::PurgeJob = job.payload()?;
+            app.vectors
+                .delete(&p.namespace, &p.ids)
+                .await
+                .map_err(|e| e.to_string())
+        }
         None => Err(format!("unknown job kind {}", job.kind)),
     }
 }

@@ -379,8 +379,12 @@ pub async fn ingest(
     } else {
         tx.commit().await?;
         if let Err(e) = app.vectors.upsert(&namespace, &records).await {
-            if let Err(cleanup) = app.store.delete_document_row(tenant, &id).await {
-                tracing::error!(error = %cleanup, document = %id, "could not remove a document whose vectors failed");
+            // Some batches may have been written before the failure: the row goes, and a
+            // durable job deletes every vector id the document could have, retrying until the
+            // store is back, so no hit ever points at a document that does not exist.
+            let ids = records.iter().map(|r| r.id.clone()).collect();
+            if let Err(cleanup) = forget_remote(app, tenant, &id, namespace, ids).await {
+                tracing::error!(error = %cleanup, document = %id, "could not schedule the removal of a failed document");
             }
             return Err(e.into());
         }
@@ -406,6 +410,40 @@ pub async fn ingest(
         sample: false,
         created_at,
     })
+}
+
+/// Payload of the job that deletes vectors no document owns.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct PurgeJob {
+    pub namespace: String,
+    pub ids: Vec<String>,
+}
+
+/// Removes a document row and, in the same transaction, enqueues the deletion of its vectors.
+async fn forget_remote(
+    app: &AppState,
+    tenant: &TenantId,
+    id: &str,
+    namespace: String,
+    ids: Vec<String>,
+) -> StoreResult<()> {
+    let mut tx = app.store.begin().await?;
+    with_conn!(&mut tx, |conn| {
+        sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    });
+    tx.enqueue(crate::jobs::NewJob::new(
+        crate::jobs::JobKind::PurgeVectors,
+        &PurgeJob { namespace, ids },
+        20,
+    ))
+    .await?;
+    tx.commit().await?;
+    app.jobs_ready.notify_waiters();
+    Ok(())
 }
 
 /// Deletes a document and its vectors.

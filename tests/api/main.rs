@@ -1,7 +1,9 @@
 //! Black-box tests: the real server on 127.0.0.1:0, every store test on SQLite and PostgreSQL.
 
+mod fakes;
 mod helpers;
 
+mod backends;
 mod cli;
 mod docs;
 mod health;
