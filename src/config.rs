@@ -399,6 +399,9 @@ impl Settings {
         if self.provisioning_timeout_seconds == 0 {
             return Err(p.error("PROVISIONING_TIMEOUT_SECONDS", "must be at least 1".into()));
         }
+        if self.jwt_expiry_hours == 0 {
+            return Err(p.error("JWT_EXPIRY_HOURS", "must be at least 1".into()));
+        }
         if self.job_lease_seconds == 0 {
             return Err(p.error("JOB_LEASE_SECONDS", "must be at least 1".into()));
         }

@@ -220,6 +220,10 @@ async fn dispatch_simple(app: &AppState, job: &Job) -> Result<(), String> {
                 .prune_login_failures(now_ms() - day)
                 .await
                 .map_err(|e| e.to_string())?;
+            app.store
+                .prune_sessions(now_ms() - day)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(())
         }
         Some(JobKind::PurgeVectors) => {

@@ -283,6 +283,25 @@ impl Store {
                 .rows_affected()
         }))
     }
+
+    /// Drops sessions and sign-in links that expired (or were revoked) before `before`.
+    pub async fn prune_sessions(&self, before: i64) -> StoreResult<u64> {
+        let sessions = with_pool!(self, |pool| {
+            sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        let tokens = with_pool!(self, |pool| {
+            sqlx::query("DELETE FROM login_tokens WHERE expires_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(sessions + tokens)
+    }
 }
 
 #[cfg(test)]

@@ -671,4 +671,33 @@ async fn old_login_failures_are_pruned(backend: Backend) {
     assert_eq!(pruned, 1);
     assert_eq!(failure_rows(&app, "old@example.com").await, 0);
     assert_eq!(failure_rows(&app, "new@example.com").await, 1);
+
+    // Sessions: one that expired (negative lifetime, long ago) goes, a live one stays.
+    let t = app.active_tenant("prune@example.com", "starter").await;
+    let id = onboard::domain::TenantId::parse(&t.tenant_id).unwrap();
+    let live = app
+        .store
+        .start_session(
+            &id,
+            "prune@example.com",
+            onboard::workspace::sessions::LoginMethod::Password,
+            day,
+        )
+        .await
+        .unwrap();
+    app.store
+        .start_session(
+            &id,
+            "prune@example.com",
+            onboard::workspace::sessions::LoginMethod::Password,
+            -2 * day,
+        )
+        .await
+        .unwrap();
+    assert!(app.store.prune_sessions(now - day).await.unwrap() >= 1);
+    let token = secrecy::ExposeSecret::expose_secret(&live.token).to_string();
+    assert!(
+        app.store.session(&token).await.unwrap().is_some(),
+        "a live session survives pruning"
+    );
 }

@@ -4,6 +4,7 @@ mod fakes;
 mod helpers;
 
 mod backends;
+mod browser;
 mod cli;
 mod docs;
 mod health;

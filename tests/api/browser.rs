@@ -1,0 +1,542 @@
+//! The new customer's journey through our HTML pages in real headless Chromium (Debian's
+//! `chromium` + `chromium-driver`), driven over WebDriver by `fantoccini`: dev checkout, the
+//! live provisioning page and its one-time API key, password sign-in, the account page and
+//! sign-out. Skipped (with a message) where Chromium or chromedriver is not installed.
+//!
+//! A failed expectation saves a screenshot under the system temp dir (its path is printed) and
+//! puts the page source in the panic message.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::error::CmdError;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::{Backend, TEST_PASSWORD, TestApp, spawn_app};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The project's headless flags (plus a fixed window size, so screenshots are comparable).
+const CHROME_ARGS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--window-size=1280,1024",
+];
+/// How long the success page may take to show the key once paid.
+const PROVISIONING_SECS: u64 = 20;
+/// How long a navigation (form post, redirect) may take.
+const NAVIGATION_SECS: u64 = 10;
+
+/// A `chromedriver` on a free loopback port, killed with its browsers on drop. Its log and the
+/// browser profiles it makes live in a temp dir of its own, removed on drop.
+struct Chromedriver {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Chromedriver {
+    fn start() -> Chromedriver {
+        use std::os::unix::process::CommandExt;
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_path = dir.path().join("chromedriver.log");
+        let log = std::fs::File::create(&log_path).expect("chromedriver log file");
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .env("TMPDIR", dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            // Its own process group: drop kills the browsers it started along with it.
+            .process_group(0)
+            .spawn()
+            .expect("start chromedriver");
+        let mut driver = Chromedriver {
+            child,
+            port,
+            _dir: dir,
+        };
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return driver;
+            }
+            let exited = driver.child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() >= deadline {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                drop(driver);
+                panic!(
+                    "chromedriver did not listen on {addr} (exit: {exited:?}); its output:\n{log}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        // The whole group (chromedriver and the Chromium it launched), then reap chromedriver.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A WebDriver session whose failed expectations leave a screenshot and the page source.
+struct Browser {
+    client: Client,
+    base: String,
+}
+
+impl Browser {
+    async fn connect(driver: &Chromedriver, base: String) -> Browser {
+        let mut caps = fantoccini::wd::Capabilities::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": CHROMIUM, "args": CHROME_ARGS }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&driver.url())
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver session with {CHROMIUM}: {e}"));
+        Browser { client, base }
+    }
+
+    /// Saves a screenshot and panics with `what`, the current URL and the page source.
+    async fn fail<T>(&self, what: impl Display) -> T {
+        let url = match self.client.current_url().await {
+            Ok(u) => u.to_string(),
+            Err(e) => format!("(unknown: {e})"),
+        };
+        let shot = match self.client.screenshot().await {
+            Ok(png) => {
+                let path = std::env::temp_dir().join(format!(
+                    "onboard-browser-{}.png",
+                    ulid::Ulid::new().to_string().to_lowercase()
+                ));
+                match std::fs::write(&path, png) {
+                    Ok(()) => {
+                        eprintln!("browser test screenshot: {}", path.display());
+                        path.display().to_string()
+                    }
+                    Err(e) => format!("(not saved to {}: {e})", path.display()),
+                }
+            }
+            Err(e) => format!("(not taken: {e})"),
+        };
+        let source = self
+            .client
+            .source()
+            .await
+            .unwrap_or_else(|e| format!("(unavailable: {e})"));
+        panic!("browser test: {what}\n  at: {url}\n  screenshot: {shot}\n  page source:\n{source}")
+    }
+
+    /// The value of a WebDriver command, or a failure (with screenshot) naming `what`.
+    async fn ok<T>(&self, result: Result<T, CmdError>, what: impl Display) -> T {
+        match result {
+            Ok(v) => v,
+            Err(e) => self.fail(format!("{what}: {e}")).await,
+        }
+    }
+
+    /// Fails (with screenshot) unless `cond` holds.
+    async fn check(&self, cond: bool, what: impl Display) {
+        if !cond {
+            self.fail(what).await
+        }
+    }
+
+    /// Polls `probe` every 100 ms until it yields a value, failing after `secs`. WebDriver
+    /// errors while polling (a page mid-navigation, an element not there yet) mean "not yet".
+    async fn wait_until<T, F, Fut>(&self, what: &str, secs: u64, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, CmdError>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut last_error = None;
+        loop {
+            match probe().await {
+                Ok(Some(v)) => return v,
+                Ok(None) => {}
+                Err(e) => last_error = Some(e),
+            }
+            if Instant::now() >= deadline {
+                let last = last_error.map(|e| format!(" (last error: {e})"));
+                return self
+                    .fail(format!(
+                        "timed out after {secs} s waiting for {what}{}",
+                        last.unwrap_or_default()
+                    ))
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn goto(&self, path_or_url: &str) {
+        let url = if path_or_url.starts_with('/') {
+            format!("{}{path_or_url}", self.base)
+        } else {
+            path_or_url.to_string()
+        };
+        let r = self.client.goto(&url).await;
+        self.ok(r, format_args!("open {url}")).await
+    }
+
+    /// Waits until the browser is on `path` (of our server) and returns the full URL.
+    async fn wait_for_path(&self, path: &str) -> url::Url {
+        let c = &self.client;
+        let base = &self.base;
+        self.wait_until(
+            &format!("the browser to be on {path}"),
+            NAVIGATION_SECS,
+            move || async move {
+                let url = c.current_url().await?;
+                let ours = url.as_str().starts_with(base.as_str());
+                Ok((ours && url.path() == path).then_some(url))
+            },
+        )
+        .await
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        let r = self.client.find(Locator::Css(css)).await;
+        self.ok(r, format_args!("find `{css}`")).await
+    }
+
+    /// The rendered (visible) text of the element `css` finds.
+    async fn text(&self, css: &str) -> String {
+        let el = self.find(css).await;
+        let r = el.text().await;
+        self.ok(r, format_args!("text of `{css}`")).await
+    }
+
+    /// The definition (`<dd>`) that follows the term `term` (`<dt>`).
+    async fn definition(&self, term: &str) -> String {
+        let xpath = format!("//dt[normalize-space(.)='{term}']/following-sibling::dd[1]");
+        let r = self.client.find(Locator::XPath(&xpath)).await;
+        let el = self.ok(r, format_args!("find the `{term}` entry")).await;
+        let r = el.text().await;
+        self.ok(r, format_args!("text of the `{term}` entry")).await
+    }
+
+    async fn click(&self, css: &str) {
+        let el = self.find(css).await;
+        let r = el.click().await;
+        self.ok(r, format_args!("click `{css}`")).await
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let el = self.find(css).await;
+        let r = el.clear().await;
+        self.ok(r, format_args!("clear `{css}`")).await;
+        let r = el.send_keys(text).await;
+        self.ok(r, format_args!("type into `{css}`")).await
+    }
+
+    /// Fills in the sign-in form on `/login` and submits it with its button.
+    async fn sign_in(&self, email: &str, password: &str) {
+        self.type_into("#email", email).await;
+        self.type_into("#password", password).await;
+        self.click("form[action='/login'] button[type='submit']")
+            .await;
+    }
+}
+
+/// What the success page shows once its poll has seen the tenant `active`.
+struct SuccessView {
+    key_shown: bool,
+    key: String,
+    steps: Vec<(String, String)>,
+}
+
+/// Waits (bounded) until the success page says the workspace is ready, then reads it.
+async fn ready_success_page(b: &Browser) -> SuccessView {
+    let c = &b.client;
+    b.wait_until(
+        "the success page to report the workspace ready",
+        PROVISIONING_SECS,
+        move || async move {
+            let headline = c.find(Locator::Id("headline")).await?.text().await?;
+            if headline != "Your workspace is ready." {
+                return Ok(None);
+            }
+            // The poll that set the headline has also filled in the steps and (once) the key.
+            let mut steps = Vec::new();
+            for li in c.find_all(Locator::Css("#steps li")).await? {
+                let spans = li.find_all(Locator::Css("span")).await?;
+                let mut texts = Vec::new();
+                for s in spans {
+                    texts.push(s.text().await?);
+                }
+                if let [name, state] = texts.as_slice() {
+                    steps.push((name.clone(), state.clone()));
+                }
+            }
+            let key_shown = c.find(Locator::Id("key")).await?.is_displayed().await?;
+            let key = c
+                .find(Locator::Id("keyvalue"))
+                .await?
+                .prop("textContent")
+                .await?
+                .unwrap_or_default();
+            Ok(Some(SuccessView {
+                key_shown,
+                key: key.trim().to_string(),
+                steps,
+            }))
+        },
+    )
+    .await
+}
+
+fn installed(path: &str) -> bool {
+    Path::new(path).is_file()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_customer_pays_sees_the_key_once_signs_in_and_out() {
+    if !installed(CHROMIUM) || !installed(CHROMEDRIVER) {
+        eprintln!(
+            "SKIPPED browser test: chromium/chromedriver not installed (apt-get install chromium chromium-driver)"
+        );
+        return;
+    }
+    let started = Instant::now();
+    let app: TestApp = spawn_app(Backend::Sqlite).await;
+    assert!(app.addr.ip().is_loopback(), "the server is on loopback");
+    let email = format!(
+        "browser-{}@example.com",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+
+    // Signup through the API; the customer follows the checkout link it returns.
+    let signup = app.signup(&email, "pro").await;
+    let tenant_id = signup["tenant_id"].as_str().expect("tenant_id").to_string();
+    let checkout_url = signup["checkout_url"]
+        .as_str()
+        .expect("checkout_url")
+        .to_string();
+    assert!(
+        checkout_url.starts_with(&app.url("/dev/checkout/cs_dev_")),
+        "the dev checkout on our loopback server: {checkout_url}"
+    );
+    let session_id = checkout_url.rsplit('/').next().unwrap().to_string();
+
+    let driver = Chromedriver::start();
+    let b = Browser::connect(&driver, app.url("")).await;
+
+    // The dev checkout: company, plan and price, then Pay.
+    b.goto(&checkout_url).await;
+    let company = b.text("h1").await;
+    b.check(
+        company == "Acme",
+        format!("checkout names the company: {company:?}"),
+    )
+    .await;
+    let plan = b.definition("Plan").await;
+    b.check(plan == "pro", format!("checkout shows the plan: {plan:?}"))
+        .await;
+    let price = b.text(".price").await;
+    b.check(
+        price.starts_with("$199"),
+        format!("checkout shows the pro price: {price:?}"),
+    )
+    .await;
+    let pay = b.text("button.pay").await;
+    b.check(
+        pay == "Pay $199",
+        format!("the Pay button names the price: {pay:?}"),
+    )
+    .await;
+    b.click("button.pay").await;
+
+    // The success page: live progress, then the key, exactly once.
+    let landed = b.wait_for_path("/onboarding/success").await;
+    let sid = landed
+        .query_pairs()
+        .find(|(k, _)| k == "session_id")
+        .map(|(_, v)| v.into_owned());
+    b.check(
+        sid.as_deref() == Some(session_id.as_str()),
+        format!("the success page is for our checkout session: {landed}"),
+    )
+    .await;
+    let thanks = b.text("h1").await;
+    b.check(
+        thanks == "Thanks, Acme!",
+        format!("the success page thanks the company: {thanks:?}"),
+    )
+    .await;
+    let first = ready_success_page(&b).await;
+    let names: Vec<&str> = first.steps.iter().map(|(n, _)| n.as_str()).collect();
+    b.check(
+        names
+            == [
+                "Vector namespace",
+                "API key",
+                "Sample documents",
+                "Welcome email",
+            ],
+        format!("the page lists the provisioning steps: {:?}", first.steps),
+    )
+    .await;
+    b.check(
+        first
+            .steps
+            .iter()
+            .all(|(_, state)| state == "done" || state == "skipped"),
+        format!("every step finished: {:?}", first.steps),
+    )
+    .await;
+    b.check(
+        first.key_shown && !first.key.is_empty(),
+        format!(
+            "the API key is shown once the workspace is ready (shown: {}, key: {:?})",
+            first.key_shown, first.key
+        ),
+    )
+    .await;
+    match app
+        .store
+        .authenticate_api_key(&app.state.signer, &first.key)
+        .await
+    {
+        Ok(principal) => {
+            b.check(
+                principal.tenant_id.as_str() == tenant_id,
+                format!(
+                    "the key on the page is {tenant_id}'s, not {}'s",
+                    principal.tenant_id
+                ),
+            )
+            .await
+        }
+        Err(e) => {
+            b.fail(format!(
+                "the key on the page is not a valid API key ({e:?}): {:?}",
+                first.key
+            ))
+            .await
+        }
+    }
+
+    let r = b.client.refresh().await;
+    b.ok(r, "reload the success page").await;
+    let again = ready_success_page(&b).await;
+    b.check(
+        !again.key_shown && again.key.is_empty(),
+        format!(
+            "a reload no longer shows the key (shown: {}, key: {:?})",
+            again.key_shown, again.key
+        ),
+    )
+    .await;
+
+    // Password sign-in lands on the account page.
+    b.goto("/login").await;
+    b.sign_in(&email, TEST_PASSWORD).await;
+    b.wait_for_path("/account").await;
+    let heading = b.text("h1").await;
+    b.check(
+        heading == "Acme",
+        format!("the account page is headed by the company: {heading:?}"),
+    )
+    .await;
+    let company = b.definition("Company").await;
+    b.check(
+        company == "Acme",
+        format!("the account page shows the company: {company:?}"),
+    )
+    .await;
+    let plan = b.definition("Plan").await;
+    b.check(
+        plan == "pro",
+        format!("the account page shows the plan: {plan:?}"),
+    )
+    .await;
+
+    // Signing out ends on /login, and the account page is then closed.
+    b.click("form[action='/logout'] button[type='submit']")
+        .await;
+    b.wait_for_path("/login").await;
+    b.goto("/account").await;
+    b.wait_for_path("/login").await;
+    let title = b.text("h1").await;
+    b.check(
+        title == "Sign in",
+        format!("/account sends a signed-out visitor to the sign-in form: {title:?}"),
+    )
+    .await;
+
+    // A wrong password: the sign-in page again, with the error on it.
+    b.sign_in(&email, "not-the-password").await;
+    let c = &b.client;
+    let error = b
+        .wait_until(
+            "the sign-in error message",
+            NAVIGATION_SECS,
+            move || async move {
+                match c.find(Locator::Id("login-error")).await {
+                    Ok(el) => Ok(Some(el.text().await?)),
+                    Err(e) if e.is_no_such_element() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            },
+        )
+        .await;
+    b.check(
+        error == "the email or password is incorrect",
+        format!("the page says the credentials are wrong: {error:?}"),
+    )
+    .await;
+    let at = b.wait_for_path("/login").await;
+    b.check(
+        at.path() == "/login",
+        format!("a failed sign-in stays on /login: {at}"),
+    )
+    .await;
+    let prefilled = b.find("#email").await.prop("value").await;
+    let prefilled = b.ok(prefilled, "value of #email").await;
+    b.check(
+        prefilled.as_deref() == Some(email.as_str()),
+        format!("the form keeps the email: {prefilled:?}"),
+    )
+    .await;
+
+    let r = b.client.close().await;
+    if let Err(e) = r {
+        eprintln!("closing the WebDriver session: {e}");
+    }
+    drop(driver);
+    eprintln!(
+        "browser journey took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
