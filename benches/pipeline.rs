@@ -7,6 +7,8 @@
 //!
 //! Run: `cargo bench --bench pipeline` (`BENCH_DATABASE_URL` = a PostgreSQL URL, default
 //! `postgres://postgres@127.0.0.1:5432/test`; the PostgreSQL half is skipped if unreachable).
+//! `BENCH_WORKERS` and `BENCH_POOL` override the server's `WORKER_CONCURRENCY` and
+//! `DATABASE_MAX_CONNECTIONS` (defaults: the server's own) to explore the tuning.
 
 mod common;
 

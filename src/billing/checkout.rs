@@ -115,7 +115,7 @@ pub async fn fulfill(
     let outcome = fulfill_in(&mut tx, app, session, source).await?;
     tx.commit().await?;
     if outcome == Fulfilment::Started {
-        app.jobs_ready.notify_waiters();
+        app.jobs_ready.notify_one();
     }
     Ok(outcome)
 }
@@ -147,8 +147,9 @@ pub async fn fulfill_in(
         return Ok(Fulfilment::AlreadyDone(tenant.status));
     }
     match tx
-        .transition_tenant(
+        .transition_tenant_from(
             &tenant.id,
+            TenantStatus::PendingPayment,
             TenantStatus::Provisioning,
             &format!("checkout completed ({source})"),
             source,
@@ -156,7 +157,11 @@ pub async fn fulfill_in(
         .await
     {
         Ok(_) => {}
-        Err(StoreError::Transition(t)) => return Ok(Fulfilment::AlreadyDone(t.from)),
+        // Changed since we read it (another delivery won): report where it is now.
+        Err(StoreError::Transition(t)) => {
+            let now = tx.tenant(&tenant.id).await?.map_or(t.from, |t| t.status);
+            return Ok(Fulfilment::AlreadyDone(now));
+        }
         Err(e) => return Err(e),
     }
     with_conn!(tx, |conn| {

@@ -121,7 +121,7 @@ pub async fn receive(
     }
     tx.commit().await?;
     Counters::inc(&app.metrics.webhook_received);
-    app.jobs_ready.notify_waiters();
+    app.jobs_ready.notify_one();
     tracing::info!(event_id = %env.id, event_type = %env.kind, "webhook event stored");
     Ok(Receipt::Stored)
 }
@@ -155,7 +155,7 @@ pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
     };
     mark_processed(&mut tx, event_id, &outcome).await?;
     tx.commit().await?;
-    app.jobs_ready.notify_waiters();
+    app.jobs_ready.notify_one();
     Ok(())
 }
 

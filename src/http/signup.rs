@@ -152,7 +152,7 @@ pub async fn signup(
             .await?;
     }
     tx.commit().await?;
-    state.jobs_ready.notify_waiters();
+    state.jobs_ready.notify_one();
     tracing::info!(tenant_id = %tenant.id, plan = %tenant.plan, "tenant signed up");
 
     let (checkout_url, message) = match checkout {

@@ -336,8 +336,9 @@ pub async fn run(
     }
     let err = step_err("welcome_email");
     match tx
-        .transition_tenant(
+        .transition_tenant_from(
             tenant_id,
+            TenantStatus::Provisioning,
             TenantStatus::Active,
             "all provisioning steps done",
             "provisioning",
@@ -349,7 +350,7 @@ pub async fn run(
                 tx.complete_job(job).await.map_err(|e| err(&e))?;
             }
             tx.commit().await.map_err(|e| err(&e))?;
-            app.jobs_ready.notify_waiters();
+            app.jobs_ready.notify_one();
             Counters::inc(&app.metrics.tenants_provisioned);
             tracing::info!("tenant active");
             Ok(job.is_some())
@@ -552,7 +553,7 @@ pub async fn retry(
     tx.enqueue(job(tenant_id, app.settings.max_provisioning_retries))
         .await?;
     tx.commit().await?;
-    app.jobs_ready.notify_waiters();
+    app.jobs_ready.notify_one();
     Ok(TenantStatus::Provisioning)
 }
 

@@ -254,18 +254,34 @@ impl Tx {
         reason: &str,
         actor: &str,
     ) -> StoreResult<TenantStatus> {
+        let current: Option<String> = with_conn!(self, |conn| {
+            sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *conn)
+                .await?
+        });
+        let from: TenantStatus = current
+            .ok_or(StoreError::NotFound("tenant"))?
+            .parse()
+            .map_err(StoreError::Corrupt)?;
+        self.transition_tenant_from(id, from, to, reason, actor)
+            .await
+    }
+
+    /// [`Tx::transition_tenant`] for a caller that already read the tenant's status `from`: one
+    /// statement fewer. If the status is no longer `from`, nothing changes and the answer is a
+    /// transition error.
+    pub async fn transition_tenant_from(
+        &mut self,
+        id: &TenantId,
+        from: TenantStatus,
+        to: TenantStatus,
+        reason: &str,
+        actor: &str,
+    ) -> StoreResult<TenantStatus> {
+        from.transition_to(to)?;
         let now = now_ms();
         with_conn!(self, |conn| {
-            let current: Option<String> =
-                sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            let from: TenantStatus = current
-                .ok_or(StoreError::NotFound("tenant"))?
-                .parse()
-                .map_err(StoreError::Corrupt)?;
-            from.transition_to(to)?;
             // The status guard makes a concurrent change (on Postgres, another transaction that
             // committed first) fail this update instead of being overwritten.
             let updated = sqlx::query(

@@ -442,7 +442,7 @@ async fn forget_remote(
     ))
     .await?;
     tx.commit().await?;
-    app.jobs_ready.notify_waiters();
+    app.jobs_ready.notify_one();
     Ok(())
 }
 
