@@ -13,13 +13,16 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> anyhow::Result<s
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
+    // A local file cannot go away under an open connection: no ping before each use.
     let write = SqlitePoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options.clone())
         .await?;
     let read = SqlitePoolOptions::new()
         .max_connections(max_connections)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options.create_if_missing(false))
         .await?;

@@ -12,19 +12,23 @@ pub const OVERLAP_CHARS: usize = 120;
 /// The chunks of `text`, in order. Empty or whitespace-only text has no chunks.
 pub fn chunk(text: &str) -> Vec<String> {
     let text = text.replace("\r\n", "\n");
-    let mut pieces = Vec::new();
+    // Each piece remembers whether it starts a paragraph: pieces of one cut paragraph are
+    // joined again with a space, paragraphs with a blank line.
+    let mut pieces: Vec<(String, bool)> = Vec::new();
     for paragraph in paragraphs(&text) {
         if chars(paragraph) <= TARGET_CHARS {
-            pieces.push(paragraph.to_string());
+            pieces.push((paragraph.to_string(), true));
         } else {
-            split_long(paragraph, &mut pieces);
+            let mut cut = Vec::new();
+            split_long(paragraph, &mut cut);
+            pieces.extend(cut.into_iter().enumerate().map(|(i, p)| (p, i == 0)));
         }
     }
 
     let mut chunks: Vec<String> = Vec::new();
     let mut current = String::new();
     let mut current_has_new = false;
-    for piece in pieces {
+    for (piece, starts_paragraph) in pieces {
         let joined = chars(&current) + 2 + chars(&piece);
         if current_has_new && joined > TARGET_CHARS {
             let overlap = tail(&current, OVERLAP_CHARS).to_string();
@@ -32,7 +36,7 @@ pub fn chunk(text: &str) -> Vec<String> {
             current = overlap;
         }
         if !current.is_empty() {
-            current.push_str("\n\n");
+            current.push_str(if starts_paragraph { "\n\n" } else { " " });
         }
         current.push_str(&piece);
         current_has_new = true;
