@@ -45,6 +45,9 @@ pub struct AppState {
     pub usage: UsageMeter,
     /// Verified API keys, and their batched `last_used_at`.
     pub keys: KeyCache,
+    /// One permit per core for argon2 work: more hashes at once than cores only thrash the
+    /// caches (each holds 19 MiB) and slow every one of them down.
+    pub hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -78,6 +81,9 @@ impl AppState {
             embedder,
             usage: UsageMeter::default(),
             keys: KeyCache::default(),
+            hashing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             store,
             started_at: Instant::now(),
             webhook_secret: Arc::new(webhook_secret),
@@ -93,6 +99,19 @@ impl AppState {
 }
 
 impl AppState {
+    /// Runs argon2 work `f` on a blocking thread once a core is free for it.
+    pub async fn hash<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .expect("the hashing semaphore is never closed");
+        tokio::task::spawn_blocking(f).await
+    }
+
     /// Writes what is counted in memory (query usage, keys' last use). Runs every second while
     /// serving, and once more at shutdown.
     pub async fn flush_counters(&self) {

@@ -305,15 +305,16 @@ async fn password_login(state: &AppState, req: LoginRequest) -> AppResult<(Tenan
     let tenant = state.store.tenant_by_email(key).await?;
     let stored_hash = tenant.as_ref().map(|t| t.password_hash.clone());
     // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-    let verified = tokio::task::spawn_blocking(move || match stored_hash {
-        Some(hash) => password::verify(&password, &hash),
-        None => {
-            let _ = password::verify(&password, DUMMY_HASH);
-            false
-        }
-    })
-    .await
-    .map_err(|e| ApiError::internal("password check task", e))?;
+    let verified = state
+        .hash(move || match stored_hash {
+            Some(hash) => password::verify(&password, &hash),
+            None => {
+                let _ = password::verify(&password, DUMMY_HASH);
+                false
+            }
+        })
+        .await
+        .map_err(|e| ApiError::internal("password check task", e))?;
     let tenant = match tenant {
         Some(t) if verified => t,
         _ => {

@@ -80,12 +80,13 @@ pub async fn signup(
     }
 
     // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-    let (input, password_hash) = tokio::task::spawn_blocking(move || {
-        let hash = password::hash(&input.password);
-        (input, hash)
-    })
-    .await
-    .map_err(|e| ApiError::internal("password hashing task", e))?;
+    let (input, password_hash) = state
+        .hash(move || {
+            let hash = password::hash(&input.password);
+            (input, hash)
+        })
+        .await
+        .map_err(|e| ApiError::internal("password hashing task", e))?;
 
     // Never create a second checkout for an email that already has an account.
     if state
