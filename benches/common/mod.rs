@@ -115,24 +115,7 @@ pub struct WrkReport {
 
 /// Runs wrk against `url` for `secs` with `connections` and an optional Lua script.
 pub fn wrk(url: &str, connections: u32, secs: u32, script: Option<&Path>) -> WrkReport {
-    let mut cmd = Command::new("wrk");
-    cmd.args([
-        "-t2",
-        &format!("-c{connections}"),
-        &format!("-d{secs}s"),
-        "--latency",
-        "--timeout",
-        "10s",
-    ]);
-    if let Some(s) = script {
-        cmd.arg("-s").arg(s);
-    }
-    cmd.arg(url);
-    let out = cmd
-        .output()
-        .expect("wrk is installed (apt-get install wrk)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    parse_wrk(&text).unwrap_or_else(|| panic!("could not parse wrk output:\n{text}"))
+    wrk_with_headers(url, connections, secs, script, &[])
 }
 
 fn parse_wrk(text: &str) -> Option<WrkReport> {

@@ -42,6 +42,10 @@ pub struct MilestoneRecord {
     pub detail: Option<String>,
 }
 
+/// Records a milestone unless the tenant already has it.
+const RECORD_SQL: &str = "INSERT INTO activation_milestones (tenant_id, milestone, source, occurred_at, detail) \
+     VALUES ($1, $2, 'server', $3, $4) ON CONFLICT (tenant_id, milestone) DO NOTHING";
+
 impl Tx {
     /// Records `milestone` for `tenant` unless it already is; true when this call recorded it.
     pub async fn record_milestone(
@@ -51,17 +55,14 @@ impl Tx {
         detail: Option<&str>,
     ) -> StoreResult<bool> {
         let n = with_conn!(self, |conn| {
-            sqlx::query(
-                "INSERT INTO activation_milestones (tenant_id, milestone, source, occurred_at, detail) \
-                 VALUES ($1, $2, 'server', $3, $4) ON CONFLICT (tenant_id, milestone) DO NOTHING",
-            )
-            .bind(tenant.as_str())
-            .bind(milestone.as_str())
-            .bind(now_ms())
-            .bind(detail)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected()
+            sqlx::query(RECORD_SQL)
+                .bind(tenant.as_str())
+                .bind(milestone.as_str())
+                .bind(now_ms())
+                .bind(detail)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
         });
         Ok(n == 1)
     }
@@ -76,17 +77,14 @@ impl Store {
         detail: Option<&str>,
     ) -> StoreResult<bool> {
         let n = with_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO activation_milestones (tenant_id, milestone, source, occurred_at, detail) \
-                 VALUES ($1, $2, 'server', $3, $4) ON CONFLICT (tenant_id, milestone) DO NOTHING",
-            )
-            .bind(tenant.as_str())
-            .bind(milestone.as_str())
-            .bind(now_ms())
-            .bind(detail)
-            .execute(pool)
-            .await?
-            .rows_affected()
+            sqlx::query(RECORD_SQL)
+                .bind(tenant.as_str())
+                .bind(milestone.as_str())
+                .bind(now_ms())
+                .bind(detail)
+                .execute(pool)
+                .await?
+                .rows_affected()
         });
         Ok(n == 1)
     }

@@ -46,19 +46,23 @@ where
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
-            BytesRejection::FailedToBufferBody(_) => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "the body is larger than {} KiB or could not be read",
-                    MAX_JSON_BODY / 1024
-                ),
-            ),
-            other => ApiError::bad_request("invalid_body", other.body_text()),
-        })?;
-        parse_json(&bytes).map(JsonBody)
+        parse_json(&read_body(req, state).await?).map(JsonBody)
     }
+}
+
+/// The whole body (at most [`MAX_JSON_BODY`]), or a 413 / 400 saying why not.
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(_) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the body is larger than {} KiB or could not be read",
+                MAX_JSON_BODY / 1024
+            ),
+        ),
+        other => ApiError::bad_request("invalid_body", other.body_text()),
+    })
 }
 
 /// Deserializes JSON, reporting the path of the field at fault.

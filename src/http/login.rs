@@ -3,8 +3,6 @@
 //! `/logout` revokes it. Repeated wrong passwords lock the email for a while.
 
 use askama::Template;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -16,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, AppResult, ErrorBody};
-use super::extract::{MAX_JSON_BODY, parse_json};
+use super::extract::parse_json;
 use crate::analytics::Milestone;
 use crate::domain::{Email, FieldError, Plan, TenantStatus, password};
 use crate::store::{Tenant, ms_to_datetime, now_ms};
@@ -99,17 +97,7 @@ impl<S: Send + Sync> FromRequest<S> for LoginBody {
                  form (application/x-www-form-urlencoded)",
             ));
         };
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
-            BytesRejection::FailedToBufferBody(_) => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "the body is larger than {} KiB or could not be read",
-                    MAX_JSON_BODY / 1024
-                ),
-            ),
-            other => ApiError::bad_request("invalid_body", other.body_text()),
-        })?;
+        let bytes = super::extract::read_body(req, state).await?;
         let req = if form {
             parse_form(&bytes)
         } else {

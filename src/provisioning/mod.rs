@@ -18,8 +18,8 @@ use crate::email::templates;
 use crate::jobs::{JobKind, JobRef, NewJob};
 use crate::metrics::Counters;
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
-use crate::workspace::api_keys::{IssuedKey, Principal, scopes};
-use crate::workspace::vectors::PendingChange;
+use crate::workspace::api_keys::{AuthError, IssuedKey, Principal, scopes};
+use crate::workspace::vectors::{PendingChange, VectorRecord};
 use crate::workspace::{namespace_for, sample_data};
 use crate::{with_conn, with_reader};
 
@@ -398,16 +398,24 @@ async fn sample_outcome(
     }
 }
 
-/// Checks that the temporary credential may write sample data for this tenant.
-fn check_sample_credential(tenant_id: &TenantId, principal: &Principal) -> Result<(), String> {
+/// The sample vectors, once the temporary credential (as authenticated by the caller) is
+/// known to allow writing sample data for this tenant.
+async fn sample_records(
+    app: &AppState,
+    tenant_id: &TenantId,
+    principal: Result<Principal, AuthError>,
+) -> Result<Vec<VectorRecord>, String> {
+    let principal = principal.map_err(|e| e.to_string())?;
     if principal.tenant_id != *tenant_id || !principal.has_scope(scopes::SAMPLE_DATA_WRITE) {
         return Err("temporary credential does not allow sample data writes".to_string());
     }
-    Ok(())
+    sample_data::vector_records(&app.embedder)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Embedded store: authenticates the temporary credential and writes the sample vectors, all
-/// inside the transaction that issued it. Returns how many vectors and the change to apply.
+/// inside the transaction that issued it. Returns how many documents and the change to apply.
 async fn write_samples_in(
     app: &AppState,
     tx: &mut Tx,
@@ -415,17 +423,9 @@ async fn write_samples_in(
     namespace: &str,
     temp: &IssuedKey,
 ) -> Result<(usize, PendingChange), String> {
-    let principal = tx
-        .authenticate_api_key(
-            &app.signer,
-            secrecy::ExposeSecret::expose_secret(&temp.token),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    check_sample_credential(tenant_id, &principal)?;
-    let records = sample_data::vector_records(&app.embedder)
-        .await
-        .map_err(|e| e.to_string())?;
+    let token = secrecy::ExposeSecret::expose_secret(&temp.token);
+    let principal = tx.authenticate_api_key(&app.signer, token).await;
+    let records = sample_records(app, tenant_id, principal).await?;
     let change = app
         .vectors
         .upsert_in(tx, namespace, &records)
@@ -441,18 +441,9 @@ async fn load_sample_data(
     namespace: &str,
     temp: &IssuedKey,
 ) -> Result<usize, String> {
-    let principal = app
-        .store
-        .authenticate_api_key(
-            &app.signer,
-            secrecy::ExposeSecret::expose_secret(&temp.token),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    check_sample_credential(tenant_id, &principal)?;
-    let records = sample_data::vector_records(&app.embedder)
-        .await
-        .map_err(|e| e.to_string())?;
+    let token = secrecy::ExposeSecret::expose_secret(&temp.token);
+    let principal = app.store.authenticate_api_key(&app.signer, token).await;
+    let records = sample_records(app, tenant_id, principal).await?;
     app.vectors
         .upsert(namespace, &records)
         .await
