@@ -130,11 +130,61 @@ pub async fn run() -> anyhow::Result<()> {
         email.as_ref().map_or("not sent", |e| e.subject.as_str()),
     );
 
+    // The customer's first real work with the key the success page showed.
+    let key = progress["api_key"].as_str().unwrap_or("");
+    let t = Instant::now();
+    let doc: Value = http
+        .post(format!("{base}/v1/documents"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({
+            "title": "Refund policy",
+            "content": "Customers on any plan may ask for a full refund within 30 days of paying.\n\nAfter 30 days, refunds are pro-rated to the unused part of the month."
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    step(
+        "first document: POST /v1/documents",
+        t,
+        &format!(
+            "{} ({} chunk)",
+            doc["id"].as_str().unwrap_or("?"),
+            doc["chunk_count"]
+        ),
+    );
+    let t = Instant::now();
+    let answer: Value = http
+        .post(format!("{base}/v1/query"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"query": "can I get a refund after two weeks?", "top_k": 3}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let top = &answer["results"][0];
+    step(
+        "first query: POST /v1/query",
+        t,
+        &format!(
+            "top hit \"{}\" (score {:.2})",
+            top["title"].as_str().unwrap_or("none"),
+            top["score"].as_f64().unwrap_or(0.0)
+        ),
+    );
+
     let tenant = store
         .tenant(&id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("tenant vanished"))?;
-    let key = progress["api_key"].as_str().unwrap_or("");
+    let milestones: Vec<String> = store
+        .milestones(&id)
+        .await?
+        .into_iter()
+        .map(|m| m.milestone)
+        .collect();
     println!(
         "\nfinal tenant  {} ({}) status={} plan={}",
         tenant.id, tenant.company_name, tenant.status, tenant.plan
@@ -156,6 +206,7 @@ pub async fn run() -> anyhow::Result<()> {
             e.to_email, e.subject, link
         );
     }
+    println!("milestones    {}", milestones.join(", "));
     println!(
         "total         {:.0} ms",
         total.elapsed().as_secs_f64() * 1000.0

@@ -66,7 +66,9 @@ impl Embedder {
 /// Dimensions of the built-in embedder.
 pub const DIMENSION: usize = 384;
 
-/// Embeds text into a unit vector of [`DIMENSION`] floats.
+/// Embeds text into a unit vector of [`DIMENSION`] floats: words (lower-cased, stop words
+/// dropped, plural and verb endings stripped, so "refunds" meets "refund") and word pairs,
+/// each counted sub-linearly (1 + ln n), so a word repeated ten times does not drown the rest.
 pub fn embed(text: &str) -> Vec<f32> {
     let mut v = vec![0f32; DIMENSION];
     let words: Vec<String> = text
@@ -74,15 +76,46 @@ pub fn embed(text: &str) -> Vec<f32> {
         .filter(|w| !w.is_empty())
         .map(|w| w.to_lowercase())
         .filter(|w| !STOP_WORDS.contains(&w.as_str()))
+        .map(|w| stem(&w))
         .collect();
+    // Ordered, so the float sums happen in the same order on every run and machine.
+    let mut counts: std::collections::BTreeMap<String, (f32, f32)> =
+        std::collections::BTreeMap::new();
     for w in &words {
-        add(&mut v, w.as_bytes(), 1.0);
+        counts.entry(w.clone()).or_insert((0.0, 1.0)).0 += 1.0;
     }
     for pair in words.windows(2) {
-        add(&mut v, format!("{} {}", pair[0], pair[1]).as_bytes(), 0.5);
+        counts
+            .entry(format!("{} {}", pair[0], pair[1]))
+            .or_insert((0.0, 0.5))
+            .0 += 1.0;
+    }
+    for (feature, (n, weight)) in &counts {
+        add(&mut v, feature.as_bytes(), weight * (1.0 + n.ln()));
     }
     normalize(&mut v);
     v
+}
+
+/// A light suffix stripper (not a full stemmer): plural and common verb endings.
+fn stem(word: &str) -> String {
+    let n = word.chars().count();
+    for (suffix, min_len, replacement) in [
+        ("ies", 5, "y"),
+        ("sses", 5, "ss"),
+        ("ing", 6, ""),
+        ("ed", 5, ""),
+        ("es", 5, ""),
+        ("s", 4, ""),
+    ] {
+        if n >= min_len
+            && let Some(root) = word.strip_suffix(suffix)
+            && !(suffix == "s" && root.ends_with('s'))
+        {
+            return format!("{root}{replacement}");
+        }
+    }
+    word.to_string()
 }
 
 fn add(v: &mut [f32], feature: &[u8], weight: f32) {
@@ -115,8 +148,9 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "in", "is", "it", "of",
-    "on", "or", "our", "the", "this", "to", "what", "with", "you", "your",
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how",
+    "i", "in", "is", "it", "me", "my", "of", "on", "or", "our", "the", "this", "to", "we", "what",
+    "when", "will", "with", "you", "your",
 ];
 
 #[cfg(test)]
@@ -139,6 +173,29 @@ mod tests {
         let doc_cake = embed("Bake the cake at 180 degrees until golden brown");
         let q = embed("which REST endpoints does the API provide");
         assert!(cosine(&q, &doc_api) > cosine(&q, &doc_cake) + 0.2);
+    }
+
+    #[test]
+    fn word_forms_meet_and_repetition_is_damped() {
+        assert_eq!(stem("refunds"), "refund");
+        assert_eq!(stem("policies"), "policy");
+        assert_eq!(stem("billing"), "bill");
+        assert_eq!(stem("class"), "class");
+        assert_eq!(stem("bus"), "bus");
+        let refund = embed(
+            "Refund policy\n\nCustomers may ask for a full refund within 30 days; refunds after that are pro-rated.",
+        );
+        let guide = embed(
+            "Getting Started Guide\n\nWelcome to our platform! This guide will help you get started.",
+        );
+        let q = embed("can I get a refund after two weeks?");
+        assert!(cosine(&q, &refund) > cosine(&q, &guide));
+        let spam = embed(&"refund ".repeat(50));
+        let mixed = embed("refund policy customers days");
+        assert!(
+            cosine(&spam, &mixed) < 0.7,
+            "ten repeats do not make a document all about one word"
+        );
     }
 
     #[test]
