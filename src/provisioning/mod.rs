@@ -91,25 +91,11 @@ impl Tx {
         if steps.is_empty() {
             return Ok(true);
         }
-        let mut sql = String::from(
-            "INSERT INTO provisioning_steps (tenant_id, step, outcome, detail, duration_ms, completed_at) VALUES ",
+        let sql = format!(
+            "INSERT INTO provisioning_steps (tenant_id, step, outcome, detail, duration_ms, completed_at) \
+             VALUES {} ON CONFLICT (tenant_id, step) DO NOTHING",
+            crate::store::values_rows(steps.len(), 6)
         );
-        for i in 0..steps.len() {
-            let p = i * 6;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6
-            ));
-        }
-        sql.push_str(" ON CONFLICT (tenant_id, step) DO NOTHING");
         let now = now_ms();
         let n = with_conn!(self, |conn| {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
@@ -290,7 +276,7 @@ pub async fn run(
             .iter()
             .any(|s| s.step == "sample_data" && s.outcome == "done")
         {
-            tx.insert_sample_documents(tenant_id, &sample_data::documents())
+            tx.insert_sample_documents(tenant_id, sample_data::documents())
                 .await
                 .map_err(|e| err(&e))?;
         }

@@ -207,6 +207,20 @@ impl Tx {
     }
 }
 
+/// `($1, $2, …), ($k+1, …)…`: the VALUES rows of a multi-row insert of `rows` rows of `columns`
+/// parameters each (both backends take `$n` placeholders).
+pub fn values_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Now as Unix milliseconds, the unit of every stored timestamp.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -215,4 +229,13 @@ pub fn now_ms() -> i64 {
 /// A stored timestamp as a UTC date-time.
 pub fn ms_to_datetime(ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_rows_numbers_parameters_row_by_row() {
+        assert_eq!(super::values_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(super::values_rows(0, 3), "");
+    }
 }

@@ -20,7 +20,7 @@ use crate::analytics::Milestone;
 use crate::app::AppState;
 use crate::domain::{Plan, TenantId};
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
-use crate::{with_conn, with_pool, with_reader};
+use crate::{with_conn, with_reader};
 
 /// Largest document content accepted, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -160,7 +160,24 @@ pub fn sample_document_id(sample: &SampleDocument) -> String {
     format!("sample_{}", sample.id)
 }
 
+/// Documents that count towards a tenant's plan (sample documents do not).
+const COUNT_FOR_PLAN_SQL: &str =
+    "SELECT COUNT(*) FROM documents WHERE tenant_id = $1 AND NOT sample";
+
 impl Tx {
+    /// Deletes a document row of a tenant; false if there was none.
+    async fn delete_document_row(&mut self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+        let n = with_conn!(self, |conn| {
+            sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
     async fn insert_document_row(
         &mut self,
         tenant: &TenantId,
@@ -201,18 +218,11 @@ impl Tx {
         if samples.is_empty() {
             return Ok(());
         }
-        let mut sql = String::from(
-            "INSERT INTO documents (tenant_id, id, title, content_type, content, metadata, bytes, chunk_count, sample, created_at) VALUES ",
+        let sql = format!(
+            "INSERT INTO documents (tenant_id, id, title, content_type, content, metadata, bytes, chunk_count, sample, created_at) \
+             VALUES {} ON CONFLICT (tenant_id, id) DO NOTHING",
+            crate::store::values_rows(samples.len(), 10)
         );
-        for i in 0..samples.len() {
-            let p = i * 10;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let params: Vec<String> = (1..=10).map(|k| format!("${}", p + k)).collect();
-            sql.push_str(&format!("({})", params.join(", ")));
-        }
-        sql.push_str(" ON CONFLICT (tenant_id, id) DO NOTHING");
         let now = now_ms();
         with_conn!(self, |conn| {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
@@ -245,7 +255,7 @@ impl Tx {
                 .await?;
         }
         Ok(with_conn!(self, |conn| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM documents WHERE tenant_id = $1 AND NOT sample")
+            sqlx::query_scalar(COUNT_FOR_PLAN_SQL)
                 .bind(tenant.as_str())
                 .fetch_one(&mut *conn)
                 .await?
@@ -310,21 +320,10 @@ impl Store {
     /// How many of the tenant's documents count towards its plan.
     pub async fn count_documents(&self, tenant: &TenantId) -> StoreResult<i64> {
         Ok(with_reader!(self, |pool| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM documents WHERE tenant_id = $1 AND NOT sample")
+            sqlx::query_scalar(COUNT_FOR_PLAN_SQL)
                 .bind(tenant.as_str())
                 .fetch_one(pool)
                 .await?
-        }))
-    }
-
-    async fn delete_document_row(&self, tenant: &TenantId, id: &str) -> StoreResult<u64> {
-        Ok(with_pool!(self, |pool| {
-            sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant.as_str())
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected()
         }))
     }
 }
@@ -428,13 +427,7 @@ async fn forget_remote(
     ids: Vec<String>,
 ) -> StoreResult<()> {
     let mut tx = app.store.begin().await?;
-    with_conn!(&mut tx, |conn| {
-        sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant.as_str())
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-    });
+    tx.delete_document_row(tenant, id).await?;
     tx.enqueue(crate::jobs::NewJob::new(
         crate::jobs::JobKind::PurgeVectors,
         &PurgeJob { namespace, ids },
@@ -457,15 +450,7 @@ pub async fn delete(app: &AppState, tenant: &TenantId, id: &str) -> Result<(), W
     let namespace = namespace_for(tenant);
     if app.vectors.is_embedded() {
         let mut tx = app.store.begin().await?;
-        let n = with_conn!(&mut tx, |conn| {
-            sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant.as_str())
-                .bind(id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected()
-        });
-        if n == 0 {
+        if !tx.delete_document_row(tenant, id).await? {
             return Err(WorkspaceError::NotFound("document"));
         }
         let change = app.vectors.delete_in(&mut tx, &namespace, &ids).await?;
@@ -475,9 +460,11 @@ pub async fn delete(app: &AppState, tenant: &TenantId, id: &str) -> Result<(), W
         // Vectors first: should the store fail, the document is still listed and can be
         // deleted again, rather than leaving hits that point at nothing.
         app.vectors.delete(&namespace, &ids).await?;
-        if app.store.delete_document_row(tenant, id).await? == 0 {
+        let mut tx = app.store.begin().await?;
+        if !tx.delete_document_row(tenant, id).await? {
             return Err(WorkspaceError::NotFound("document"));
         }
+        tx.commit().await?;
     }
     Ok(())
 }

@@ -13,9 +13,12 @@ pub struct SampleDocument {
 
 const SAMPLE_JSON: &str = include_str!("../../data/sample_documents.json");
 
-/// The documents every new workspace starts with.
-pub fn documents() -> Vec<SampleDocument> {
-    serde_json::from_str(SAMPLE_JSON).expect("the shipped sample documents parse")
+/// The documents every new workspace starts with (parsed once).
+pub fn documents() -> &'static [SampleDocument] {
+    static DOCUMENTS: std::sync::LazyLock<Vec<SampleDocument>> = std::sync::LazyLock::new(|| {
+        serde_json::from_str(SAMPLE_JSON).expect("the shipped sample documents parse")
+    });
+    &DOCUMENTS
 }
 
 /// The vectors of every sample document, as provisioning writes them.
@@ -24,7 +27,7 @@ pub async fn vector_records(
 ) -> Result<Vec<super::vectors::VectorRecord>, super::embeddings::EmbedError> {
     let mut records = Vec::new();
     for d in documents() {
-        let id = super::documents::sample_document_id(&d);
+        let id = super::documents::sample_document_id(d);
         records
             .extend(super::documents::vectorize(embedder, &id, &d.title, &d.content, true).await?);
     }

@@ -211,28 +211,12 @@ const UPSERT_ROWS_PER_STATEMENT: usize = 200;
 
 /// `INSERT … VALUES (…), (…) ON CONFLICT … DO UPDATE` for `rows` vectors of five parameters.
 fn upsert_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO vectors (namespace, id, embedding, metadata, updated_at) VALUES ",
-    );
-    for r in 0..rows {
-        let p = r * 5;
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5
-        ));
-    }
-    sql.push_str(
-        " ON CONFLICT (namespace, id) DO UPDATE SET embedding = excluded.embedding, \
+    format!(
+        "INSERT INTO vectors (namespace, id, embedding, metadata, updated_at) VALUES {} \
+         ON CONFLICT (namespace, id) DO UPDATE SET embedding = excluded.embedding, \
          metadata = excluded.metadata, updated_at = excluded.updated_at",
-    );
-    sql
+        crate::store::values_rows(rows, 5)
+    )
 }
 
 /// A change made in a caller's transaction, applied to this process's in-memory copy once the
@@ -591,16 +575,10 @@ impl VectorStore {
         }
     }
 
-    /// The database behind the namespace list.
-    fn store(&self) -> &Store {
-        match &self.backend {
-            Backend::Embedded { store, .. } | Backend::Pinecone { store, .. } => store,
-        }
-    }
-
-    /// Whether the namespace is recorded.
+    /// Whether the namespace is recorded in our database (either backend).
     pub async fn namespace_exists(&self, name: &str) -> Result<bool, VectorError> {
-        let n: i64 = with_reader!(self.store(), |pool| {
+        let (Backend::Embedded { store, .. } | Backend::Pinecone { store, .. }) = &self.backend;
+        let n: i64 = with_reader!(store, |pool| {
             sqlx::query_scalar("SELECT COUNT(*) FROM vector_namespaces WHERE name = $1")
                 .bind(name)
                 .fetch_one(pool)
