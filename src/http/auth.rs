@@ -25,7 +25,7 @@ use crate::app::AppState;
 use crate::domain::{Plan, TenantId, TenantStatus};
 use crate::store::{Store, StoreResult, now_ms};
 use crate::workspace::api_keys::{AuthError, KeySigner, Principal};
-use crate::{with_pool, with_reader};
+use crate::with_pool;
 
 /// Longest time a verified key is trusted without looking at the key table again.
 pub const CACHE_TTL: Duration = Duration::from_secs(3);
@@ -118,19 +118,14 @@ impl KeyCache {
         let entry = match hit {
             Some(e) => e,
             None => {
-                let principal = store.authenticate_api_key(signer, token).await?;
-                let (plan, status, expires_at) = store
-                    .key_context(&principal.key_id)
-                    .await
-                    .map_err(|_| AuthError::Revoked)?
-                    .ok_or(AuthError::Revoked)?;
+                let key = store.verify_api_key(signer, token).await?;
                 let entry = Arc::new(Entry {
                     caller: Caller {
-                        principal: Arc::new(principal),
-                        plan,
-                        status,
+                        principal: Arc::new(key.principal),
+                        plan: key.plan,
+                        status: key.status,
                     },
-                    expires_at,
+                    expires_at: key.expires_at,
                     checked: Instant::now(),
                     generation,
                     noted_use: AtomicI64::new(0),
@@ -177,28 +172,6 @@ impl KeyCache {
 }
 
 impl Store {
-    /// The plan and status of a key's tenant, and the key's expiry.
-    async fn key_context(
-        &self,
-        key_id: &str,
-    ) -> StoreResult<Option<(Plan, TenantStatus, Option<i64>)>> {
-        let row: Option<(String, String, Option<i64>)> = with_reader!(self, |pool| {
-            sqlx::query_as(
-                "SELECT t.plan, t.status, k.expires_at FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
-            )
-            .bind(key_id)
-            .fetch_optional(pool)
-            .await?
-        });
-        Ok(row.and_then(|(plan, status, exp)| {
-            Some((
-                plan.parse().ok()?,
-                status.parse::<TenantStatus>().ok()?,
-                exp,
-            ))
-        }))
-    }
-
     /// Records a key's last use (only ever moving it forward).
     pub async fn touch_api_key(&self, key_id: &str, at: i64) -> StoreResult<()> {
         with_pool!(self, |pool| {

@@ -249,11 +249,9 @@ async fn issue(
     }
     let row = state
         .store
-        .list_api_keys(caller.tenant())
+        .api_key(caller.tenant(), &key.key_id)
         .await?
-        .into_iter()
-        .find(|k| k.id == key.key_id)
-        .ok_or_else(|| ApiError::internal("issued key", "the new key is not listed"))?;
+        .ok_or_else(|| ApiError::internal("issued key", "the new key is not stored"))?;
     Ok(CreatedKey {
         key: row.into(),
         api_key: secrecy::ExposeSecret::expose_secret(&key.token).to_string(),
@@ -289,10 +287,9 @@ pub async fn rotate_key(
     caller.require(scopes::KEYS_MANAGE)?;
     let old = state
         .store
-        .list_api_keys(caller.tenant())
+        .api_key(caller.tenant(), &id)
         .await?
-        .into_iter()
-        .find(|k| k.id == id && k.revoked_at.is_none())
+        .filter(|k| k.revoked_at.is_none())
         .ok_or_else(|| ApiError::not_found("api key"))?;
     let old_scopes: Vec<&str> = old
         .scopes

@@ -141,23 +141,48 @@ fn new_jti() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-type KeyRow = (String, String, String, Option<i64>, Option<i64>);
-const KEY_ROW_SQL: &str =
-    "SELECT id, tenant_id, scopes, expires_at, revoked_at FROM api_keys WHERE jti_hash = $1";
+type KeyRow = (
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    String,
+    String,
+);
+/// A key row with its tenant's plan and status: one indexed read answers everything a request
+/// needs to know about its key.
+const KEY_ROW_SQL: &str = "SELECT k.id, k.tenant_id, k.scopes, k.expires_at, k.revoked_at, t.plan, t.status \
+     FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.jti_hash = $1";
+
+/// A verified key: who it acts for, and its tenant's plan and status as of the check.
+#[derive(Debug, Clone)]
+pub struct VerifiedKey {
+    pub principal: Principal,
+    pub plan: crate::domain::Plan,
+    pub status: crate::domain::TenantStatus,
+    pub expires_at: Option<i64>,
+}
 
 /// The caller a verified token's stored row names, unless revoked, expired or mismatched.
-fn principal_from(claims: &Claims, row: Option<KeyRow>) -> Result<Principal, AuthError> {
-    let (key_id, tenant_id, scopes, expires_at, revoked_at) = row.ok_or(AuthError::Revoked)?;
+fn verified_from(claims: &Claims, row: Option<KeyRow>) -> Result<VerifiedKey, AuthError> {
+    let (key_id, tenant_id, scopes, expires_at, revoked_at, plan, status) =
+        row.ok_or(AuthError::Revoked)?;
     if revoked_at.is_some() || tenant_id != claims.tid {
         return Err(AuthError::Revoked);
     }
     if expires_at.is_some_and(|e| e <= now_ms()) {
         return Err(AuthError::Expired);
     }
-    Ok(Principal {
-        tenant_id: TenantId::parse(&tenant_id).ok_or(AuthError::Invalid)?,
-        key_id,
-        scopes: scopes.split_whitespace().map(str::to_string).collect(),
+    Ok(VerifiedKey {
+        principal: Principal {
+            tenant_id: TenantId::parse(&tenant_id).ok_or(AuthError::Invalid)?,
+            key_id,
+            scopes: scopes.split_whitespace().map(str::to_string).collect(),
+        },
+        plan: plan.parse().map_err(|_| AuthError::Invalid)?,
+        status: status.parse().map_err(|_| AuthError::Invalid)?,
+        expires_at,
     })
 }
 
@@ -176,7 +201,7 @@ impl Tx {
                 .await
                 .map_err(|_| AuthError::Revoked)?
         });
-        principal_from(&claims, row)
+        verified_from(&claims, row).map(|v| v.principal)
     }
 
     /// Revokes a key of a tenant in this transaction.
@@ -265,6 +290,17 @@ impl Store {
         signer: &KeySigner,
         token: &str,
     ) -> Result<Principal, AuthError> {
+        self.verify_api_key(signer, token)
+            .await
+            .map(|v| v.principal)
+    }
+
+    /// [`Store::authenticate_api_key`], with the tenant's plan and status from the same read.
+    pub async fn verify_api_key(
+        &self,
+        signer: &KeySigner,
+        token: &str,
+    ) -> Result<VerifiedKey, AuthError> {
         let claims = signer.decode(token)?;
         let row: Option<KeyRow> = with_reader!(self, |pool| {
             sqlx::query_as(KEY_ROW_SQL)
@@ -273,7 +309,21 @@ impl Store {
                 .await
                 .map_err(|_| AuthError::Revoked)?
         });
-        principal_from(&claims, row)
+        verified_from(&claims, row)
+    }
+
+    /// One key of a tenant (revoked or not).
+    pub async fn api_key(&self, tenant: &TenantId, key_id: &str) -> StoreResult<Option<ApiKeyRow>> {
+        Ok(with_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, tenant_id, name, scopes, prefix, created_at, last_used_at, expires_at, revoked_at \
+                 FROM api_keys WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(key_id)
+            .fetch_optional(pool)
+            .await?
+        }))
     }
 
     /// Revokes a key of a tenant.
