@@ -24,8 +24,8 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::domain::{Plan, TenantId, TenantStatus};
 use crate::store::{Store, StoreResult, now_ms};
-use crate::workspace::api_keys::{AuthError, KeySigner, Principal};
 use crate::with_pool;
+use crate::workspace::api_keys::{AuthError, KeySigner, Principal};
 
 /// Longest time a verified key is trusted without looking at the key table again.
 pub const CACHE_TTL: Duration = Duration::from_secs(3);

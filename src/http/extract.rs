@@ -65,6 +65,37 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
     })
 }
 
+/// Query-string parameters: a value of the wrong type is a JSON 400 naming the parameter
+/// (axum's own `Query` answers such input in plain text).
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for QueryParams<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(QueryParams)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let err = ApiError::bad_request(
+                    "invalid_query_parameter",
+                    format!("query parameter {field}: {}", e.into_inner()),
+                );
+                if field.is_empty() || field == "." {
+                    err
+                } else {
+                    err.with_field(field)
+                }
+            })
+    }
+}
+
 /// Deserializes JSON, reporting the path of the field at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);

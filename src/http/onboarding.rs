@@ -2,7 +2,9 @@
 //! and the live provisioning progress it polls.
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use super::extract::QueryParams;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -17,6 +19,7 @@ use crate::provisioning::StepRecord;
 use crate::store::Tenant;
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SessionQuery {
     /// The checkout session id Stripe appends to the success URL.
     pub session_id: Option<String>,
@@ -82,7 +85,7 @@ struct SuccessPage<'a> {
 
 async fn success_page(
     State(state): State<AppState>,
-    Query(q): Query<SessionQuery>,
+    QueryParams(q): QueryParams<SessionQuery>,
 ) -> AppResult<Response> {
     let tenant = tenant_for_session(&state, &q).await?;
     fulfil_from_session(&state, &tenant).await?;
@@ -133,7 +136,7 @@ pub struct StepView {
     ))]
 pub async fn status(
     State(state): State<AppState>,
-    Query(q): Query<SessionQuery>,
+    QueryParams(q): QueryParams<SessionQuery>,
 ) -> AppResult<Json<ProgressResponse>> {
     let tenant = tenant_for_session(&state, &q).await?;
     fulfil_from_session(&state, &tenant).await?;

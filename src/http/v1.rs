@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::{ApiError, AppResult};
-use super::extract::{JsonBody, parse_json};
+use super::extract::{JsonBody, QueryParams, parse_json};
 use crate::analytics::Milestone;
 use crate::app::AppState;
 use crate::domain::Plan;
@@ -322,6 +322,7 @@ pub struct CreateDocumentRequest {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadParams {
     /// Title of a `text/plain` or `text/markdown` upload (default: its first heading or line).
     pub title: Option<String>,
@@ -337,7 +338,7 @@ pub struct UploadParams {
 pub async fn create_document(
     State(state): State<AppState>,
     caller: Caller,
-    Query(params): Query<UploadParams>,
+    QueryParams(params): QueryParams<UploadParams>,
     headers: HeaderMap,
     body: Body,
 ) -> AppResult<(StatusCode, Json<Document>)> {
@@ -449,6 +450,7 @@ fn validate_document(mut doc: NewDocument) -> Result<NewDocument, ApiError> {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1–100 (default 20).
     pub limit: Option<i64>,
@@ -471,7 +473,7 @@ pub struct DocumentList {
 pub async fn list_documents(
     State(state): State<AppState>,
     caller: Caller,
-    Query(params): Query<ListParams>,
+    QueryParams(params): QueryParams<ListParams>,
 ) -> AppResult<Json<DocumentList>> {
     require_any(&caller)?;
     let limit = params.limit.unwrap_or(20);

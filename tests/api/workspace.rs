@@ -626,6 +626,14 @@ async fn bad_documents_get_clear_errors(backend: Backend) {
         .await
         .unwrap();
     assert_error(resp, 400, "invalid_cursor").await;
+    // A parameter of the wrong type is a JSON 400 naming it, like every other bad input.
+    let resp = app
+        .authed(Method::GET, "/v1/documents?limit=abc", key)
+        .send()
+        .await
+        .unwrap();
+    let err = assert_error(resp, 400, "invalid_query_parameter").await;
+    assert_eq!(err["field"], "limit");
 }
 
 async fn a_document_about_x_ranks_first_for_a_query_about_x(backend: Backend) {
