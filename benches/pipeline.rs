@@ -93,23 +93,8 @@ async fn webhook_ack(
 async fn paid_to_active(client: &reqwest::Client, base: &str, n: usize) -> (f64, f64, f64) {
     let mut tenants = Vec::new();
     for i in 0..n {
-        let r: Value = client
-            .post(format!("{base}/signup"))
-            .json(&json!({"email": format!("pay{i}-{}@example.com", ulid::Ulid::new()), "company_name": "Bench", "password": "BenchPass123!"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let tid = r["tenant_id"].as_str().unwrap().to_string();
-        let session = r["checkout_url"]
-            .as_str()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_string();
+        let email = format!("pay{i}-{}@example.com", ulid::Ulid::new());
+        let (tid, session) = common::signup(client, base, &email).await;
         tenants.push((tid, session));
     }
     let events: Vec<(String, (String, String))> = tenants

@@ -211,23 +211,7 @@ fn main() {
 }
 
 async fn active_tenant(http: &reqwest::Client, base: &str) -> (String, String) {
-    let r: Value = http
-        .post(format!("{base}/signup"))
-        .json(&json!({"email": "bench@example.com", "company_name": "Bench", "password": "BenchPass123!", "plan": "starter"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let tid = r["tenant_id"].as_str().unwrap().to_string();
-    let session = r["checkout_url"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let (tid, session) = common::signup(http, base, "bench@example.com").await;
     let no_redirect = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -205,3 +205,25 @@ pub fn wrk_with_headers(
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     parse_wrk(&text).unwrap_or_else(|| panic!("could not parse wrk output:\n{text}"))
 }
+
+/// Signs a starter tenant up over HTTP; returns its id and its checkout session id.
+pub async fn signup(http: &reqwest::Client, base: &str, email: &str) -> (String, String) {
+    let r: serde_json::Value = http
+        .post(format!("{base}/signup"))
+        .json(&serde_json::json!({"email": email, "company_name": "Bench", "password": "BenchPass123!", "plan": "starter"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tenant_id = r["tenant_id"].as_str().unwrap().to_string();
+    let session = r["checkout_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    (tenant_id, session)
+}
