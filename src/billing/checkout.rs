@@ -6,7 +6,7 @@ use serde_json::json;
 use super::stripe::{CheckoutRequest, CheckoutSession, StripeError};
 use crate::app::AppState;
 use crate::domain::{Plan, TenantId, TenantStatus};
-use crate::store::{StoreError, StoreResult, Tenant, Tx};
+use crate::store::{StoreError, StoreResult, Tenant, Tx, now_ms};
 use crate::with_conn;
 
 /// Where a new tenant pays.
@@ -89,13 +89,17 @@ pub enum Fulfilment {
     UnknownTenant,
 }
 
-async fn tenant_of(tx: &mut Tx, session: &CheckoutSession) -> StoreResult<Option<Tenant>> {
-    let id = session
+/// The tenant a session names (its metadata, else its `client_reference_id`).
+fn session_tenant(session: &CheckoutSession) -> Option<TenantId> {
+    session
         .metadata
         .get("tenant_id")
         .or(session.client_reference_id.as_ref())
-        .and_then(|s| TenantId::parse(s));
-    let Some(id) = id else {
+        .and_then(|s| TenantId::parse(s))
+}
+
+async fn tenant_of(tx: &mut Tx, session: &CheckoutSession) -> StoreResult<Option<Tenant>> {
+    let Some(id) = session_tenant(session) else {
         return Ok(None);
     };
     let tenant = tx.tenant(&id).await?;
@@ -128,14 +132,50 @@ pub async fn fulfill_in(
     session: &CheckoutSession,
     source: &str,
 ) -> StoreResult<Fulfilment> {
-    let Some(tenant) = tenant_of(tx, session).await? else {
-        return Ok(Fulfilment::UnknownTenant);
-    };
     let paid = matches!(
         session.payment_status.as_deref(),
         Some("paid" | "no_payment_required")
-    );
-    if !paid || session.status.as_deref() != Some("complete") {
+    ) && session.status.as_deref() == Some("complete");
+    // The usual case in one statement: a tenant waiting for exactly this session's payment moves
+    // to `provisioning` with its Stripe ids (the history row is the database's trigger). Anything
+    // else (unknown tenant, another session, already paid, a concurrent delivery that won) is
+    // told apart by reading the tenant below.
+    if paid && let Some(id) = session_tenant(session) {
+        TenantStatus::PendingPayment
+            .transition_to(TenantStatus::Provisioning)
+            .map_err(StoreError::Transition)?;
+        let reason = format!("checkout completed ({source})");
+        let moved = with_conn!(tx, |conn| {
+            sqlx::query(
+                "UPDATE tenants SET status = 'provisioning', status_reason = $1, status_actor = $2, updated_at = $3, \
+                 stripe_customer_id = $4, stripe_subscription_id = $5 \
+                 WHERE id = $6 AND stripe_checkout_session_id = $7 AND status = 'pending_payment'",
+            )
+            .bind(&reason)
+            .bind(source)
+            .bind(now_ms())
+            .bind(&session.customer)
+            .bind(&session.subscription)
+            .bind(id.as_str())
+            .bind(&session.id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+        });
+        if moved == 1 {
+            tx.enqueue(crate::provisioning::job(
+                &id,
+                app.settings.max_provisioning_retries,
+            ))
+            .await?;
+            tracing::info!(tenant_id = %id, source, "checkout fulfilled; provisioning");
+            return Ok(Fulfilment::Started);
+        }
+    }
+    let Some(tenant) = tenant_of(tx, session).await? else {
+        return Ok(Fulfilment::UnknownTenant);
+    };
+    if !paid {
         return Ok(Fulfilment::NotPaid(
             session
                 .payment_status
@@ -143,44 +183,7 @@ pub async fn fulfill_in(
                 .unwrap_or_else(|| "unknown".into()),
         ));
     }
-    if tenant.status != TenantStatus::PendingPayment {
-        return Ok(Fulfilment::AlreadyDone(tenant.status));
-    }
-    match tx
-        .transition_tenant_from(
-            &tenant.id,
-            TenantStatus::PendingPayment,
-            TenantStatus::Provisioning,
-            &format!("checkout completed ({source})"),
-            source,
-        )
-        .await
-    {
-        Ok(_) => {}
-        // Changed since we read it (another delivery won): report where it is now.
-        Err(StoreError::Transition(t)) => {
-            let now = tx.tenant(&tenant.id).await?.map_or(t.from, |t| t.status);
-            return Ok(Fulfilment::AlreadyDone(now));
-        }
-        Err(e) => return Err(e),
-    }
-    with_conn!(tx, |conn| {
-        sqlx::query(
-            "UPDATE tenants SET stripe_customer_id = $1, stripe_subscription_id = $2 WHERE id = $3",
-        )
-        .bind(&session.customer)
-        .bind(&session.subscription)
-        .bind(tenant.id.as_str())
-        .execute(&mut *conn)
-        .await?;
-    });
-    tx.enqueue(crate::provisioning::job(
-        &tenant.id,
-        app.settings.max_provisioning_retries,
-    ))
-    .await?;
-    tracing::info!(tenant_id = %tenant.id, source, "checkout fulfilled; provisioning");
-    Ok(Fulfilment::Started)
+    Ok(Fulfilment::AlreadyDone(tenant.status))
 }
 
 /// Marks the tenant of an expired session `abandoned` (only from `pending_payment`).

@@ -77,18 +77,28 @@ pub async fn receive(
         .and_then(Value::as_str)
         .map(str::to_string);
     let payload = String::from_utf8_lossy(raw).into_owned();
+    // Checkout events only change our own tables (a status change and an enqueue), so they are
+    // applied in the transaction that stores the event, which is then stored as processed;
+    // anything else is processed by a job. The event row goes in last: when it is already there
+    // (a redelivery) the whole transaction, including what applying it did, is rolled back. A
+    // concurrent duplicate waits on the first one's locks and then finds the tenant moved on.
     let mut tx = app.store.begin().await?;
+    let object = env.data.and_then(|d| d.object);
+    let applied = apply_in(&mut tx, app, &env.kind, object).await?;
+    let now = now_ms();
     let inserted = with_conn!(&mut tx, |conn| {
         sqlx::query(
-            "INSERT INTO webhook_events (id, type, object_id, created, payload, received_at) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO webhook_events (id, type, object_id, created, payload, received_at, processed_at, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&env.id)
         .bind(&env.kind)
         .bind(&object_id)
         .bind(env.created)
         .bind(&payload)
-        .bind(now_ms())
+        .bind(now)
+        .bind(applied.as_ref().map(|_| now))
+        .bind(applied.as_ref().map(Applied::outcome))
         .execute(&mut *conn)
         .await
         .map_err(StoreError::from)?
@@ -100,26 +110,23 @@ pub async fn receive(
         tracing::info!(event_id = %env.id, "duplicate webhook delivery ignored");
         return Ok(Receipt::Duplicate);
     }
-    // Checkout events only change our own tables (a status change and an enqueue), so they are
-    // applied in this same transaction; anything else is processed by a job.
-    let object = env.data.and_then(|d| d.object);
-    match apply_in(&mut tx, app, &env.id, &env.kind, object).await? {
-        Some(outcome) => mark_processed(&mut tx, &env.id, &outcome).await?,
-        None => {
-            tx.enqueue(
-                NewJob::new(
-                    JobKind::StripeEvent,
-                    &EventJob {
-                        event_id: env.id.clone(),
-                    },
-                    10,
-                )
-                .dedupe(format!("event:{}", env.id)),
+    if applied.is_none() {
+        tx.enqueue(
+            NewJob::new(
+                JobKind::StripeEvent,
+                &EventJob {
+                    event_id: env.id.clone(),
+                },
+                10,
             )
-            .await?;
-        }
+            .dedupe(format!("event:{}", env.id)),
+        )
+        .await?;
     }
     tx.commit().await?;
+    if let Some(a) = &applied {
+        a.count(app, &env.id);
+    }
     Counters::inc(&app.metrics.webhook_received);
     app.jobs_ready.notify_one();
     tracing::info!(event_id = %env.id, event_type = %env.kind, "webhook event stored");
@@ -145,8 +152,11 @@ pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
         .ok()
         .and_then(|v| v.pointer("/data/object").cloned());
     let mut tx = app.store.begin().await?;
-    let outcome = match apply_in(&mut tx, app, event_id, &kind, object).await? {
-        Some(outcome) => outcome,
+    let outcome = match apply_in(&mut tx, app, &kind, object).await? {
+        Some(applied) => {
+            applied.count(app, event_id);
+            applied.outcome()
+        }
         None => {
             Counters::inc(&app.metrics.webhook_unhandled);
             tracing::info!(event_id, event_type = %kind, "unhandled event type");
@@ -159,14 +169,45 @@ pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
     Ok(())
 }
 
-/// Applies an event we handle inside `tx` and returns its outcome; `None` for other types.
+/// What applying a handled event did.
+enum Applied {
+    Done(Fulfilment),
+    Malformed(String),
+}
+
+impl Applied {
+    /// The stored outcome.
+    fn outcome(&self) -> String {
+        match self {
+            Applied::Done(Fulfilment::Started) => "tenant moved to provisioning".into(),
+            Applied::Done(Fulfilment::Abandoned) => "tenant abandoned".into(),
+            Applied::Done(Fulfilment::AlreadyDone(status)) => {
+                format!("no change: tenant already {status}")
+            }
+            Applied::Done(Fulfilment::NotPaid(status)) => {
+                format!("no change: session payment_status {status}")
+            }
+            Applied::Done(Fulfilment::UnknownTenant) => "unknown tenant".into(),
+            Applied::Malformed(why) => why.clone(),
+        }
+    }
+
+    /// Counts and logs an event for an unknown tenant (once it is known not to be a duplicate).
+    fn count(&self, app: &AppState, event_id: &str) {
+        if let Applied::Done(Fulfilment::UnknownTenant) = self {
+            Counters::inc(&app.metrics.webhook_unknown_tenant);
+            tracing::warn!(event_id, "event for an unknown tenant");
+        }
+    }
+}
+
+/// Applies an event we handle inside `tx`; `None` for other types.
 async fn apply_in(
     tx: &mut Tx,
     app: &AppState,
-    event_id: &str,
     kind: &str,
     object: Option<Value>,
-) -> StoreResult<Option<String>> {
+) -> StoreResult<Option<Applied>> {
     let handled = matches!(
         kind,
         "checkout.session.completed" | "checkout.session.expired"
@@ -176,15 +217,23 @@ async fn apply_in(
     }
     let session = match object.map(serde_json::from_value::<CheckoutSession>) {
         Some(Ok(session)) => session,
-        Some(Err(e)) => return Ok(Some(format!("malformed checkout session: {e}"))),
-        None => return Ok(Some("malformed event: no data.object".into())),
+        Some(Err(e)) => {
+            return Ok(Some(Applied::Malformed(format!(
+                "malformed checkout session: {e}"
+            ))));
+        }
+        None => {
+            return Ok(Some(Applied::Malformed(
+                "malformed event: no data.object".into(),
+            )));
+        }
     };
     let f = if kind == "checkout.session.completed" {
         checkout::fulfill_in(tx, app, &session, "stripe webhook").await?
     } else {
         checkout::expire_in(tx, &session).await?
     };
-    Ok(Some(describe(app, event_id, f)))
+    Ok(Some(Applied::Done(f)))
 }
 
 async fn mark_processed(tx: &mut Tx, event_id: &str, outcome: &str) -> StoreResult<()> {
@@ -197,21 +246,6 @@ async fn mark_processed(tx: &mut Tx, event_id: &str, outcome: &str) -> StoreResu
             .await?;
     });
     Ok(())
-}
-
-/// The stored outcome of a handled event; an unknown tenant is also logged and counted.
-fn describe(app: &AppState, event_id: &str, f: Fulfilment) -> String {
-    if f == Fulfilment::UnknownTenant {
-        Counters::inc(&app.metrics.webhook_unknown_tenant);
-        tracing::warn!(event_id, "event for an unknown tenant");
-    }
-    match f {
-        Fulfilment::Started => "tenant moved to provisioning".into(),
-        Fulfilment::Abandoned => "tenant abandoned".into(),
-        Fulfilment::AlreadyDone(status) => format!("no change: tenant already {status}"),
-        Fulfilment::NotPaid(status) => format!("no change: session payment_status {status}"),
-        Fulfilment::UnknownTenant => "unknown tenant".into(),
-    }
 }
 
 /// The `checkout.session.completed` event stored for a dev session, if it was paid.

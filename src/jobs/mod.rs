@@ -239,18 +239,15 @@ impl Store {
             Store::Sqlite(_) => claim_sql!(""),
             Store::Postgres(_) => claim_sql!(" FOR UPDATE SKIP LOCKED"),
         };
-        // A claim lost in a crash is harmless (the job is simply still queued), so its commit
-        // does not wait for the disk.
-        let mut tx = self.begin_relaxed().await?;
-        let job = with_conn!(&mut tx, |conn| {
+        // One statement, one round trip: the claim is its own transaction.
+        let job = with_pool!(self, |pool| {
             sqlx::query_as(sql)
                 .bind(now + lease_ms)
                 .bind(worker)
                 .bind(now)
-                .fetch_optional(&mut *conn)
+                .fetch_optional(pool)
                 .await?
         });
-        tx.commit().await?;
         Ok(job)
     }
 

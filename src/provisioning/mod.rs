@@ -17,7 +17,8 @@ use crate::domain::{TenantId, TenantStatus};
 use crate::email::templates;
 use crate::jobs::{JobKind, JobRef, NewJob};
 use crate::metrics::Counters;
-use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
+use crate::store::tenants::{TENANT_COLUMNS, TenantRow};
+use crate::store::{Store, StoreError, StoreResult, Tenant, Tx, now_ms};
 use crate::workspace::api_keys::{AuthError, IssuedKey, Principal, scopes};
 use crate::workspace::vectors::{PendingChange, VectorRecord};
 use crate::workspace::{namespace_for, sample_data};
@@ -73,6 +74,64 @@ impl Store {
                 .unwrap_or(STEPS.len())
         });
         Ok(rows)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TenantStepRow {
+    #[sqlx(flatten)]
+    tenant: TenantRow,
+    step: Option<String>,
+    outcome: Option<String>,
+    detail: Option<String>,
+    duration_ms: Option<i64>,
+    completed_at: Option<i64>,
+}
+
+impl Store {
+    /// A tenant and its recorded steps, in one query (the first thing every provisioning run
+    /// reads).
+    async fn tenant_with_steps(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<Option<(Tenant, HashMap<String, StepRecord>)>> {
+        let sql = format!(
+            "SELECT {}, s.step, s.outcome, s.detail, s.duration_ms, s.completed_at \
+             FROM tenants t LEFT JOIN provisioning_steps s ON s.tenant_id = t.id WHERE t.id = $1",
+            TENANT_COLUMNS
+                .split(", ")
+                .map(|c| format!("t.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows: Vec<TenantStepRow> = with_reader!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(tenant.as_str())
+                .fetch_all(pool)
+                .await?
+        });
+        let mut rows = rows.into_iter();
+        let Some(first) = rows.next() else {
+            return Ok(None);
+        };
+        let mut steps = HashMap::new();
+        let mut add = |r: &TenantStepRow| {
+            if let (Some(step), Some(outcome), Some(duration_ms), Some(completed_at)) =
+                (&r.step, &r.outcome, r.duration_ms, r.completed_at)
+            {
+                let record = StepRecord {
+                    step: step.clone(),
+                    outcome: outcome.clone(),
+                    detail: r.detail.clone(),
+                    duration_ms,
+                    completed_at,
+                };
+                steps.insert(step.clone(), record);
+            }
+        };
+        add(&first);
+        rows.for_each(|r| add(&r));
+        Ok(Some((Tenant::try_from(first.tenant)?, steps)))
     }
 }
 
@@ -139,8 +198,8 @@ pub async fn run(
     job: Option<JobRef<'_>>,
 ) -> Result<bool, StepError> {
     let store = &app.store;
-    let Some(tenant) = store
-        .tenant(tenant_id)
+    let Some((tenant, done)) = store
+        .tenant_with_steps(tenant_id)
         .await
         .map_err(|e| step_err("namespace")(&e))?
     else {
@@ -150,41 +209,42 @@ pub async fn run(
         tracing::info!(status = %tenant.status, "provisioning skipped: tenant is not provisioning");
         return Ok(false);
     }
-    let done: HashMap<String, StepRecord> = store
-        .provisioning_steps(tenant_id)
-        .await
-        .map_err(|e| step_err("namespace")(&e))?
-        .into_iter()
-        .map(|r| (r.step.clone(), r))
-        .collect();
     let namespace = namespace_for(tenant_id);
     let load_samples = !done.contains_key("sample_data") && app.settings.sample_data_enabled;
     let mut steps = Vec::new();
     let mut temp_key_to_revoke = None;
 
-    // First transaction: the namespace (idempotent, so recorded with the rest at the end:
-    // should that fail, the next attempt simply creates it again), the temporary credential the
-    // sample documents are written with, and on the embedded store the sample vectors too.
+    // On the embedded store everything happens in one transaction: the namespace, the
+    // temporary credential the sample documents are written with, the sample vectors, and then
+    // (below) the rest. With a remote vector store the namespace and the credential commit first
+    // (relaxed: they are recorded only by the final, durable transaction, so losing that commit
+    // in a crash just means the next attempt makes them again), the sample vectors are upserted
+    // remotely, and a second transaction records everything.
+    let embedded = app.vectors.is_embedded();
     let namespace_started = (!done.contains_key("namespace")).then(Instant::now);
     let sample_started = Instant::now();
     let mut temp_key: Option<Result<IssuedKey, String>> = None;
     let mut sample_result: Option<Result<usize, String>> = None;
+    let mut change = None;
+    let mut open_tx = None;
     if namespace_started.is_some() || load_samples {
         let err = step_err("namespace");
         if namespace_started.is_some() {
             // Pinecone must answer and have our dimensions before we count on it.
             app.vectors.prepare_namespace().await.map_err(|e| err(&e))?;
         }
-        // Everything here is recorded only by the final, durable transaction: losing this
-        // commit in a crash just means the next attempt makes it again.
-        let mut tx = store.begin_relaxed().await.map_err(|e| err(&e))?;
+        let mut tx = if embedded {
+            store.begin().await
+        } else {
+            store.begin_relaxed().await
+        }
+        .map_err(|e| err(&e))?;
         if namespace_started.is_some() {
             app.vectors
                 .create_namespace_in(&mut tx, tenant_id.as_str(), &namespace)
                 .await
                 .map_err(|e| err(&e))?;
         }
-        let mut change = None;
         if load_samples {
             // Failing to issue it is a sample-data outcome, not a provisioning failure.
             let issued = tx
@@ -198,7 +258,7 @@ pub async fn run(
                 )
                 .await
                 .map_err(|e| e.to_string());
-            if let (Ok(key), true) = (&issued, app.vectors.is_embedded()) {
+            if let (Ok(key), true) = (&issued, embedded) {
                 match write_samples_in(app, &mut tx, tenant_id, &namespace, key).await {
                     Ok((n, c)) => {
                         sample_result = Some(Ok(n));
@@ -209,9 +269,10 @@ pub async fn run(
             }
             temp_key = Some(issued);
         }
-        tx.commit().await.map_err(|e| err(&e))?;
-        if let Some(c) = change {
-            app.vectors.apply(c);
+        if embedded {
+            open_tx = Some(tx);
+        } else {
+            tx.commit().await.map_err(|e| err(&e))?;
         }
     }
     if let Some(started) = namespace_started {
@@ -242,7 +303,10 @@ pub async fn run(
     // the job itself. A step record that already exists means another run got there first:
     // roll back and stop.
     let err = step_err("api_key");
-    let mut tx = store.begin().await.map_err(|e| err(&e))?;
+    let mut tx = match open_tx {
+        Some(tx) => tx,
+        None => store.begin().await.map_err(|e| err(&e))?,
+    };
     if !done.contains_key("api_key") {
         let started = Instant::now();
         let key = tx
@@ -336,6 +400,9 @@ pub async fn run(
                 tx.complete_job(job).await.map_err(|e| err(&e))?;
             }
             tx.commit().await.map_err(|e| err(&e))?;
+            if let Some(c) = change {
+                app.vectors.apply(c);
+            }
             app.jobs_ready.notify_one();
             Counters::inc(&app.metrics.tenants_provisioned);
             tracing::info!("tenant active");

@@ -6,23 +6,6 @@ use crate::{with_conn, with_reader};
 use super::{Store, StoreError, StoreResult, Tx, now_ms};
 
 /// Appends one history row on `$conn` (a macro so the same code serves both backends).
-macro_rules! insert_history {
-    ($conn:expr, $id:expr, $from:expr, $to:expr, $reason:expr, $actor:expr, $at:expr) => {
-        sqlx::query(
-            "INSERT INTO tenant_status_history (tenant_id, from_status, to_status, reason, actor, at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind($id.as_str())
-        .bind($from.map(|s: TenantStatus| s.as_str()))
-        .bind($to.as_str())
-        .bind($reason)
-        .bind($actor)
-        .bind($at)
-        .execute($conn)
-        .await
-    };
-}
-
 /// A stored tenant.
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -42,7 +25,7 @@ pub struct Tenant {
 }
 
 #[derive(sqlx::FromRow)]
-struct TenantRow {
+pub(crate) struct TenantRow {
     id: String,
     email: String,
     company_name: String,
@@ -84,7 +67,7 @@ impl TryFrom<TenantRow> for Tenant {
     }
 }
 
-const TENANT_COLUMNS: &str = "id, email, company_name, password_hash, plan, status, status_reason, \
+pub(crate) const TENANT_COLUMNS: &str = "id, email, company_name, password_hash, plan, status, status_reason, \
     stripe_checkout_session_id, stripe_customer_id, stripe_subscription_id, created_at, updated_at, activated_at";
 
 /// What a signup writes.
@@ -203,7 +186,8 @@ impl Tx {
         row.map(Tenant::try_from).transpose()
     }
 
-    /// Inserts a new tenant and its first history row. A taken email is `Conflict("email")`.
+    /// Inserts a new tenant; the database records its first history row (migration 0005). A
+    /// taken email is `Conflict("email")`.
     #[tracing::instrument(skip_all, fields(tenant_id = %t.id))]
     pub async fn insert_tenant(&mut self, t: &NewTenant) -> StoreResult<()> {
         if !t.status.is_initial() {
@@ -216,8 +200,8 @@ impl Tx {
         with_conn!(self, |conn| {
             sqlx::query(
                 "INSERT INTO tenants (id, email, email_normalized, company_name, password_hash, plan, \
-                 status, stripe_checkout_session_id, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8)",
+                 status, stripe_checkout_session_id, created_at, updated_at, status_reason, status_actor) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, 'customer')",
             )
             .bind(t.id.as_str())
             .bind(&t.email)
@@ -228,18 +212,10 @@ impl Tx {
             .bind(t.status.as_str())
             .bind(now)
             .bind(&t.stripe_checkout_session_id)
+            .bind(&t.reason)
             .execute(&mut *conn)
             .await
             .map_err(|e| StoreError::unique(e, "email"))?;
-            insert_history!(
-                &mut *conn,
-                t.id,
-                None::<TenantStatus>,
-                t.status,
-                &t.reason,
-                "customer",
-                now
-            )?;
         });
         Ok(())
     }
@@ -284,8 +260,9 @@ impl Tx {
         with_conn!(self, |conn| {
             // The status guard makes a concurrent change (on Postgres, another transaction that
             // committed first) fail this update instead of being overwritten.
+            // The history row is written by the database's trigger (migration 0005).
             let updated = sqlx::query(
-                "UPDATE tenants SET status = $1, status_reason = $2, updated_at = $3, \
+                "UPDATE tenants SET status = $1, status_reason = $2, updated_at = $3, status_actor = $6, \
                  activated_at = CASE WHEN $1 = 'active' THEN COALESCE(activated_at, $3) ELSE activated_at END \
                  WHERE id = $4 AND status = $5",
             )
@@ -294,6 +271,7 @@ impl Tx {
             .bind(now)
             .bind(id.as_str())
             .bind(from.as_str())
+            .bind(actor)
             .execute(&mut *conn)
             .await?
             .rows_affected();
@@ -303,7 +281,6 @@ impl Tx {
                     to,
                 }));
             }
-            insert_history!(&mut *conn, id, Some(from), to, reason, actor, now)?;
             Ok(from)
         })
     }

@@ -193,11 +193,20 @@ async fn webhook_refuses_bad_signatures_and_stores_nothing(backend: Backend) {
         "{metrics}"
     );
     assert!(metrics.contains("onboard_webhook_received_total 0"));
-    // A valid event for a tenant we do not know: 200, recorded, never retried.
-    let resp = app
-        .deliver_event(&serde_json::from_str(body).unwrap())
-        .await;
-    assert_eq!(resp.status(), 200);
+    // A valid event for a tenant we do not know: 200, recorded, never retried; delivered three
+    // times it is stored and counted once.
+    let event: Value = serde_json::from_str(body).unwrap();
+    for _ in 0..3 {
+        assert_eq!(app.deliver_event(&event).await.status(), 200);
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "onboard_webhook_received_total 1",
+        "onboard_webhook_duplicate_total 2",
+        "onboard_webhook_unknown_tenant_total 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }
 
 async fn events_delivered_three_times_concurrently_provision_once(backend: Backend) {

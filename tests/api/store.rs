@@ -8,6 +8,7 @@ use crate::store_tests;
 
 store_tests!(
     transitions_are_recorded_in_the_history_with_the_change,
+    a_status_changed_outside_the_code_is_still_recorded,
     refused_transitions_change_nothing,
     a_rolled_back_transaction_leaves_no_trace,
     concurrent_transitions_from_one_state_let_exactly_one_win,
@@ -83,7 +84,38 @@ async fn transitions_are_recorded_in_the_history_with_the_change(backend: Backen
         ]
     );
     assert!(h.windows(2).all(|w| w[0].at <= w[1].at));
-    assert_eq!(h[1].actor, "test");
+    assert_eq!(h[0].actor, "customer");
+    assert!(h[1..].iter().all(|c| c.actor == "test"));
+}
+
+/// The history is written by the database itself, so even a change made by hand (an operator
+/// with a SQL prompt) is recorded; a statement that leaves the status as it is records nothing.
+async fn a_status_changed_outside_the_code_is_still_recorded(backend: Backend) {
+    let (_db, store) = store(&backend).await;
+    let id = new_tenant(&store, "sql@example.com").await;
+    onboard::with_pool!(&store, |pool| {
+        sqlx::query(
+            "UPDATE tenants SET status = 'abandoned', status_reason = 'closed by hand', \
+             status_actor = 'dba', updated_at = updated_at + 1 WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "UPDATE tenants SET status = 'abandoned', company_name = 'Acme 2' WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .execute(pool)
+        .await
+        .unwrap();
+    });
+    let h = store.status_history(&id).await.unwrap();
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_eq!(h[1].from_status.as_deref(), Some("pending_payment"));
+    assert_eq!(h[1].to_status, "abandoned");
+    assert_eq!(h[1].reason, "closed by hand");
+    assert_eq!(h[1].actor, "dba");
 }
 
 async fn refused_transitions_change_nothing(backend: Backend) {
