@@ -43,7 +43,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "STRIPE_SECRET_KEY",
         "",
-        "Stripe secret key; unset = built-in dev checkout",
+        "Stripe secret key; unset = built-in dev checkout (development only: required in production)",
     ),
     (
         "STRIPE_WEBHOOK_SECRET",
@@ -440,6 +440,29 @@ impl Settings {
                     "the built-in development secret cannot be used with APP_ENV=production; set a long random value".into(),
                 ));
             }
+            // Production takes real payments: the dev checkout (which marks anyone paid at the
+            // press of a button) is never served there, so Stripe must be fully configured.
+            // Enterprise signups skip checkout, so they need no price.
+            for (key, set) in [
+                ("STRIPE_SECRET_KEY", self.stripe_secret_key.is_some()),
+                (
+                    "STRIPE_WEBHOOK_SECRET",
+                    self.stripe_webhook_secret.is_some(),
+                ),
+                (
+                    "STRIPE_PRICE_ID_STARTER",
+                    self.stripe_price_id_starter.is_some(),
+                ),
+                ("STRIPE_PRICE_ID_PRO", self.stripe_price_id_pro.is_some()),
+            ] {
+                if !set {
+                    return Err(p.error(
+                        key,
+                        "required with APP_ENV=production (the dev checkout is for development only)"
+                            .into(),
+                    ));
+                }
+            }
             if self
                 .admin_token
                 .as_ref()
@@ -620,17 +643,34 @@ mod tests {
         assert_eq!(e.key, "DATABASE_URL");
     }
 
+    const PRODUCTION: [(&str, &str); 6] = [
+        ("APP_ENV", "production"),
+        ("JWT_SECRET", "a-long-random-production-secret"),
+        ("STRIPE_SECRET_KEY", "sk_live_x"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+        ("STRIPE_PRICE_ID_STARTER", "price_s"),
+        ("STRIPE_PRICE_ID_PRO", "price_p"),
+    ];
+
     #[test]
     fn production_refuses_default_jwt_secret() {
         let e = Settings::with_overrides(&[("APP_ENV", "production")]).unwrap_err();
         assert_eq!(e.key, "JWT_SECRET");
-        assert!(
-            Settings::with_overrides(&[
-                ("APP_ENV", "production"),
-                ("JWT_SECRET", "a-long-random-production-secret")
-            ])
-            .is_ok()
-        );
+        assert!(Settings::with_overrides(&PRODUCTION).is_ok());
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_stripe() {
+        // Each Stripe setting left out in turn is named.
+        for missing in 2..PRODUCTION.len() {
+            let mut settings = PRODUCTION.to_vec();
+            let (key, _) = settings.remove(missing);
+            let e = Settings::with_overrides(&settings).unwrap_err();
+            assert_eq!(e.key, key);
+            assert!(e.to_string().contains("APP_ENV=production"), "{e}");
+        }
+        // Development runs on the dev checkout without any of them.
+        assert!(Settings::with_overrides(&[]).is_ok());
     }
 
     #[test]

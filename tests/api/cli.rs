@@ -45,6 +45,17 @@ fn production_refuses_the_default_jwt_secret() {
 }
 
 #[test]
+fn production_refuses_to_start_without_stripe() {
+    let out = onboard(&[
+        ("APP_ENV", "production"),
+        ("JWT_SECRET", "a-long-random-production-secret"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("STRIPE_SECRET_KEY"), "{err}");
+}
+
+#[test]
 fn migrate_creates_and_migrates_the_embedded_database() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_onboard"))

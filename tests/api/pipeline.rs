@@ -19,6 +19,7 @@ store_tests!(
     operator_provision_endpoint_requires_the_admin_token,
     signup_with_stripe_sends_the_exact_checkout_request,
     stripe_errors_answer_502_and_store_nothing,
+    operator_commands_show_stats_list_tenants_and_retry,
 );
 
 async fn signup_and_session(app: &TestApp, email: &str) -> (String, String) {
@@ -137,6 +138,14 @@ async fn paying_on_the_dev_checkout_provisions_the_tenant_end_to_end(backend: Ba
             .unwrap(),
         0
     );
+}
+
+async fn wait_for_no_unfinished_jobs(app: &TestApp, kind: onboard::jobs::JobKind) {
+    eventually(&format!("{} jobs to finish", kind.as_str()), 20, || async {
+        let left = app.store.unfinished_jobs(Some(kind)).await.unwrap();
+        (left == 0).then_some(())
+    })
+    .await;
 }
 
 async fn wait_for_sent_emails(
@@ -263,15 +272,7 @@ async fn events_delivered_three_times_concurrently_provision_once(backend: Backe
     }
     wait_for_sent_emails(&app, &tid, 1).await;
     // Let every queued event job finish before counting.
-    eventually("event jobs to finish", 10, || async {
-        let left = app
-            .store
-            .unfinished_jobs(Some(onboard::jobs::JobKind::StripeEvent))
-            .await
-            .unwrap();
-        (left == 0).then_some(())
-    })
-    .await;
+    wait_for_no_unfinished_jobs(&app, onboard::jobs::JobKind::StripeEvent).await;
     let id = TenantId::parse(&tid).unwrap();
     let t = app.store.tenant(&id).await.unwrap().unwrap();
     assert_eq!(
@@ -296,14 +297,17 @@ async fn events_delivered_three_times_concurrently_provision_once(backend: Backe
     );
 }
 
-async fn a_failing_vector_store_fails_the_tenant_after_retries_and_retry_recovers(
+/// A tenant that paid while the vector store was down, after its `retries` attempts: the app
+/// (vector store still down), the tenant id and its `failed` view.
+async fn tenant_failed_by_a_vector_outage(
     backend: Backend,
-) {
+    retries: &str,
+) -> (TestApp, String, Value) {
     let app = spawn_app_with(
         backend,
         &[
             ("JOB_BACKOFF_BASE_MS", "20"),
-            ("MAX_PROVISIONING_RETRIES", "3"),
+            ("MAX_PROVISIONING_RETRIES", retries),
         ],
     )
     .await;
@@ -316,6 +320,13 @@ async fn a_failing_vector_store_fails_the_tenant_after_retries_and_retry_recover
         200
     );
     let failed = app.wait_for_status(&tid, "failed", 20).await;
+    (app, tid, failed)
+}
+
+async fn a_failing_vector_store_fails_the_tenant_after_retries_and_retry_recovers(
+    backend: Backend,
+) {
+    let (app, tid, failed) = tenant_failed_by_a_vector_outage(backend, "3").await;
     let reason = failed["status_reason"].as_str().unwrap();
     assert!(
         reason.contains("after 3 attempts") && reason.contains("namespace"),
@@ -532,4 +543,99 @@ async fn a_failing_email_transport_dead_letters_the_email_and_a_retry_sends_it_o
     let emails = wait_for_sent_emails(&app, &tid, 1).await;
     assert_eq!(emails.len(), 1, "sent once, never duplicated");
     assert_eq!(emails[0].transport.as_deref(), Some("outbox"));
+}
+
+/// Runs `onboard <args>` against the test's database; (success, stdout, stderr).
+fn operator(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onboard"))
+        .args(args)
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &app.db.url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn operator_commands_show_stats_list_tenants_and_retry(backend: Backend) {
+    let (app, tid, _) = tenant_failed_by_a_vector_outage(backend, "2").await;
+    let dead = app.store.list_jobs("dead", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+
+    let (ok, stats, err) = operator(&app, &["jobs", "stats"]);
+    assert!(ok, "{err}");
+    let row = stats
+        .lines()
+        .find(|l| l.starts_with("provision_tenant"))
+        .unwrap_or_else(|| panic!("no provision_tenant row in:\n{stats}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[4], "1", "one dead provisioning job: {row}");
+    let dead_line = format!("dead {} provision_tenant after 2 attempts", dead[0].id);
+    assert!(stats.contains(&dead_line), "{dead_line} in:\n{stats}");
+    assert!(
+        stats.contains("vector store"),
+        "the last error is shown:\n{stats}"
+    );
+
+    let (ok, list, err) = operator(&app, &["tenants", "list", "--status", "failed"]);
+    assert!(ok, "{err}");
+    assert!(
+        list.contains(&tid) && list.contains("1 tenant(s)"),
+        "{list}"
+    );
+    let (ok, list, _) = operator(&app, &["tenants", "list", "--status", "active"]);
+    assert!(ok && list.contains("0 tenant(s)"), "{list}");
+    let (ok, _, err) = operator(&app, &["tenants", "list", "--status", "sleepy"]);
+    assert!(!ok && err.contains("sleepy"), "{err}");
+
+    // Fixed: the operator retries the tenant and the running server's worker provisions it.
+    app.state.vectors.simulate_outage(false);
+    let (ok, out, err) = operator(&app, &["tenants", "retry", &tid]);
+    assert!(ok && out.contains("provisioning again"), "{out}{err}");
+    app.wait_for_status(&tid, "active", 20).await;
+    // An active tenant is not retried; an unknown job is named.
+    let (ok, _, err) = operator(&app, &["tenants", "retry", &tid]);
+    assert!(!ok && err.contains("active"), "{err}");
+    let (ok, _, err) = operator(&app, &["jobs", "retry", "job_nosuchjob"]);
+    assert!(!ok && err.contains("job"), "{err}");
+
+    // The dead job can be put back too; it finds the tenant active and changes nothing.
+    let (ok, out, err) = operator(&app, &["jobs", "retry", &dead[0].id]);
+    assert!(ok && out.contains("queued again"), "{out}{err}");
+    eventually("the retried job to finish", 20, || async {
+        app.store
+            .list_jobs("dead", 10)
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    wait_for_no_unfinished_jobs(&app, onboard::jobs::JobKind::ProvisionTenant).await;
+    let id = TenantId::parse(&tid).unwrap();
+    assert_eq!(
+        app.status_path(&id).await,
+        [
+            "pending_payment",
+            "provisioning",
+            "failed",
+            "provisioning",
+            "active"
+        ]
+    );
+    assert_eq!(
+        app.store
+            .list_api_keys(&id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|k| k.name == "Default key")
+            .count(),
+        1
+    );
 }
