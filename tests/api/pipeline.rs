@@ -475,6 +475,52 @@ async fn signup_with_stripe_sends_the_exact_checkout_request(backend: Backend) {
         t.stripe_checkout_session_id.as_deref(),
         Some("cs_test_captured123")
     );
+
+    // The customer pays on Stripe and lands on the success page before the webhook: the page
+    // asks Stripe for the session (shaped as in the contract's event) and fulfils it.
+    let contract: Value = serde_json::from_str(include_str!(
+        "../../../shared/contracts/event_checkout.session.completed.json"
+    ))
+    .unwrap();
+    let mut session = contract["data"]["object"].clone();
+    session["id"] = json!("cs_test_captured123");
+    session["client_reference_id"] = json!(tid);
+    session["metadata"] = json!({"tenant_id": tid});
+    Mock::given(method("GET"))
+        .and(path("/v1/checkout/sessions/cs_test_captured123"))
+        .and(header("authorization", "Bearer sk_test_123"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(session.clone()))
+        .mount(&stripe)
+        .await;
+    let page = app
+        .get("/onboarding/success?session_id=cs_test_captured123")
+        .await;
+    assert_eq!(page.status(), 200);
+    app.wait_for_status(tid, "active", 20).await;
+    let id = TenantId::parse(tid).unwrap();
+    let t = app.store.tenant(&id).await.unwrap().unwrap();
+    assert_eq!(
+        t.stripe_customer_id,
+        session["customer"].as_str().map(String::from)
+    );
+    assert_eq!(
+        t.stripe_subscription_id,
+        session["subscription"].as_str().map(String::from)
+    );
+    // Stripe's webhook arrives afterwards: acknowledged, nothing happens twice.
+    let mut event = contract.clone();
+    event["id"] = json!("evt_after_success_page");
+    event["data"]["object"] = session;
+    assert_eq!(app.deliver_event(&event).await.status(), 200);
+    assert_eq!(
+        wait_for_sent_emails(&app, tid, 1).await.len(),
+        1,
+        "one email"
+    );
+    assert_eq!(
+        app.status_path(&id).await,
+        ["pending_payment", "provisioning", "active"]
+    );
 }
 
 async fn stripe_errors_answer_502_and_store_nothing(backend: Backend) {
