@@ -634,6 +634,12 @@ async fn operator_commands_show_stats_list_tenants_and_retry(backend: Backend) {
         list.contains(&tid) && list.contains("1 tenant(s)"),
         "{list}"
     );
+    // Columns line up under the header.
+    let row = format!("{tid:<34} {:<16} {:<11} ", "failed", "pro");
+    assert!(
+        list.lines().any(|l| l.starts_with(&row)),
+        "{row:?} in:\n{list}"
+    );
     let (ok, list, _) = operator(&app, &["tenants", "list", "--status", "active"]);
     assert!(ok && list.contains("0 tenant(s)"), "{list}");
     let (ok, _, err) = operator(&app, &["tenants", "list", "--status", "sleepy"]);
