@@ -7,10 +7,11 @@ use crate::domain::TenantStatus;
 use crate::http::Application;
 use crate::store::{Store, ms_to_datetime};
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`), `LOG_FORMAT=json` for JSON lines.
-pub fn init_tracing() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+/// Logs to stderr; `RUST_LOG` filters (default `info` for the long-running commands, `warn` for
+/// those that print their own report), `LOG_FORMAT=json` for JSON lines.
+pub fn init_tracing(quiet: bool) {
+    let default = if quiet { "warn" } else { "info,sqlx=warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -77,7 +77,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    cli::init_tracing();
+    // `serve` and `worker` log what they do; the other commands print their own report.
+    let quiet = !matches!(
+        args.command,
+        None | Some(Command::Serve { .. } | Command::Worker)
+    );
+    cli::init_tracing(quiet);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
