@@ -6,8 +6,7 @@ use serde_json::json;
 use super::stripe::{CheckoutRequest, CheckoutSession, StripeError};
 use crate::app::AppState;
 use crate::domain::{Plan, TenantId, TenantStatus};
-use crate::store::{StoreError, StoreResult, Tenant, Tx, now_ms};
-use crate::with_conn;
+use crate::store::{StoreError, StoreResult, Tenant, Tx};
 
 /// Where a new tenant pays.
 pub struct Checkout {
@@ -140,37 +139,26 @@ pub async fn fulfill_in(
     // to `provisioning` with its Stripe ids (the history row is the database's trigger). Anything
     // else (unknown tenant, another session, already paid, a concurrent delivery that won) is
     // told apart by reading the tenant below.
-    if paid && let Some(id) = session_tenant(session) {
-        TenantStatus::PendingPayment
-            .transition_to(TenantStatus::Provisioning)
-            .map_err(StoreError::Transition)?;
-        let reason = format!("checkout completed ({source})");
-        let moved = with_conn!(tx, |conn| {
-            sqlx::query(
-                "UPDATE tenants SET status = 'provisioning', status_reason = $1, status_actor = $2, updated_at = $3, \
-                 stripe_customer_id = $4, stripe_subscription_id = $5 \
-                 WHERE id = $6 AND stripe_checkout_session_id = $7 AND status = 'pending_payment'",
-            )
-            .bind(&reason)
-            .bind(source)
-            .bind(now_ms())
-            .bind(&session.customer)
-            .bind(&session.subscription)
-            .bind(id.as_str())
-            .bind(&session.id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected()
-        });
-        if moved == 1 {
-            tx.enqueue(crate::provisioning::job(
+    if paid
+        && let Some(id) = session_tenant(session)
+        && tx
+            .pay_tenant(
                 &id,
-                app.settings.max_provisioning_retries,
-            ))
-            .await?;
-            tracing::info!(tenant_id = %id, source, "checkout fulfilled; provisioning");
-            return Ok(Fulfilment::Started);
-        }
+                &session.id,
+                session.customer.as_deref(),
+                session.subscription.as_deref(),
+                &format!("checkout completed ({source})"),
+                source,
+            )
+            .await?
+    {
+        tx.enqueue(crate::provisioning::job(
+            &id,
+            app.settings.max_provisioning_retries,
+        ))
+        .await?;
+        tracing::info!(tenant_id = %id, source, "checkout fulfilled; provisioning");
+        return Ok(Fulfilment::Started);
     }
     let Some(tenant) = tenant_of(tx, session).await? else {
         return Ok(Fulfilment::UnknownTenant);

@@ -168,73 +168,69 @@ enum Completed {
 }
 
 async fn dispatch(app: &AppState, job: &Job, worker: &str) -> Result<Completed, String> {
-    if JobKind::parse(&job.kind) == Some(JobKind::ProvisionTenant) {
-        let p: crate::provisioning::ProvisionJob = job.payload()?;
-        let id = TenantId::parse(&p.tenant_id).ok_or("bad tenant id")?;
-        let me = super::JobRef {
-            id: &job.id,
-            worker,
-        };
-        return match crate::provisioning::run(app, &id, Some(me)).await {
-            Ok(true) => Ok(Completed::InHandler),
-            Ok(false) => Ok(Completed::ByWorker),
-            Err(e) => Err(e.to_string()),
-        };
-    }
-    dispatch_simple(app, job)
-        .await
-        .map(|()| Completed::ByWorker)
-}
-
-async fn dispatch_simple(app: &AppState, job: &Job) -> Result<(), String> {
     match JobKind::parse(&job.kind) {
+        Some(JobKind::ProvisionTenant) => {
+            let p: crate::provisioning::ProvisionJob = job.payload()?;
+            let id = TenantId::parse(&p.tenant_id).ok_or("bad tenant id")?;
+            let me = super::JobRef {
+                id: &job.id,
+                worker,
+            };
+            // Provisioning completes its own job in its final transaction when it gets there.
+            return match crate::provisioning::run(app, &id, Some(me)).await {
+                Ok(true) => Ok(Completed::InHandler),
+                Ok(false) => Ok(Completed::ByWorker),
+                Err(e) => Err(e.to_string()),
+            };
+        }
         Some(JobKind::StripeEvent) => {
             let p: crate::billing::events::EventJob = job.payload()?;
             crate::billing::events::process(app, &p.event_id)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
         }
-        Some(JobKind::ProvisionTenant) => Err("provisioning jobs are run by dispatch()".into()),
         Some(JobKind::SendEmail) => {
             let p: EmailJob = job.payload()?;
             app.mailer
                 .deliver(&app.store, &p.email_id)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
         }
-        Some(JobKind::SweepProvisioning) => crate::provisioning::sweep(app)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+        Some(JobKind::SweepProvisioning) => {
+            crate::provisioning::sweep(app)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         Some(JobKind::Prune) => {
             let day = 86_400_000;
-            app.store
+            let store = &app.store;
+            store
                 .prune_rate_limits(now_ms() - 2 * 3_600_000)
                 .await
                 .map_err(|e| e.to_string())?;
-            app.store
+            store
                 .prune_jobs(now_ms() - 7 * day)
                 .await
                 .map_err(|e| e.to_string())?;
-            app.store
+            store
                 .prune_login_failures(now_ms() - day)
                 .await
                 .map_err(|e| e.to_string())?;
-            app.store
+            store
                 .prune_sessions(now_ms() - day)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(())
         }
         Some(JobKind::PurgeVectors) => {
             let p: crate::workspace::documents::PurgeJob = job.payload()?;
             app.vectors
                 .delete(&p.namespace, &p.ids)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
         }
-        None => Err(format!("unknown job kind {}", job.kind)),
+        None => return Err(format!("unknown job kind {}", job.kind)),
     }
+    Ok(Completed::ByWorker)
 }
 
 async fn on_dead(app: &AppState, job: &Job, error: &str) {

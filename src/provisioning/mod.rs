@@ -90,48 +90,43 @@ struct TenantStepRow {
 
 impl Store {
     /// A tenant and its recorded steps, in one query (the first thing every provisioning run
-    /// reads).
+    /// reads). The two tables share no column name, so the tenant's columns need no prefix.
     async fn tenant_with_steps(
         &self,
         tenant: &TenantId,
     ) -> StoreResult<Option<(Tenant, HashMap<String, StepRecord>)>> {
         let sql = format!(
-            "SELECT {}, s.step, s.outcome, s.detail, s.duration_ms, s.completed_at \
-             FROM tenants t LEFT JOIN provisioning_steps s ON s.tenant_id = t.id WHERE t.id = $1",
-            TENANT_COLUMNS
-                .split(", ")
-                .map(|c| format!("t.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "SELECT {TENANT_COLUMNS}, s.step, s.outcome, s.detail, s.duration_ms, s.completed_at \
+             FROM tenants t LEFT JOIN provisioning_steps s ON s.tenant_id = t.id WHERE t.id = $1"
         );
-        let rows: Vec<TenantStepRow> = with_reader!(self, |pool| {
+        let mut rows: Vec<TenantStepRow> = with_reader!(self, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(tenant.as_str())
                 .fetch_all(pool)
                 .await?
         });
-        let mut rows = rows.into_iter();
-        let Some(first) = rows.next() else {
-            return Ok(None);
+        let steps = rows
+            .iter_mut()
+            .filter_map(TenantStepRow::take_step)
+            .collect();
+        match rows.into_iter().next() {
+            Some(first) => Ok(Some((Tenant::try_from(first.tenant)?, steps))),
+            None => Ok(None),
+        }
+    }
+}
+
+impl TenantStepRow {
+    /// The step this row carries, if any (none when the tenant has no step yet).
+    fn take_step(&mut self) -> Option<(String, StepRecord)> {
+        let record = StepRecord {
+            step: self.step.take()?,
+            outcome: self.outcome.take()?,
+            detail: self.detail.take(),
+            duration_ms: self.duration_ms?,
+            completed_at: self.completed_at?,
         };
-        let mut steps = HashMap::new();
-        let mut add = |r: &TenantStepRow| {
-            if let (Some(step), Some(outcome), Some(duration_ms), Some(completed_at)) =
-                (&r.step, &r.outcome, r.duration_ms, r.completed_at)
-            {
-                let record = StepRecord {
-                    step: step.clone(),
-                    outcome: outcome.clone(),
-                    detail: r.detail.clone(),
-                    duration_ms,
-                    completed_at,
-                };
-                steps.insert(step.clone(), record);
-            }
-        };
-        add(&first);
-        rows.for_each(|r| add(&r));
-        Ok(Some((Tenant::try_from(first.tenant)?, steps)))
+        Some((record.step.clone(), record))
     }
 }
 
@@ -213,6 +208,7 @@ pub async fn run(
     let load_samples = !done.contains_key("sample_data") && app.settings.sample_data_enabled;
     let mut steps = Vec::new();
     let mut temp_key_to_revoke = None;
+    let mut samples_loaded = false;
 
     // On the embedded store everything happens in one transaction: the namespace, the
     // temporary credential the sample documents are written with, the sample vectors, and then
@@ -220,61 +216,20 @@ pub async fn run(
     // (relaxed: they are recorded only by the final, durable transaction, so losing that commit
     // in a crash just means the next attempt makes them again), the sample vectors are upserted
     // remotely, and a second transaction records everything.
-    let embedded = app.vectors.is_embedded();
     let namespace_started = (!done.contains_key("namespace")).then(Instant::now);
     let sample_started = Instant::now();
-    let mut temp_key: Option<Result<IssuedKey, String>> = None;
-    let mut sample_result: Option<Result<usize, String>> = None;
-    let mut change = None;
-    let mut open_tx = None;
-    if namespace_started.is_some() || load_samples {
-        let err = step_err("namespace");
-        if namespace_started.is_some() {
-            // Pinecone must answer and have our dimensions before we count on it.
-            app.vectors.prepare_namespace().await.map_err(|e| err(&e))?;
-        }
-        let mut tx = if embedded {
-            store.begin().await
-        } else {
-            store.begin_relaxed().await
-        }
-        .map_err(|e| err(&e))?;
-        if namespace_started.is_some() {
-            app.vectors
-                .create_namespace_in(&mut tx, tenant_id.as_str(), &namespace)
-                .await
-                .map_err(|e| err(&e))?;
-        }
-        if load_samples {
-            // Failing to issue it is a sample-data outcome, not a provisioning failure.
-            let issued = tx
-                .issue_api_key(
-                    &app.signer,
-                    tenant_id,
-                    "provisioning: sample data",
-                    &[scopes::SAMPLE_DATA_WRITE],
-                    Some(600),
-                    false,
-                )
-                .await
-                .map_err(|e| e.to_string());
-            if let (Ok(key), true) = (&issued, embedded) {
-                match write_samples_in(app, &mut tx, tenant_id, &namespace, key).await {
-                    Ok((n, c)) => {
-                        sample_result = Some(Ok(n));
-                        change = Some(c);
-                    }
-                    Err(e) => sample_result = Some(Err(e)),
-                }
-            }
-            temp_key = Some(issued);
-        }
-        if embedded {
-            open_tx = Some(tx);
-        } else {
-            tx.commit().await.map_err(|e| err(&e))?;
-        }
-    }
+    let first = if namespace_started.is_some() || load_samples {
+        first_transaction(
+            app,
+            tenant_id,
+            &namespace,
+            namespace_started.is_some(),
+            load_samples,
+        )
+        .await?
+    } else {
+        FirstTransaction::default()
+    };
     if let Some(started) = namespace_started {
         steps.push(StepDone {
             step: "namespace",
@@ -288,7 +243,8 @@ pub async fn run(
     // transaction, which records their outcome.
     if !done.contains_key("sample_data") {
         let (outcome, detail, key_id) =
-            sample_outcome(app, tenant_id, &namespace, temp_key, sample_result).await;
+            sample_outcome(app, tenant_id, &namespace, first.temp_key, first.samples).await;
+        samples_loaded = outcome == "done";
         steps.push(StepDone {
             step: "sample_data",
             outcome,
@@ -303,7 +259,7 @@ pub async fn run(
     // the job itself. A step record that already exists means another run got there first:
     // roll back and stop.
     let err = step_err("api_key");
-    let mut tx = match open_tx {
+    let mut tx = match first.open_tx {
         Some(tx) => tx,
         None => store.begin().await.map_err(|e| err(&e))?,
     };
@@ -336,40 +292,17 @@ pub async fn run(
                 .await
                 .map_err(|e| err(&e))?;
         }
-        if steps
-            .iter()
-            .any(|s| s.step == "sample_data" && s.outcome == "done")
-        {
+        if samples_loaded {
             tx.insert_sample_documents(tenant_id, sample_data::documents())
                 .await
                 .map_err(|e| err(&e))?;
         }
     }
     if !done.contains_key("welcome_email") {
-        let err = step_err("welcome_email");
         let started = Instant::now();
-        let hours = app.settings.jwt_expiry_hours;
-        let token = tx
-            .create_login_token(tenant_id, "magic_login", i64::from(hours) * 3_600_000)
+        let outbox_id = queue_welcome_in(app, &mut tx, &tenant)
             .await
-            .map_err(|e| err(&e))?;
-        let base = &app.settings.app_url;
-        let login_url = base
-            .join(&format!("login/magic?token={token}"))
-            .map_err(|e| err(&e))?;
-        let docs_url = base.join("docs").map_err(|e| err(&e))?;
-        let email = templates::welcome(
-            tenant_id.as_str(),
-            &tenant.email,
-            &tenant.company_name,
-            login_url.as_str(),
-            docs_url.as_str(),
-            hours,
-        );
-        let outbox_id = tx
-            .queue_email(&email, &app.settings.sendgrid_from_email)
-            .await
-            .map_err(|e| err(&e))?;
+            .map_err(|e| step_err("welcome_email")(&e))?;
         steps.push(StepDone {
             step: "welcome_email",
             outcome: "done",
@@ -400,7 +333,7 @@ pub async fn run(
                 tx.complete_job(job).await.map_err(|e| err(&e))?;
             }
             tx.commit().await.map_err(|e| err(&e))?;
-            if let Some(c) = change {
+            if let Some(c) = first.change {
                 app.vectors.apply(c);
             }
             app.jobs_ready.notify_one();
@@ -412,6 +345,107 @@ pub async fn run(
         Err(StoreError::Transition(_)) => Ok(false),
         Err(e) => Err(err(&e)),
     }
+}
+
+/// Queues the welcome email, with a fresh single-use sign-in link, in `tx`. Returns the outbox
+/// id (none when this tenant's welcome was already queued).
+async fn queue_welcome_in(
+    app: &AppState,
+    tx: &mut Tx,
+    tenant: &Tenant,
+) -> anyhow::Result<Option<String>> {
+    let hours = app.settings.jwt_expiry_hours;
+    let token = tx
+        .create_login_token(&tenant.id, "magic_login", i64::from(hours) * 3_600_000)
+        .await?;
+    let base = &app.settings.app_url;
+    let login_url = base.join(&format!("login/magic?token={token}"))?;
+    let docs_url = base.join("docs")?;
+    let email = templates::welcome(
+        tenant.id.as_str(),
+        &tenant.email,
+        &tenant.company_name,
+        login_url.as_str(),
+        docs_url.as_str(),
+        hours,
+    );
+    Ok(tx
+        .queue_email(&email, &app.settings.sendgrid_from_email)
+        .await?)
+}
+
+/// What the first transaction left for the rest of the run.
+#[derive(Default)]
+struct FirstTransaction {
+    /// The temporary sample-data credential, or why it could not be issued.
+    temp_key: Option<Result<IssuedKey, String>>,
+    /// Embedded store: how many sample documents were written (or why not), and the change to
+    /// apply to the vector cache once everything commits.
+    samples: Option<Result<usize, String>>,
+    change: Option<PendingChange>,
+    /// Embedded store: the transaction itself, still open, for the rest of the run.
+    open_tx: Option<Tx>,
+}
+
+/// Creates the namespace (when `create_namespace`) and issues the temporary sample-data
+/// credential (when `load_samples`); on the embedded store also writes the sample vectors and
+/// hands the open transaction back, on a remote one commits (relaxed).
+async fn first_transaction(
+    app: &AppState,
+    tenant_id: &TenantId,
+    namespace: &str,
+    create_namespace: bool,
+    load_samples: bool,
+) -> Result<FirstTransaction, StepError> {
+    let err = step_err("namespace");
+    let embedded = app.vectors.is_embedded();
+    if create_namespace {
+        // Pinecone must answer and have our dimensions before we count on it.
+        app.vectors.prepare_namespace().await.map_err(|e| err(&e))?;
+    }
+    let mut tx = if embedded {
+        app.store.begin().await
+    } else {
+        app.store.begin_relaxed().await
+    }
+    .map_err(|e| err(&e))?;
+    if create_namespace {
+        app.vectors
+            .create_namespace_in(&mut tx, tenant_id.as_str(), namespace)
+            .await
+            .map_err(|e| err(&e))?;
+    }
+    let mut first = FirstTransaction::default();
+    if load_samples {
+        // Failing to issue it is a sample-data outcome, not a provisioning failure.
+        let issued = tx
+            .issue_api_key(
+                &app.signer,
+                tenant_id,
+                "provisioning: sample data",
+                &[scopes::SAMPLE_DATA_WRITE],
+                Some(600),
+                false,
+            )
+            .await
+            .map_err(|e| e.to_string());
+        if let (Ok(key), true) = (&issued, embedded) {
+            match write_samples_in(app, &mut tx, tenant_id, namespace, key).await {
+                Ok((n, c)) => {
+                    first.samples = Some(Ok(n));
+                    first.change = Some(c);
+                }
+                Err(e) => first.samples = Some(Err(e)),
+            }
+        }
+        first.temp_key = Some(issued);
+    }
+    if embedded {
+        first.open_tx = Some(tx);
+    } else {
+        tx.commit().await.map_err(|e| err(&e))?;
+    }
+    Ok(first)
 }
 
 /// Loads the sample documents unless disabled (or takes the result of loading them in the

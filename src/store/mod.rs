@@ -166,8 +166,9 @@ impl Store {
 
     /// A write transaction whose commit need not wait for the disk: for writes that a crash may
     /// lose without harm because they are re-created (a provisioning step that is recorded only
-    /// by a later, durable transaction, or vectors the caller can write again). PostgreSQL: `synchronous_commit = off` for this transaction only, still
-    /// atomic and visible at once. SQLite (WAL, `synchronous=NORMAL`): the same as [`begin`].
+    /// by a later, durable transaction, or vectors the caller can write again). PostgreSQL:
+    /// `synchronous_commit = off` for this transaction only, still atomic and visible at once.
+    /// SQLite (WAL, `synchronous=NORMAL`): the same as [`begin`].
     ///
     /// Never use it for anything acknowledged to the outside (a webhook receipt) or that other
     /// work acts on irrevocably (the transaction that queues an email).

@@ -5,7 +5,6 @@ use crate::{with_conn, with_reader};
 
 use super::{Store, StoreError, StoreResult, Tx, now_ms};
 
-/// Appends one history row on `$conn` (a macro so the same code serves both backends).
 /// A stored tenant.
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -283,5 +282,39 @@ impl Tx {
             }
             Ok(from)
         })
+    }
+
+    /// Moves a tenant from `pending_payment` to `provisioning` for its paid checkout session
+    /// `session_id`, storing the Stripe customer and subscription in the same statement. False
+    /// (and nothing changed) unless the tenant exists, the session is the one created for it and
+    /// it is still waiting for payment.
+    pub async fn pay_tenant(
+        &mut self,
+        id: &TenantId,
+        session_id: &str,
+        customer: Option<&str>,
+        subscription: Option<&str>,
+        reason: &str,
+        actor: &str,
+    ) -> StoreResult<bool> {
+        TenantStatus::PendingPayment.transition_to(TenantStatus::Provisioning)?;
+        let moved = with_conn!(self, |conn| {
+            sqlx::query(
+                "UPDATE tenants SET status = 'provisioning', status_reason = $1, status_actor = $2, updated_at = $3, \
+                 stripe_customer_id = $4, stripe_subscription_id = $5 \
+                 WHERE id = $6 AND stripe_checkout_session_id = $7 AND status = 'pending_payment'",
+            )
+            .bind(reason)
+            .bind(actor)
+            .bind(now_ms())
+            .bind(customer)
+            .bind(subscription)
+            .bind(id.as_str())
+            .bind(session_id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+        });
+        Ok(moved == 1)
     }
 }
