@@ -187,14 +187,19 @@ impl Store {
     }
 }
 
-fn auth_error(e: &AuthError) -> ApiError {
+/// A refused key is a 401 with a challenge; a key that could not be checked is a 503 (the client
+/// should try again with the same key, not drop it).
+fn auth_error(e: &AuthError) -> Response {
     let code = match e {
         AuthError::Invalid => "invalid_api_key",
         AuthError::Revoked => "revoked_api_key",
         AuthError::Expired => "expired_api_key",
-        AuthError::MissingScope(_) => "insufficient_scope",
+        AuthError::Unavailable(_) => {
+            return ApiError::unavailable("the database is unavailable; try again shortly")
+                .into_response();
+        }
     };
-    ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string())
+    challenge(ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string()))
 }
 
 fn challenge(error: ApiError) -> Response {
@@ -251,7 +256,7 @@ pub async fn require_api_key(
         .await
     {
         Ok(c) => c,
-        Err(e) => return challenge(auth_error(&e)),
+        Err(e) => return auth_error(&e),
     };
     if !matches!(caller.status, TenantStatus::Active | TenantStatus::PastDue) {
         return ApiError::new(

@@ -34,14 +34,15 @@ pub fn router() -> Router<AppState> {
 const CANCELED: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Checkout canceled</title></head><body style=\"font-family:system-ui;max-width:520px;margin:64px auto\"><h1>Checkout canceled</h1><p>No payment was taken. You can sign up again whenever you are ready.</p></body></html>";
 
 async fn tenant_for_session(state: &AppState, q: &SessionQuery) -> AppResult<Tenant> {
-    let sid = q
-        .session_id
-        .as_deref()
-        .filter(|s| !s.is_empty() && s.len() <= 255)
-        .ok_or_else(|| {
-            ApiError::bad_request("invalid_session_id", "session_id is required")
-                .with_field("session_id")
-        })?;
+    let invalid =
+        |why: &str| ApiError::bad_request("invalid_session_id", why).with_field("session_id");
+    let sid = match q.session_id.as_deref() {
+        None | Some("") => return Err(invalid("session_id is required")),
+        Some(s) if s.len() > 255 => {
+            return Err(invalid("session_id is longer than 255 characters"));
+        }
+        Some(s) => s,
+    };
     state
         .store
         .tenant_by_checkout_session(sid)
@@ -50,13 +51,15 @@ async fn tenant_for_session(state: &AppState, q: &SessionQuery) -> AppResult<Ten
 }
 
 /// Asks Stripe (or the dev checkout) about the session and fulfils it if it is paid, so a
-/// customer who arrives before the webhook does not wait for it.
-async fn fulfil_from_session(state: &AppState, tenant: &Tenant) -> AppResult<()> {
+/// customer who arrives before the webhook does not wait for it. True when it tried to
+/// fulfil: the tenant may then have moved on (by this call or by the webhook meanwhile), so
+/// the caller's copy of it may be stale.
+async fn fulfil_from_session(state: &AppState, tenant: &Tenant) -> AppResult<bool> {
     if tenant.status != TenantStatus::PendingPayment {
-        return Ok(());
+        return Ok(false);
     }
     let Some(sid) = tenant.stripe_checkout_session_id.as_deref() else {
-        return Ok(());
+        return Ok(false);
     };
     let session = match &state.stripe {
         Some(stripe) => match stripe.retrieve_checkout_session(sid).await {
@@ -69,10 +72,11 @@ async fn fulfil_from_session(state: &AppState, tenant: &Tenant) -> AppResult<()>
         },
         None => events::stored_completed_session(state, sid).await?,
     };
-    if let Some(session) = session {
-        checkout::fulfill(state, &session, "success page").await?;
-    }
-    Ok(())
+    let Some(session) = session else {
+        return Ok(false);
+    };
+    checkout::fulfill(state, &session, "success page").await?;
+    Ok(true)
 }
 
 #[derive(Template)]
@@ -138,13 +142,14 @@ pub async fn status(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<SessionQuery>,
 ) -> AppResult<Json<ProgressResponse>> {
-    let tenant = tenant_for_session(&state, &q).await?;
-    fulfil_from_session(&state, &tenant).await?;
-    let tenant = state
-        .store
-        .tenant(&tenant.id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let mut tenant = tenant_for_session(&state, &q).await?;
+    if fulfil_from_session(&state, &tenant).await? {
+        tenant = state
+            .store
+            .tenant(&tenant.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("tenant"))?;
+    }
     let records: Vec<StepRecord> = state.store.provisioning_steps(&tenant.id).await?;
     let steps = crate::provisioning::STEPS
         .iter()

@@ -79,16 +79,8 @@ pub async fn signup(
         }
     }
 
-    // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-    let (input, password_hash) = state
-        .hash(move || {
-            let hash = password::hash(&input.password);
-            (input, hash)
-        })
-        .await
-        .map_err(|e| ApiError::internal("password hashing task", e))?;
-
-    // Never create a second checkout for an email that already has an account.
+    // Never create a second checkout for an email that already has an account (checked before
+    // the hash: a taken email costs one read, not an argon2 run; the insert still catches a race).
     if state
         .store
         .tenant_by_email(input.email.normalized())
@@ -97,6 +89,15 @@ pub async fn signup(
     {
         return Err(email_taken());
     }
+
+    // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+    let (input, password_hash) = state
+        .hash(move || {
+            let hash = password::hash(&input.password);
+            (input, hash)
+        })
+        .await
+        .map_err(|e| ApiError::internal("password hashing task", e))?;
     let id = TenantId::generate();
     let sales_assisted = input.plan.is_sales_assisted();
     // Checkout is created before anything is stored: if Stripe fails, nothing is half-written

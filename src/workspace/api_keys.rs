@@ -71,8 +71,17 @@ pub enum AuthError {
     Revoked,
     #[error("the API key has expired")]
     Expired,
-    #[error("the API key lacks the '{0}' scope")]
-    MissingScope(String),
+    /// The key's record could not be read (the database is down or overloaded): not the key's
+    /// fault, so never reported as a refused key.
+    #[error("the API key could not be checked: {0}")]
+    Unavailable(String),
+}
+
+impl From<sqlx::Error> for AuthError {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::warn!(error = %e, "API key lookup failed");
+        AuthError::Unavailable(e.to_string())
+    }
 }
 
 /// Signs and checks keys with `JWT_SECRET`.
@@ -198,8 +207,7 @@ impl Tx {
             sqlx::query_as(KEY_ROW_SQL)
                 .bind(hash_jti(&claims.jti))
                 .fetch_optional(&mut *conn)
-                .await
-                .map_err(|_| AuthError::Revoked)?
+                .await?
         });
         verified_from(&claims, row).map(|v| v.principal)
     }
@@ -306,8 +314,7 @@ impl Store {
             sqlx::query_as(KEY_ROW_SQL)
                 .bind(hash_jti(&claims.jti))
                 .fetch_optional(pool)
-                .await
-                .map_err(|_| AuthError::Revoked)?
+                .await?
         });
         verified_from(&claims, row)
     }

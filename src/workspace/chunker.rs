@@ -78,11 +78,9 @@ fn paragraphs(text: &str) -> impl Iterator<Item = &str> {
 /// possible, else between words, else (one enormous word) anywhere.
 fn split_long(paragraph: &str, out: &mut Vec<String>) {
     let mut rest = paragraph.trim();
-    while chars(rest) > TARGET_CHARS {
-        let limit = rest
-            .char_indices()
-            .nth(TARGET_CHARS)
-            .map_or(rest.len(), |(i, _)| i);
+    // A character at index TARGET_CHARS exists exactly when `rest` is too long; finding it
+    // looks at no more than the window (counting all of `rest` each time was quadratic).
+    while let Some((limit, _)) = rest.char_indices().nth(TARGET_CHARS) {
         let window = &rest[..limit];
         let sentence_end = window
             .rmatch_indices(['.', '!', '?', '\n'])

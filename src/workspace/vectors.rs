@@ -82,12 +82,19 @@ pub struct VectorStore {
 enum Backend {
     Embedded {
         store: Store,
-        cache: Arc<Mutex<HashMap<String, Arc<NamespaceIndex>>>>,
+        cache: Arc<Mutex<HashMap<String, Cached>>>,
     },
     Pinecone {
         store: Store,
         client: PineconeClient,
     },
+}
+
+/// A namespace's copy in the cache, with when it was last read (kept beside the shared index,
+/// so noting a read never copies an index a query still holds).
+struct Cached {
+    index: Arc<NamespaceIndex>,
+    last_used: Instant,
 }
 
 /// An in-memory copy of one embedded namespace.
@@ -100,7 +107,6 @@ struct NamespaceIndex {
     /// Row-major, `dim` floats per vector, each scaled to unit length.
     values: Vec<f32>,
     metadata: Vec<Arc<str>>,
-    last_used: Instant,
 }
 
 impl NamespaceIndex {
@@ -112,7 +118,6 @@ impl NamespaceIndex {
             position: HashMap::new(),
             values: Vec::new(),
             metadata: Vec::new(),
-            last_used: Instant::now(),
         }
     }
 
@@ -456,11 +461,11 @@ impl VectorStore {
         let Some(entry) = cache.get_mut(&change.namespace) else {
             return;
         };
-        if entry.version != change.version - 1 {
+        if entry.index.version != change.version - 1 {
             cache.remove(&change.namespace);
             return;
         }
-        let index = Arc::make_mut(entry);
+        let index = Arc::make_mut(&mut entry.index);
         for (id, values, meta) in change.upserts {
             if values.len() == index.dim {
                 index.upsert(&id, &values, meta);
@@ -515,7 +520,7 @@ impl VectorStore {
     async fn current_index(
         &self,
         store: &Store,
-        cache: &Mutex<HashMap<String, Arc<NamespaceIndex>>>,
+        cache: &Mutex<HashMap<String, Cached>>,
         namespace: &str,
     ) -> Result<Arc<NamespaceIndex>, VectorError> {
         // Version first, rows second: a write landing in between makes the copy look older than
@@ -530,12 +535,10 @@ impl VectorStore {
         {
             let mut cache = cache.lock().expect("vector cache lock");
             if let Some(entry) = cache.get_mut(namespace)
-                && entry.version == version
+                && entry.index.version == version
             {
-                if entry.last_used.elapsed().as_secs() >= 1 {
-                    Arc::make_mut(entry).last_used = Instant::now();
-                }
-                return Ok(entry.clone());
+                entry.last_used = Instant::now();
+                return Ok(entry.index.clone());
             }
         }
         let rows: Vec<(String, Vec<u8>, String)> = with_reader!(store, |pool| {
@@ -553,7 +556,11 @@ impl VectorStore {
         }
         let index = Arc::new(index);
         let mut cache = cache.lock().expect("vector cache lock");
-        cache.insert(namespace.to_string(), index.clone());
+        let cached = Cached {
+            index: index.clone(),
+            last_used: Instant::now(),
+        };
+        cache.insert(namespace.to_string(), cached);
         evict(&mut cache);
         Ok(index)
     }
@@ -609,18 +616,18 @@ async fn bump_version(
 }
 
 /// Drops least recently used namespaces until the cache holds at most [`CACHE_MAX_VECTORS`].
-fn evict(cache: &mut HashMap<String, Arc<NamespaceIndex>>) {
-    let mut total: usize = cache.values().map(|i| i.ids.len()).sum();
+fn evict(cache: &mut HashMap<String, Cached>) {
+    let mut total: usize = cache.values().map(|c| c.index.ids.len()).sum();
     while total > CACHE_MAX_VECTORS && cache.len() > 1 {
         let Some(oldest) = cache
             .iter()
-            .min_by_key(|(_, i)| i.last_used)
+            .min_by_key(|(_, c)| c.last_used)
             .map(|(k, _)| k.clone())
         else {
             break;
         };
-        if let Some(i) = cache.remove(&oldest) {
-            total -= i.ids.len();
+        if let Some(c) = cache.remove(&oldest) {
+            total -= c.index.ids.len();
         }
     }
 }
@@ -689,11 +696,14 @@ mod tests {
         for n in 0..CACHE_MAX_VECTORS {
             old.upsert(&n.to_string(), &[1.0], Arc::from(""));
         }
-        old.last_used = Instant::now() - std::time::Duration::from_secs(60);
         let mut new = NamespaceIndex::empty(1, 1);
         new.upsert("x", &[1.0], Arc::from(""));
-        cache.insert("old".to_string(), Arc::new(old));
-        cache.insert("new".to_string(), Arc::new(new));
+        let cached = |index, age| Cached {
+            index: Arc::new(index),
+            last_used: Instant::now() - std::time::Duration::from_secs(age),
+        };
+        cache.insert("old".to_string(), cached(old, 60));
+        cache.insert("new".to_string(), cached(new, 0));
         evict(&mut cache);
         assert!(cache.contains_key("new") && !cache.contains_key("old"));
     }

@@ -43,6 +43,20 @@ async fn completed_event(app: &TestApp, tenant_id: &str, session: &str) -> Value
 
 async fn paying_on_the_dev_checkout_provisions_the_tenant_end_to_end(backend: Backend) {
     let app = spawn_app(backend).await;
+    // A bad session id is named for what is wrong with it.
+    for (query, message) in [
+        ("", "session_id is required"),
+        ("?session_id=", "session_id is required"),
+        (
+            &*format!("?session_id={}", "x".repeat(256)),
+            "session_id is longer than 255 characters",
+        ),
+    ] {
+        let resp = app.get(&format!("/onboarding/status{query}")).await;
+        let err = assert_error(resp, 400, "invalid_session_id").await;
+        assert_eq!(err["message"], message);
+        assert_eq!(err["field"], "session_id");
+    }
     let (tid, session) = signup_and_session(&app, "journey@example.com").await;
     let resp = app
         .client

@@ -24,6 +24,7 @@ store_tests!(
     tenants_never_see_each_others_data,
     milestones_are_recorded_once_and_only_for_real_activity,
     key_use_is_recorded_in_batches,
+    a_key_that_cannot_be_checked_is_a_503_not_a_refusal,
 );
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -115,6 +116,17 @@ async fn requests_without_a_valid_key_are_refused(backend: Backend) {
         .await
         .unwrap();
     assert_error(resp, 401, "missing_api_key").await;
+}
+
+/// With the database gone, a key that is not cached cannot be checked: the answer says to try
+/// again (503), never that the key is bad (a client would throw a good key away).
+async fn a_key_that_cannot_be_checked_is_a_503_not_a_refusal(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = tenant(&app, "outage").await;
+    app.state.store.close().await;
+    let resp = get_status(&app, &t.api_key).await;
+    assert!(!resp.headers().contains_key("www-authenticate"));
+    assert_error(resp, 503, "unavailable").await;
 }
 
 async fn forged_and_tampered_keys_are_refused(backend: Backend) {
