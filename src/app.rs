@@ -52,8 +52,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(settings: Settings, store: Store) -> Self {
-        // One rustls crypto provider for the whole process (reqwest and sqlx share it).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::outbound::ensure_crypto_provider();
         let webhook_secret = match &settings.stripe_webhook_secret {
             Some(s) => s.clone(),
             None => SecretString::from(dev_webhook_secret(&settings.jwt_secret)),
@@ -65,7 +64,8 @@ impl AppState {
             ))
         });
         let signer = KeySigner::new(&settings.jwt_secret);
-        // Both clients were built once already by `Settings::validate`, so these cannot fail.
+        // `Settings::validate` checked both clients' settings: building them fails only if
+        // this machine cannot set up TLS at all.
         let embedder = Embedder::from_settings(&settings).expect("validated embeddings settings");
         let vectors = match (&settings.pinecone_api_key, &settings.pinecone_index_host) {
             (Some(key), Some(host)) => VectorStore::pinecone(

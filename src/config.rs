@@ -414,14 +414,16 @@ impl Settings {
                 "PINECONE_API_KEY and PINECONE_INDEX_HOST must be set together (or neither, for the embedded vector store)".into(),
             ));
         }
+        // The clients themselves are built once, by `AppState::new`; here only their settings
+        // are checked, so commands that never call out do not build them at all.
         if let (Some(key), Some(host)) = (&self.pinecone_api_key, &self.pinecone_index_host) {
-            crate::workspace::pinecone::PineconeClient::new(host, key.clone())
+            crate::workspace::pinecone::PineconeClient::check(host, key)
                 .map_err(|m| p.error("PINECONE_INDEX_HOST", m))?;
         }
         if let Some(url) = &self.embeddings_url {
-            crate::workspace::embeddings::EmbeddingsClient::new(
+            crate::workspace::embeddings::EmbeddingsClient::check(
                 url.as_str(),
-                self.embeddings_api_key.clone(),
+                self.embeddings_api_key.as_ref(),
                 &self.embeddings_model,
                 Some(self.embeddings_dimension),
             )

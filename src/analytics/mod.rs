@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use crate::domain::TenantId;
-use crate::store::{Store, StoreResult, Tx, now_ms};
-use crate::{with_conn, with_pool, with_reader};
+use crate::store::{Store, StoreResult, now_ms};
+use crate::{with_pool, with_reader};
 
 /// A milestone recorded by the server (seed `activation_events` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,12 +17,6 @@ pub enum Milestone {
 }
 
 impl Milestone {
-    pub const ALL: [Milestone; 3] = [
-        Milestone::FirstLogin,
-        Milestone::FirstDocumentUpload,
-        Milestone::FirstQueryExecuted,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Milestone::FirstLogin => "first_login",
@@ -45,28 +39,6 @@ pub struct MilestoneRecord {
 /// Records a milestone unless the tenant already has it.
 const RECORD_SQL: &str = "INSERT INTO activation_milestones (tenant_id, milestone, source, occurred_at, detail) \
      VALUES ($1, $2, 'server', $3, $4) ON CONFLICT (tenant_id, milestone) DO NOTHING";
-
-impl Tx {
-    /// Records `milestone` for `tenant` unless it already is; true when this call recorded it.
-    pub async fn record_milestone(
-        &mut self,
-        tenant: &TenantId,
-        milestone: Milestone,
-        detail: Option<&str>,
-    ) -> StoreResult<bool> {
-        let n = with_conn!(self, |conn| {
-            sqlx::query(RECORD_SQL)
-                .bind(tenant.as_str())
-                .bind(milestone.as_str())
-                .bind(now_ms())
-                .bind(detail)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected()
-        });
-        Ok(n == 1)
-    }
-}
 
 impl Store {
     /// Records `milestone` for `tenant` unless it already is; true when this call recorded it.

@@ -15,10 +15,6 @@ use crate::outbound::{self, OutboundError, RetryPolicy};
 /// The API version every request pins, so a dashboard upgrade cannot change response shapes.
 pub const STRIPE_API_VERSION: &str = "2026-10-28.endive";
 
-/// Attempts per call, the first included.
-const MAX_ATTEMPTS: u32 = 3;
-/// Backoff before the second attempt; doubled before each later one, plus jitter.
-const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(200);
 /// Per-attempt timeout: a slow Stripe must slow one tenant down, never the service.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stripe's documented limit for `Idempotency-Key`.
@@ -106,7 +102,7 @@ impl StripeClient {
     /// A client for `base` (`https://api.stripe.com` in production) with a 10 s timeout.
     ///
     /// Never panics: if the HTTP client cannot be built, the reason is logged and every call
-    /// returns it as [`StripeError::Transport`]. Use [`StripeClient::try_new`] to refuse start-up.
+    /// returns it as [`StripeError::Transport`]. Retries follow [`RetryPolicy::default`].
     pub fn new(base: Url, secret_key: SecretString) -> Self {
         let http = outbound::http_client(REQUEST_TIMEOUT).map_err(|e| {
             tracing::error!(error = %e, "could not build the Stripe HTTP client");
@@ -116,24 +112,13 @@ impl StripeClient {
             http,
             base,
             secret_key,
-            retry: default_retry(),
+            retry: RetryPolicy::default(),
         }
     }
 
-    /// Like [`StripeClient::new`], but reports a client that cannot be built.
-    pub fn try_new(base: Url, secret_key: SecretString) -> Result<Self, StripeError> {
-        let http = outbound::http_client(REQUEST_TIMEOUT).map_err(StripeError::Transport)?;
-        Ok(Self {
-            http: Ok(http),
-            base,
-            secret_key,
-            retry: default_retry(),
-        })
-    }
-
-    /// Sets the backoff before the first retry (doubled for each later one); tests use ~1 ms.
-    pub fn with_retry_base(mut self, d: Duration) -> Self {
-        self.retry.base = d;
+    /// Replaces the retry policy (tests use a ~1 ms base).
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -144,7 +129,8 @@ impl StripeClient {
         req: &CheckoutRequest,
         idempotency_key: &str,
     ) -> Result<CheckoutSession, StripeError> {
-        // Checked here so a bad key is a clear 400, not a builder error that would be retried.
+        // Checked here so a bad key is a clear local rejection naming the rule, not an opaque
+        // request-builder error.
         if idempotency_key.is_empty()
             || idempotency_key.len() > MAX_IDEMPOTENCY_KEY_LEN
             || !idempotency_key.bytes().all(|b| b.is_ascii_graphic())
@@ -192,7 +178,7 @@ impl StripeClient {
         Ok(url)
     }
 
-    /// Sends the request built by `build` up to [`MAX_ATTEMPTS`] times (see
+    /// Sends the request built by `build` under the retry policy (see
     /// [`outbound::send_with_retries`]) and decodes the answer.
     async fn send_with_retries<T, F>(&self, build: F) -> Result<T, StripeError>
     where
@@ -216,13 +202,6 @@ impl StripeClient {
             Err(OutboundError::Status { status, body }) => Err(api_error(status, &body)),
             Err(OutboundError::Transport(message)) => Err(StripeError::Transport(message)),
         }
-    }
-}
-
-fn default_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: MAX_ATTEMPTS,
-        base: DEFAULT_RETRY_BASE,
     }
 }
 
@@ -338,8 +317,10 @@ mod tests {
 
     fn client_for(server: &MockServer) -> StripeClient {
         let base = Url::parse(&server.uri()).expect("mock server uri");
-        StripeClient::new(base, SecretString::from("sk_test_123"))
-            .with_retry_base(Duration::from_millis(1))
+        StripeClient::new(base, SecretString::from("sk_test_123")).with_retry(RetryPolicy {
+            base: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        })
     }
 
     /// wiremock binds 127.0.0.1; plain http, since no TLS is needed (or possible) in tests.
@@ -509,7 +490,10 @@ mod tests {
             .port();
         let base = Url::parse(&format!("http://127.0.0.1:{port}")).expect("url");
         let err = StripeClient::new(base, SecretString::from("sk_test_123"))
-            .with_retry_base(Duration::from_millis(1))
+            .with_retry(RetryPolicy {
+                base: Duration::from_millis(1),
+                ..RetryPolicy::default()
+            })
             .retrieve_checkout_session("cs_test_abc123")
             .await
             .expect_err("nothing listens");

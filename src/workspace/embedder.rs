@@ -132,21 +132,6 @@ fn normalize(v: &mut [f32]) {
     }
 }
 
-/// Cosine similarity of two vectors of equal length (0 when either is zero).
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let (mut dot, mut na, mut nb) = (0f32, 0f32, 0f32);
-    for (x, y) in a.iter().zip(b) {
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    if na == 0.0 || nb == 0.0 {
-        0.0
-    } else {
-        dot / (na.sqrt() * nb.sqrt())
-    }
-}
-
 const STOP_WORDS: &[&str] = &[
     "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how",
     "i", "in", "is", "it", "me", "my", "of", "on", "or", "our", "the", "this", "to", "we", "what",
@@ -156,6 +141,21 @@ const STOP_WORDS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Cosine similarity of two vectors of equal length (0 when either is zero).
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        let (mut dot, mut na, mut nb) = (0f32, 0f32, 0f32);
+        for (x, y) in a.iter().zip(b) {
+            dot += x * y;
+            na += x * x;
+            nb += y * y;
+        }
+        if na == 0.0 || nb == 0.0 {
+            0.0
+        } else {
+            dot / (na.sqrt() * nb.sqrt())
+        }
+    }
 
     #[test]
     fn deterministic_and_unit_length() {

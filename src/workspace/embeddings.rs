@@ -71,22 +71,9 @@ impl EmbeddingsClient {
         model: &str,
         dimension: Option<usize>,
     ) -> Result<Self, String> {
-        let url = embeddings_url(base_url)?;
         let api_key = api_key.filter(|k| !k.expose_secret().trim().is_empty());
-        if let Some(key) = &api_key
-            && HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).is_err()
-        {
-            return Err(
-                "the embeddings API key contains characters not allowed in an HTTP header".into(),
-            );
-        }
+        let url = Self::check(base_url, api_key.as_ref(), model, dimension)?;
         let model = model.trim();
-        if model.is_empty() {
-            return Err("the embeddings model name is empty".into());
-        }
-        if dimension == Some(0) {
-            return Err("the embeddings dimension must be at least 1".into());
-        }
         let http = outbound::http_client(REQUEST_TIMEOUT)?;
         Ok(Self {
             http,
@@ -96,6 +83,32 @@ impl EmbeddingsClient {
             dimension,
             retry: RetryPolicy::default(),
         })
+    }
+
+    /// Checks the settings without building a client (start-up validation); returns the
+    /// embeddings endpoint's URL. An empty key counts as none.
+    pub fn check(
+        base_url: &str,
+        api_key: Option<&SecretString>,
+        model: &str,
+        dimension: Option<usize>,
+    ) -> Result<Url, String> {
+        let url = embeddings_url(base_url)?;
+        if let Some(key) = api_key
+            && !key.expose_secret().trim().is_empty()
+            && HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).is_err()
+        {
+            return Err(
+                "the embeddings API key contains characters not allowed in an HTTP header".into(),
+            );
+        }
+        if model.trim().is_empty() {
+            return Err("the embeddings model name is empty".into());
+        }
+        if dimension == Some(0) {
+            return Err("the embeddings dimension must be at least 1".into());
+        }
+        Ok(url)
     }
 
     /// Replaces the retry policy (tests use a ~1 ms base).

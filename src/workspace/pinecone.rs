@@ -74,6 +74,19 @@ impl PineconeClient {
     /// `describe_index` shows it (`tenants-c01b5b5.svc.aws-us-east-1.pinecone.io`). A host
     /// without a scheme gets `https://`; `http://` is accepted for local emulators and tests.
     pub fn new(index_host: &str, api_key: SecretString) -> Result<Self, String> {
+        let base = Self::check(index_host, &api_key)?;
+        let http = outbound::http_client(REQUEST_TIMEOUT)?;
+        Ok(Self {
+            http,
+            base,
+            api_key,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    /// Checks the settings without building a client (start-up validation); returns the
+    /// index's base URL.
+    pub fn check(index_host: &str, api_key: &SecretString) -> Result<Url, String> {
         let base = parse_index_host(index_host)?;
         let key = api_key.expose_secret();
         if key.trim().is_empty() || HeaderValue::from_str(key).is_err() {
@@ -82,13 +95,7 @@ impl PineconeClient {
                     .into(),
             );
         }
-        let http = outbound::http_client(REQUEST_TIMEOUT)?;
-        Ok(Self {
-            http,
-            base,
-            api_key,
-            retry: RetryPolicy::default(),
-        })
+        Ok(base)
     }
 
     /// Replaces the retry policy (tests use a ~1 ms base).
@@ -160,7 +167,8 @@ impl PineconeClient {
     }
 
     /// Deletes the vectors with these ids from `namespace`, 1000 ids per request. Unknown ids
-    /// are ignored by Pinecone; no ids means no request.
+    /// are ignored by Pinecone; no ids means no request. Serverless Pinecone answers 404 for a
+    /// namespace with nothing left in it: the vectors are gone either way, so that is success.
     #[tracing::instrument(skip_all, fields(namespace = %namespace, ids = ids.len()))]
     pub async fn delete_ids(&self, namespace: &str, ids: &[String]) -> Result<(), VectorError> {
         check_namespace(namespace)?;
@@ -169,9 +177,13 @@ impl PineconeClient {
                 ids: chunk,
                 namespace,
             })?;
-            let _: Value = self
+            let answer: Result<Value, _> = self
                 .post("Pinecone delete", &["vectors", "delete"], body)
-                .await?;
+                .await;
+            match answer {
+                Ok(_) | Err(VectorError::Rejected { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }

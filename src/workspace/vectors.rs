@@ -442,12 +442,7 @@ impl VectorStore {
                 self.apply(change);
                 Ok(())
             }
-            // Serverless Pinecone answers 404 for a namespace with nothing left in it: the
-            // vectors are gone either way.
-            Backend::Pinecone { client, .. } => match client.delete_ids(namespace, ids).await {
-                Err(VectorError::Rejected { status: 404, .. }) => Ok(()),
-                other => other,
-            },
+            Backend::Pinecone { client, .. } => client.delete_ids(namespace, ids).await,
         }
     }
 
