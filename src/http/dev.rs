@@ -3,7 +3,9 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::extract::PathParam;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -66,7 +68,7 @@ async fn dev_session(state: &AppState, session: &str) -> AppResult<Tenant> {
 
 async fn checkout_page(
     State(state): State<AppState>,
-    Path(session): Path<String>,
+    PathParam(session): PathParam<String>,
 ) -> AppResult<Response> {
     let t = dev_session(&state, &session).await?;
     let page = CheckoutPage {
@@ -126,14 +128,20 @@ fn require_open(t: &Tenant) -> AppResult<()> {
     Ok(())
 }
 
-async fn pay(State(state): State<AppState>, Path(session): Path<String>) -> AppResult<Response> {
+async fn pay(
+    State(state): State<AppState>,
+    PathParam(session): PathParam<String>,
+) -> AppResult<Response> {
     let t = dev_session(&state, &session).await?;
     require_open(&t)?;
     deliver(&state, &checkout::dev_completed_event(&t, &session)).await?;
     Ok(Redirect::to(&format!("/onboarding/success?session_id={session}")).into_response())
 }
 
-async fn cancel(State(state): State<AppState>, Path(session): Path<String>) -> AppResult<Response> {
+async fn cancel(
+    State(state): State<AppState>,
+    PathParam(session): PathParam<String>,
+) -> AppResult<Response> {
     let t = dev_session(&state, &session).await?;
     require_open(&t)?;
     deliver(&state, &checkout::dev_expired_event(&t, &session)).await?;
@@ -149,7 +157,10 @@ async fn mailbox(State(state): State<AppState>) -> AppResult<Response> {
     Ok(Html(html).into_response())
 }
 
-async fn email_page(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Response> {
+async fn email_page(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+) -> AppResult<Response> {
     dev_only(&state)?;
     let email = state
         .store

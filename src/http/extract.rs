@@ -28,18 +28,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
-            })
-            .unwrap_or(false);
-        if !is_json {
+        if !is_json(&media_type(req.headers())) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -48,6 +37,22 @@ where
         }
         parse_json(&read_body(req, state).await?).map(JsonBody)
     }
+}
+
+/// The media type of a request's `Content-Type`, lowercased and without parameters (empty when
+/// there is none).
+pub fn media_type(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Whether a (lowercased) media type is JSON: `application/json` or `application/…+json`.
+pub fn is_json(media: &str) -> bool {
+    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
 }
 
 /// The whole body (at most [`MAX_JSON_BODY`]), or a 413 / 400 saying why not.
@@ -96,8 +101,38 @@ where
     }
 }
 
-/// Deserializes JSON, reporting the path of the field at fault.
+/// A path parameter: one that cannot be decoded (say `%FF`, not UTF-8) is a JSON 400 naming the
+/// problem (axum's own `Path` answers such input in plain text).
+pub struct PathParam<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for PathParam<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| PathParam(v))
+            .map_err(|e| ApiError::bad_request("invalid_path_parameter", e.body_text()))
+    }
+}
+
+/// Deserializes a JSON object, reporting the path of the field at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body we take is an object; say so plainly for valid JSON of another kind (serde
+    // would otherwise talk of sequences and lengths).
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|&b| b != b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "the body must be a JSON object ({\"field\": value, …})",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -108,7 +143,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 format!("the body is not valid JSON: {inner}"),
             )
         } else {
-            ("invalid_field", format!("{path}: {inner}"))
+            let text = inner.to_string();
+            let at_root = path.is_empty() || path == ".";
+            // A missing field is reported at its parent: name the field itself.
+            let missing = text
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next());
+            match missing {
+                Some(name) if at_root => {
+                    let err = ApiError::bad_request("invalid_field", format!("{name}: {text}"));
+                    return err.with_field(name);
+                }
+                Some(name) => ("invalid_field", format!("{path}.{name}: {text}")),
+                None if at_root => ("invalid_field", text),
+                None => ("invalid_field", format!("{path}: {text}")),
+            }
         };
         let err = ApiError::bad_request(code, message);
         if path.is_empty() || path == "." || code == "invalid_json" {
@@ -173,6 +222,53 @@ pub fn client_ip(peer: IpAddr, forwarded_headers: &[&str], trusted: &[IpNet]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u32,
+    }
+
+    fn error_of(json: &str) -> (String, Option<String>) {
+        let e = parse_json::<Body>(json.as_bytes()).unwrap_err();
+        (e.message, e.field)
+    }
+
+    #[test]
+    fn json_errors_name_what_is_wrong() {
+        let (m, f) = error_of("[]");
+        assert!(m.starts_with("the body must be a JSON object"), "{m}");
+        assert_eq!(f, None);
+        for other in ["null", " \"text\"", "[1, 2]", "7"] {
+            assert!(
+                error_of(other)
+                    .0
+                    .starts_with("the body must be a JSON object")
+            );
+        }
+        let (m, f) = error_of("{}");
+        assert!(m.starts_with("email: missing field"), "{m}");
+        assert_eq!(f.as_deref(), Some("email"));
+        let (m, f) = error_of(r#"{"email": "a", "inner": {}}"#);
+        assert!(m.starts_with("inner.n: missing field"), "{m}");
+        assert_eq!(f.as_deref(), Some("inner"));
+        let (m, _) = error_of(r#"{"email": 5}"#);
+        assert!(m.starts_with("email: invalid type"), "{m}");
+        let (m, _) = error_of(r#"{"email": "a", "extra": 1}"#);
+        assert!(m.contains("unknown field `extra`"), "{m}");
+        assert!(!m.starts_with('.'), "{m}");
+        let (m, f) = error_of("{");
+        assert!(m.starts_with("the body is not valid JSON"), "{m}");
+        assert_eq!(f, None);
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

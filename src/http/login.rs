@@ -26,6 +26,8 @@ pub const SESSION_COOKIE: &str = "onboard_session";
 /// Verified when the email has no account, so a miss costs as much time as a wrong password
 /// (same algorithm and parameters as real hashes; a unit test keeps them in step).
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$vvrtvFnJBCv9SrAzfEaSVw$AJl8xQXvIOVdb4n2cr460eYj3/99TMrbEC790OF6aRw";
+/// The media type of an HTML form post.
+const FORM: &str = "application/x-www-form-urlencoded";
 
 /// The HTML pages of sign-in (the JSON endpoints are registered with the OpenAPI router).
 pub fn router() -> Router<AppState> {
@@ -76,18 +78,10 @@ impl<S: Send + Sync> FromRequest<S> for LoginBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let mime = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|m| m.trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        let form = if mime == "application/x-www-form-urlencoded" {
+        let mime = super::extract::media_type(req.headers());
+        let form = if mime == FORM {
             true
-        } else if mime == "application/json"
-            || (mime.starts_with("application/") && mime.ends_with("+json"))
-        {
+        } else if super::extract::is_json(&mime) {
             false
         } else {
             return Err(ApiError::new(
@@ -488,16 +482,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> AppRes
     {
         tracing::info!("session revoked");
     }
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';').next().is_some_and(|m| {
-                m.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
-        });
-    let resp = if form {
+    let resp = if super::extract::media_type(&headers) == FORM {
         Redirect::to("/login").into_response()
     } else {
         StatusCode::NO_CONTENT.into_response()

@@ -1,7 +1,9 @@
 //! `GET /tenant/{tenant_id}`: a tenant's public status.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::extract::PathParam;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
@@ -33,7 +35,7 @@ pub struct TenantStatusResponse {
     ))]
 pub async fn get_tenant(
     State(state): State<AppState>,
-    Path(tenant_id): Path<String>,
+    PathParam(tenant_id): PathParam<String>,
 ) -> AppResult<Json<TenantStatusResponse>> {
     let id = TenantId::parse(&tenant_id).ok_or_else(|| ApiError::not_found("tenant"))?;
     let t = state
@@ -63,7 +65,7 @@ pub async fn get_tenant(
     ))]
 pub async fn retry_tenant(
     State(state): State<AppState>,
-    Path(tenant_id): Path<String>,
+    PathParam(tenant_id): PathParam<String>,
 ) -> AppResult<(
     axum::http::StatusCode,
     Json<super::admin::ProvisionResponse>,

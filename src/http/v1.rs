@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::State;
+
+use super::extract::PathParam;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -266,7 +268,7 @@ async fn issue(
 pub async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> AppResult<StatusCode> {
     caller.require(scopes::KEYS_MANAGE)?;
     state.store.revoke_api_key(caller.tenant(), &id).await?;
@@ -282,7 +284,7 @@ pub async fn revoke_key(
 pub async fn rotate_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> AppResult<(StatusCode, Json<CreatedKey>)> {
     caller.require(scopes::KEYS_MANAGE)?;
     let old = state
@@ -343,13 +345,7 @@ pub async fn create_document(
     body: Body,
 ) -> AppResult<(StatusCode, Json<Document>)> {
     caller.require(scopes::DOCUMENTS_WRITE)?;
-    let mime = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|m| m.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    let kind = match mime.as_str() {
+    let kind = match super::extract::media_type(&headers).as_str() {
         "application/json" => "application/json",
         "text/plain" => "text/plain",
         "text/markdown" => "text/markdown",
@@ -527,7 +523,7 @@ fn require_any(caller: &Caller) -> Result<(), ApiError> {
 pub async fn get_document(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> AppResult<Json<DocumentWithContent>> {
     require_any(&caller)?;
     state
@@ -546,7 +542,7 @@ pub async fn get_document(
 pub async fn delete_document(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> AppResult<StatusCode> {
     caller.require(scopes::DOCUMENTS_WRITE)?;
     documents::delete(&state, caller.tenant(), &id).await?;

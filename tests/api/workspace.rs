@@ -25,6 +25,7 @@ store_tests!(
     milestones_are_recorded_once_and_only_for_real_activity,
     key_use_is_recorded_in_batches,
     a_key_that_cannot_be_checked_is_a_503_not_a_refusal,
+    undecodable_path_parameters_are_a_json_400,
 );
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -127,6 +128,20 @@ async fn a_key_that_cannot_be_checked_is_a_503_not_a_refusal(backend: Backend) {
     let resp = get_status(&app, &t.api_key).await;
     assert!(!resp.headers().contains_key("www-authenticate"));
     assert_error(resp, 503, "unavailable").await;
+}
+
+async fn undecodable_path_parameters_are_a_json_400(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = tenant(&app, "path").await;
+    let resp = app
+        .authed(Method::GET, "/v1/documents/%FF", &t.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 400, "invalid_path_parameter").await;
+    for path in ["/tenant/%FF", "/dev/mailbox/%C3"] {
+        assert_error(app.get(path).await, 400, "invalid_path_parameter").await;
+    }
 }
 
 async fn forged_and_tampered_keys_are_refused(backend: Backend) {
