@@ -11,7 +11,7 @@ use crate::fakes::{
     EmbeddingsFailure, FakeEmbeddings, FakePinecone, OPENAI_INVALID_KEY_MESSAGE,
     PINECONE_API_VERSION, Recorded, cosine, fake_embedding,
 };
-use crate::helpers::{ActiveTenant, Backend, TestApp, assert_error, eventually, spawn_app_with};
+use crate::helpers::{Backend, TestApp, assert_error, eventually, spawn_app_with};
 use crate::store_tests;
 use onboard::domain::TenantId;
 
@@ -66,49 +66,9 @@ async fn embeddings_app(backend: Backend, embeddings: &FakeEmbeddings) -> TestAp
     app
 }
 
-async fn tenant(app: &TestApp, name: &str) -> ActiveTenant {
-    app.active_tenant(
-        &format!("{name}-{}@example.com", ulid::Ulid::new()),
-        "starter",
-    )
-    .await
-}
-
-async fn try_upload(app: &TestApp, key: &str, title: &str, content: &str) -> reqwest::Response {
-    app.authed(Method::POST, "/v1/documents", key)
-        .json(&json!({"title": title, "content": content, "metadata": {"source": "test"}}))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn upload(app: &TestApp, key: &str, title: &str, content: &str) -> Value {
-    let resp = try_upload(app, key, title, content).await;
-    assert_eq!(resp.status(), 201, "upload {title}");
-    resp.json().await.unwrap()
-}
-
-async fn query(app: &TestApp, key: &str, q: &str, top_k: usize) -> reqwest::Response {
-    app.authed(Method::POST, "/v1/query", key)
-        .json(&json!({"query": q, "top_k": top_k}))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn query_ok(app: &TestApp, key: &str, q: &str, top_k: usize) -> Value {
-    let resp = query(app, key, q, top_k).await;
-    assert_eq!(resp.status(), 200, "query {q}");
-    resp.json().await.unwrap()
-}
-
 /// The ids of the tenant's listed documents.
 async fn listed(app: &TestApp, key: &str) -> BTreeSet<String> {
-    let resp = app
-        .authed(Method::GET, "/v1/documents?limit=100", key)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.call(Method::GET, "/v1/documents?limit=100", key).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     body["documents"]
@@ -226,7 +186,7 @@ fn long_sourdough_text() -> String {
 async fn pinecone_backs_provisioning_documents_queries_and_deletes(backend: Backend) {
     let pinecone = FakePinecone::start(PINECONE_KEY, BUILTIN_DIMENSION).await;
     let app = pinecone_app(backend, &pinecone, &[]).await;
-    let t = tenant(&app, "pinecone").await;
+    let t = app.fresh_tenant("pinecone").await;
     let key = &t.api_key;
     let ns = t.tenant_id.clone();
 
@@ -279,7 +239,7 @@ async fn pinecone_backs_provisioning_documents_queries_and_deletes(backend: Back
     // An upload is upserted as `{doc_id}#0…` with the document's metadata.
     pinecone.clear_requests();
     let text = long_sourdough_text();
-    let doc = upload(&app, key, "Sourdough baking", &text).await;
+    let doc = app.upload(key, "Sourdough baking", &text).await;
     let doc_id = doc["id"].as_str().unwrap().to_string();
     let chunks = doc["chunk_count"].as_u64().unwrap() as usize;
     assert!(chunks >= 2, "{doc}");
@@ -304,13 +264,13 @@ async fn pinecone_backs_provisioning_documents_queries_and_deletes(backend: Back
 
     // A query is answered by Pinecone: the hits are the fake's matches, in its order.
     pinecone.clear_requests();
-    let body = query_ok(
-        &app,
-        key,
-        "how long should the sourdough dough rise before I bake the bread",
-        3,
-    )
-    .await;
+    let body = app
+        .query_ok(
+            key,
+            "how long should the sourdough dough rise before I bake the bread",
+            3,
+        )
+        .await;
     let queries = pinecone.requests_to("/query");
     assert_eq!(queries.len(), 1, "{queries:?}");
     let q = &queries[0];
@@ -384,13 +344,13 @@ async fn pinecone_backs_provisioning_documents_queries_and_deletes(backend: Back
     assert_eq!(resp.status(), 404);
 
     // It is no longer found; the samples still are.
-    let body = query_ok(
-        &app,
-        key,
-        "how long should the sourdough dough rise before I bake the bread",
-        10,
-    )
-    .await;
+    let body = app
+        .query_ok(
+            key,
+            "how long should the sourdough dough rise before I bake the bread",
+            10,
+        )
+        .await;
     let ids = result_ids(&body);
     assert!(!ids.contains(&doc_id), "{body}");
     assert_eq!(ids.len(), sample_vectors, "{body}");
@@ -453,7 +413,7 @@ async fn a_pinecone_index_with_other_dimensions_fails_provisioning_clearly(backe
 async fn pinecone_outages_are_retried_and_then_reported(backend: Backend) {
     let pinecone = FakePinecone::start(PINECONE_KEY, BUILTIN_DIMENSION).await;
     let app = pinecone_app(backend, &pinecone, &[]).await;
-    let t = tenant(&app, "outage").await;
+    let t = app.fresh_tenant("outage").await;
     let key = &t.api_key;
     let ns = t.tenant_id.clone();
     let tid = TenantId::parse(&ns).unwrap();
@@ -463,13 +423,13 @@ async fn pinecone_outages_are_retried_and_then_reported(backend: Backend) {
     // A 503 and a 429, then success: the upload goes through, the same body three times.
     pinecone.clear_requests();
     pinecone.fail_next(&[503, 429]);
-    let doc = upload(
-        &app,
-        key,
-        "Kubernetes autoscaling",
-        "The horizontal pod autoscaler adds replicas when CPU passes the target.",
-    )
-    .await;
+    let doc = app
+        .upload(
+            key,
+            "Kubernetes autoscaling",
+            "The horizontal pod autoscaler adds replicas when CPU passes the target.",
+        )
+        .await;
     let doc_id = doc["id"].as_str().unwrap().to_string();
     let attempts = pinecone.requests_to("/vectors/upsert");
     let statuses: Vec<u16> = attempts.iter().map(|r| r.status).collect();
@@ -482,20 +442,20 @@ async fn pinecone_outages_are_retried_and_then_reported(backend: Backend) {
     // Pinecone down for good: 503 after the retries, and nothing is left half-written.
     pinecone.clear_requests();
     pinecone.fail_always(Some(503));
-    let resp = try_upload(
-        &app,
-        key,
-        "Quarterly tax filing",
-        "Estimated tax payments are due each quarter.",
-    )
-    .await;
+    let resp = app
+        .try_upload(
+            key,
+            "Quarterly tax filing",
+            "Estimated tax payments are due each quarter.",
+        )
+        .await;
     let err = assert_error(resp, 503, "vector_store_unavailable").await;
     assert!(err["message"].as_str().unwrap().contains("503"), "{err}");
     let attempts = pinecone.requests_to("/vectors/upsert");
     assert_eq!(attempts.len(), 3, "three attempts: {attempts:?}");
     assert!(attempts.iter().all(|a| a.status == 503));
     // Queries and deletes fail the same way, and a failed delete keeps the document.
-    let resp = query(&app, key, "pod autoscaler", 3).await;
+    let resp = app.query(key, "pod autoscaler", 3).await;
     assert_error(resp, 503, "vector_store_unavailable").await;
     let resp = app
         .authed(Method::DELETE, &format!("/v1/documents/{doc_id}"), key)
@@ -520,13 +480,17 @@ async fn pinecone_outages_are_retried_and_then_reported(backend: Backend) {
             .iter()
             .all(|id| id.starts_with("sample_") || id.starts_with(&format!("{doc_id}#")))
     );
-    let body = query_ok(&app, key, "horizontal pod autoscaler replicas", 1).await;
+    let body = app
+        .query_ok(key, "horizontal pod autoscaler replicas", 1)
+        .await;
     assert_eq!(result_ids(&body), [doc_id.as_str()]);
 
     // Our key no longer valid at Pinecone: a 401, not retried, is a 502 naming the refusal.
     pinecone.set_api_key("pcsk_rotated_0000000000000000");
     pinecone.clear_requests();
-    let resp = try_upload(&app, key, "Rotated", "written with a revoked Pinecone key").await;
+    let resp = app
+        .try_upload(key, "Rotated", "written with a revoked Pinecone key")
+        .await;
     let err = assert_error(resp, 502, "vector_store_error").await;
     let message = err["message"].as_str().unwrap();
     assert!(
@@ -537,7 +501,7 @@ async fn pinecone_outages_are_retried_and_then_reported(backend: Backend) {
     assert_eq!(attempts.len(), 1, "a 401 is not retried: {attempts:?}");
     assert_eq!(attempts[0].status, 401);
     assert_eq!(listed(&app, key).await, want);
-    let resp = query(&app, key, "pod autoscaler", 3).await;
+    let resp = app.query(key, "pod autoscaler", 3).await;
     assert_error(resp, 502, "vector_store_error").await;
     assert_eq!(pinecone.count(&ns), samples + 1);
 }
@@ -563,7 +527,7 @@ fn handbook(paragraphs: usize) -> String {
 async fn an_upload_failing_midway_leaves_no_vectors_in_pinecone(backend: Backend) {
     let pinecone = FakePinecone::start(PINECONE_KEY, BUILTIN_DIMENSION).await;
     let app = pinecone_app(backend, &pinecone, &[]).await;
-    let t = tenant(&app, "midway").await;
+    let t = app.fresh_tenant("midway").await;
     let key = &t.api_key;
     let ns = t.tenant_id.clone();
     let before = pinecone.ids(&ns);
@@ -573,7 +537,9 @@ async fn an_upload_failing_midway_leaves_no_vectors_in_pinecone(backend: Backend
     // is written, then Pinecone goes down for good.
     pinecone.clear_requests();
     pinecone.fail_after(1, 503);
-    let resp = try_upload(&app, key, "Operations handbook", &handbook(1100)).await;
+    let resp = app
+        .try_upload(key, "Operations handbook", &handbook(1100))
+        .await;
     assert_error(resp, 503, "vector_store_unavailable").await;
     pinecone.fail_always(None);
     let statuses: Vec<u16> = pinecone
@@ -599,13 +565,9 @@ async fn an_upload_failing_midway_leaves_no_vectors_in_pinecone(backend: Backend
         },
     )
     .await;
-    let body = query_ok(
-        &app,
-        key,
-        "how fast do on-call engineers acknowledge pages",
-        5,
-    )
-    .await;
+    let body = app
+        .query_ok(key, "how fast do on-call engineers acknowledge pages", 5)
+        .await;
     for id in result_ids(&body) {
         assert!(
             samples.contains(&id),
@@ -654,7 +616,7 @@ fn assert_embeddings_request(r: &Recorded) {
 async fn a_configured_embeddings_api_embeds_documents_and_queries(backend: Backend) {
     let embeddings = FakeEmbeddings::start(Some(EMBEDDINGS_KEY), 16).await;
     let app = embeddings_app(backend, &embeddings).await;
-    let t = tenant(&app, "embeddings").await;
+    let t = app.fresh_tenant("embeddings").await;
     let key = &t.api_key;
     let ns = t.tenant_id.clone();
 
@@ -689,7 +651,7 @@ async fn a_configured_embeddings_api_embeds_documents_and_queries(backend: Backe
     let mut ids = Vec::new();
     for (title, content) in TOPICS {
         embeddings.clear_requests();
-        let doc = upload(&app, key, title, content).await;
+        let doc = app.upload(key, title, content).await;
         ids.push(doc["id"].as_str().unwrap().to_string());
         let requests = embeddings.requests();
         assert_eq!(requests.len(), 1, "{requests:?}");
@@ -705,7 +667,7 @@ async fn a_configured_embeddings_api_embeds_documents_and_queries(backend: Backe
     // API's vectors give.
     for (q, want) in TOPIC_QUERIES {
         embeddings.clear_requests();
-        let body = query_ok(&app, key, q, 3).await;
+        let body = app.query_ok(key, q, 3).await;
         let requests = embeddings.requests();
         assert_eq!(requests.len(), 1, "{requests:?}");
         assert_embeddings_request(&requests[0]);
@@ -735,7 +697,7 @@ async fn a_configured_embeddings_api_embeds_documents_and_queries(backend: Backe
 async fn embeddings_failures_are_clear_errors(backend: Backend) {
     let embeddings = FakeEmbeddings::start(Some(EMBEDDINGS_KEY), 16).await;
     let app = embeddings_app(backend, &embeddings).await;
-    let t = tenant(&app, "embed-fail").await;
+    let t = app.fresh_tenant("embed-fail").await;
     let key = &t.api_key;
     let ns = t.tenant_id.clone();
     let tid = TenantId::parse(&ns).unwrap();
@@ -748,7 +710,7 @@ async fn embeddings_failures_are_clear_errors(backend: Backend) {
     embeddings.clear_requests();
     embeddings.fail_always(Some(EmbeddingsFailure::ServerError));
     let err = assert_error(
-        try_upload(&app, key, title, content).await,
+        app.try_upload(key, title, content).await,
         503,
         "embedder_unavailable",
     )
@@ -760,14 +722,14 @@ async fn embeddings_failures_are_clear_errors(backend: Backend) {
     assert_eq!(listed(&app, key).await, samples);
     assert_eq!(app.store.count_documents(&tid).await.unwrap(), 0);
     assert_eq!(our_vector_rows(&app, Some(&ns)).await, vectors_before);
-    let resp = query(&app, key, "pod autoscaler", 3).await;
+    let resp = app.query(key, "pod autoscaler", 3).await;
     assert_error(resp, 503, "embedder_unavailable").await;
 
     // A revoked key: 401 with OpenAI's body, not retried, is a 502 carrying its message.
     embeddings.clear_requests();
     embeddings.fail_always(Some(EmbeddingsFailure::Unauthorized));
     let err = assert_error(
-        try_upload(&app, key, title, content).await,
+        app.try_upload(key, title, content).await,
         502,
         "embedder_error",
     )
@@ -778,7 +740,7 @@ async fn embeddings_failures_are_clear_errors(backend: Backend) {
         "{message}"
     );
     assert_eq!(embeddings.requests().len(), 1, "a 401 is not retried");
-    let resp = query(&app, key, "pod autoscaler", 3).await;
+    let resp = app.query(key, "pod autoscaler", 3).await;
     let err = assert_error(resp, 502, "embedder_error").await;
     assert!(
         err["message"]
@@ -794,7 +756,7 @@ async fn embeddings_failures_are_clear_errors(backend: Backend) {
     embeddings.fail_always(None);
     embeddings.set_dimension(8);
     let err = assert_error(
-        try_upload(&app, key, title, content).await,
+        app.try_upload(key, title, content).await,
         502,
         "embedder_error",
     )
@@ -817,10 +779,10 @@ async fn embeddings_failures_are_clear_errors(backend: Backend) {
     embeddings.set_dimension(16);
     embeddings.clear_requests();
     embeddings.fail_next(&[EmbeddingsFailure::RateLimited]);
-    let doc = upload(&app, key, title, content).await;
+    let doc = app.upload(key, title, content).await;
     let statuses: Vec<u16> = embeddings.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [429, 200]);
-    let body = query_ok(&app, key, TOPIC_QUERIES[1].0, 3).await;
+    let body = app.query_ok(key, TOPIC_QUERIES[1].0, 3).await;
     assert_eq!(result_ids(&body)[0], doc["id"].as_str().unwrap());
     let names = milestone_names(&app, &tid).await;
     assert_eq!(names, ["first_document_upload", "first_query_executed"]);

@@ -203,12 +203,58 @@ impl TestApp {
             .expect("request")
     }
 
+    /// An authenticated request with no body.
+    pub async fn call(&self, method: reqwest::Method, path: &str, key: &str) -> reqwest::Response {
+        self.authed(method, path, key).send().await.unwrap()
+    }
+
+    /// An active tenant on the starter plan with a unique email built from `name`.
+    pub async fn fresh_tenant(&self, name: &str) -> ActiveTenant {
+        self.active_tenant(
+            &format!("{name}-{}@example.com", ulid::Ulid::new()),
+            "starter",
+        )
+        .await
+    }
+
+    /// `POST /v1/documents` with a JSON document.
+    pub async fn try_upload(&self, key: &str, title: &str, content: &str) -> reqwest::Response {
+        self.authed(reqwest::Method::POST, "/v1/documents", key)
+            .json(&serde_json::json!({"title": title, "content": content, "metadata": {"source": "test"}}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// [`TestApp::try_upload`], asserting 201; the stored document.
+    pub async fn upload(&self, key: &str, title: &str, content: &str) -> Value {
+        let resp = self.try_upload(key, title, content).await;
+        assert_eq!(resp.status(), 201, "upload {title}");
+        resp.json().await.unwrap()
+    }
+
+    /// `POST /v1/query`.
+    pub async fn query(&self, key: &str, q: &str, top_k: usize) -> reqwest::Response {
+        self.authed(reqwest::Method::POST, "/v1/query", key)
+            .json(&serde_json::json!({"query": q, "top_k": top_k}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// [`TestApp::query`], asserting 200; the answer.
+    pub async fn query_ok(&self, key: &str, q: &str, top_k: usize) -> Value {
+        let resp = self.query(key, q, top_k).await;
+        assert_eq!(resp.status(), 200, "query {q}");
+        resp.json().await.unwrap()
+    }
+
     /// Signs up with a fresh email and returns the response body (asserting 201).
     pub async fn signup(&self, email: &str, plan: &str) -> Value {
         let resp = self
             .post_json(
                 "/signup",
-                &serde_json::json!({"email": email, "company_name": "Acme", "password": "SecurePass123!", "plan": plan}),
+                &serde_json::json!({"email": email, "company_name": "Acme", "password": TEST_PASSWORD, "plan": plan}),
             )
             .await;
         assert_eq!(resp.status(), 201, "signup of {email}");

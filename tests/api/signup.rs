@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, TEST_PASSWORD, assert_error, spawn_app, spawn_app_with};
 use crate::store_tests;
 
 store_tests!(
@@ -248,9 +248,9 @@ async fn signup_stores_only_an_argon2id_hash_and_a_history_row(backend: Backend)
         "{}",
         t.password_hash
     );
-    assert!(!t.password_hash.contains("SecurePass123!"));
+    assert!(!t.password_hash.contains(TEST_PASSWORD));
     assert!(onboard::domain::password::verify(
-        "SecurePass123!",
+        TEST_PASSWORD,
         &t.password_hash
     ));
     let history = app.store.status_history(&id).await.unwrap();

@@ -5,9 +5,7 @@ use base64::Engine;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    ActiveTenant, Backend, TestApp, assert_error, eventually, spawn_app, spawn_app_with,
-};
+use crate::helpers::{Backend, TestApp, assert_error, eventually, spawn_app, spawn_app_with};
 use crate::store_tests;
 use onboard::domain::TenantId;
 
@@ -29,33 +27,6 @@ store_tests!(
 );
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
-async fn tenant(app: &TestApp, name: &str) -> ActiveTenant {
-    app.active_tenant(
-        &format!("{name}-{}@example.com", ulid::Ulid::new()),
-        "starter",
-    )
-    .await
-}
-
-async fn upload(app: &TestApp, key: &str, title: &str, content: &str) -> Value {
-    let resp = app
-        .authed(Method::POST, "/v1/documents", key)
-        .json(&json!({"title": title, "content": content, "metadata": {"source": "test"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201, "upload {title}");
-    resp.json().await.unwrap()
-}
-
-async fn query(app: &TestApp, key: &str, q: &str, top_k: usize) -> reqwest::Response {
-    app.authed(Method::POST, "/v1/query", key)
-        .json(&json!({"query": q, "top_k": top_k}))
-        .send()
-        .await
-        .unwrap()
-}
 
 /// Splits `onb_<header>.<claims>.<sig>` into decoded header and claims.
 fn parts(key: &str) -> (Value, Value) {
@@ -79,10 +50,7 @@ fn hs(alg: jsonwebtoken::Algorithm, kid: &str, claims: &Value, secret: &[u8]) ->
 }
 
 async fn get_status(app: &TestApp, key: &str) -> reqwest::Response {
-    app.authed(Method::GET, "/v1/usage", key)
-        .send()
-        .await
-        .unwrap()
+    app.call(Method::GET, "/v1/usage", key).await
 }
 
 async fn requests_without_a_valid_key_are_refused(backend: Backend) {
@@ -102,11 +70,7 @@ async fn requests_without_a_valid_key_are_refused(backend: Backend) {
         "sk_live_something",
         "Basic abc",
     ] {
-        let resp = app
-            .authed(Method::GET, "/v1/documents", bad)
-            .send()
-            .await
-            .unwrap();
+        let resp = app.call(Method::GET, "/v1/documents", bad).await;
         assert_eq!(resp.status(), 401, "{bad:?}");
     }
     let resp = app
@@ -123,7 +87,7 @@ async fn requests_without_a_valid_key_are_refused(backend: Backend) {
 /// again (503), never that the key is bad (a client would throw a good key away).
 async fn a_key_that_cannot_be_checked_is_a_503_not_a_refusal(backend: Backend) {
     let app = spawn_app(backend).await;
-    let t = tenant(&app, "outage").await;
+    let t = app.fresh_tenant("outage").await;
     app.state.store.close().await;
     let resp = get_status(&app, &t.api_key).await;
     assert!(!resp.headers().contains_key("www-authenticate"));
@@ -132,12 +96,8 @@ async fn a_key_that_cannot_be_checked_is_a_503_not_a_refusal(backend: Backend) {
 
 async fn undecodable_path_parameters_are_a_json_400(backend: Backend) {
     let app = spawn_app(backend).await;
-    let t = tenant(&app, "path").await;
-    let resp = app
-        .authed(Method::GET, "/v1/documents/%FF", &t.api_key)
-        .send()
-        .await
-        .unwrap();
+    let t = app.fresh_tenant("path").await;
+    let resp = app.call(Method::GET, "/v1/documents/%FF", &t.api_key).await;
     assert_error(resp, 400, "invalid_path_parameter").await;
     for path in ["/tenant/%FF", "/dev/mailbox/%C3"] {
         assert_error(app.get(path).await, 400, "invalid_path_parameter").await;
@@ -146,7 +106,7 @@ async fn undecodable_path_parameters_are_a_json_400(backend: Backend) {
 
 async fn forged_and_tampered_keys_are_refused(backend: Backend) {
     let app = spawn_app(backend).await;
-    let t = tenant(&app, "forge").await;
+    let t = app.fresh_tenant("forge").await;
     assert_eq!(get_status(&app, &t.api_key).await.status(), 200);
     let (header, claims) = parts(&t.api_key);
     let kid = header["kid"].as_str().unwrap();
@@ -214,7 +174,7 @@ async fn forged_and_tampered_keys_are_refused(backend: Backend) {
     // A correctly signed token whose jti is not in our key table, or that names another tenant.
     let mut unknown_jti = claims.clone();
     unknown_jti["jti"] = json!("never-issued");
-    let other = tenant(&app, "victim").await;
+    let other = app.fresh_tenant("victim").await;
     let mut other_tid = claims.clone();
     other_tid["tid"] = json!(other.tenant_id);
     for (name, c) in [("unknown jti", unknown_jti), ("other tenant", other_tid)] {
@@ -225,7 +185,7 @@ async fn forged_and_tampered_keys_are_refused(backend: Backend) {
 
 async fn revocation_is_immediate_here_and_within_seconds_elsewhere(backend: Backend) {
     let app = spawn_app(backend).await;
-    let t = tenant(&app, "revoke").await;
+    let t = app.fresh_tenant("revoke").await;
     let created: Value = app
         .authed(Method::POST, "/v1/api-keys", &t.api_key)
         .json(&json!({"name": "ci", "scopes": ["query"]}))
@@ -280,7 +240,7 @@ async fn revocation_is_immediate_here_and_within_seconds_elsewhere(backend: Back
 
 async fn expired_keys_are_refused(backend: Backend) {
     let app = spawn_app(backend).await;
-    let t = tenant(&app, "expiry").await;
+    let t = app.fresh_tenant("expiry").await;
     let id = TenantId::parse(&t.tenant_id).unwrap();
     let mut tx = app.store.begin().await.unwrap();
     let key = tx
@@ -290,18 +250,19 @@ async fn expired_keys_are_refused(backend: Backend) {
     tx.commit().await.unwrap();
     let key = secrecy::ExposeSecret::expose_secret(&key.token).to_string();
     assert_eq!(get_status(&app, &key).await.status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    eventually("the one-second key to expire", 5, || async {
+        (get_status(&app, &key).await.status() == 401).then_some(())
+    })
+    .await;
     assert_error(get_status(&app, &key).await, 401, "expired_api_key").await;
 }
 
 async fn keys_can_be_listed_created_scoped_rotated_and_revoked(backend: Backend) {
     let app = spawn_app(backend).await;
-    let t = tenant(&app, "keys").await;
+    let t = app.fresh_tenant("keys").await;
     let list: Value = app
-        .authed(Method::GET, "/v1/api-keys", &t.api_key)
-        .send()
+        .call(Method::GET, "/v1/api-keys", &t.api_key)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -345,7 +306,7 @@ async fn keys_can_be_listed_created_scoped_rotated_and_revoked(backend: Backend)
     assert_eq!(created["scopes"], json!(["query"]));
     assert!(created["expires_at"].is_i64());
     // A query-only key queries, but cannot write or manage keys.
-    assert_eq!(query(&app, &reader, "anything", 3).await.status(), 200);
+    assert_eq!(app.query(&reader, "anything", 3).await.status(), 200);
     let resp = app
         .authed(Method::POST, "/v1/documents", &reader)
         .json(&json!({"title": "x", "content": "y"}))
@@ -353,11 +314,7 @@ async fn keys_can_be_listed_created_scoped_rotated_and_revoked(backend: Backend)
         .await
         .unwrap();
     assert_error(resp, 403, "insufficient_scope").await;
-    let resp = app
-        .authed(Method::GET, "/v1/api-keys", &reader)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.call(Method::GET, "/v1/api-keys", &reader).await;
     assert_error(resp, 403, "insufficient_scope").await;
 
     // Rotation: a new secret with the same name and scopes; the old one stops at once.
@@ -379,12 +336,12 @@ async fn keys_can_be_listed_created_scoped_rotated_and_revoked(backend: Backend)
     assert_eq!(rotated["name"], "reader");
     assert_eq!(rotated["scopes"], json!(["query"]));
     assert_error(
-        query(&app, &reader, "anything", 3).await,
+        app.query(&reader, "anything", 3).await,
         401,
         "revoked_api_key",
     )
     .await;
-    assert_eq!(query(&app, new_key, "anything", 3).await.status(), 200);
+    assert_eq!(app.query(new_key, "anything", 3).await.status(), 200);
     let resp = app
         .authed(
             Method::POST,
@@ -407,15 +364,15 @@ fn err_code(field: &str) -> &'static str {
 
 async fn documents_can_be_added_listed_read_and_deleted(backend: Backend) {
     let app = spawn_app(backend).await;
-    let t = tenant(&app, "docs").await;
+    let t = app.fresh_tenant("docs").await;
     let key = &t.api_key;
-    let doc = upload(
-        &app,
-        key,
-        "Refund policy",
-        "Customers may ask for a refund within 30 days.",
-    )
-    .await;
+    let doc = app
+        .upload(
+            key,
+            "Refund policy",
+            "Customers may ask for a refund within 30 days.",
+        )
+        .await;
     let id = doc["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("doc_"));
     assert_eq!(doc["chunk_count"], 1);
@@ -460,10 +417,8 @@ async fn documents_can_be_added_listed_read_and_deleted(backend: Backend) {
 
     // The list holds the three sample documents and ours, and pages with a cursor.
     let list: Value = app
-        .authed(Method::GET, "/v1/documents?limit=100", key)
-        .send()
+        .call(Method::GET, "/v1/documents?limit=100", key)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -511,7 +466,8 @@ async fn documents_can_be_added_listed_read_and_deleted(backend: Backend) {
         .await
         .unwrap();
     assert_error(resp, 404, "not_found").await;
-    let hits: Value = query(&app, key, "refund within 30 days", 10)
+    let hits: Value = app
+        .query(key, "refund within 30 days", 10)
         .await
         .json()
         .await
@@ -534,7 +490,7 @@ async fn documents_can_be_added_listed_read_and_deleted(backend: Backend) {
 
 async fn bad_documents_get_clear_errors(backend: Backend) {
     let app = spawn_app(backend).await;
-    let t = tenant(&app, "bad").await;
+    let t = app.fresh_tenant("bad").await;
     let key = &t.api_key;
     let post = |body: Value| {
         app.authed(Method::POST, "/v1/documents", key)
@@ -641,31 +597,21 @@ async fn bad_documents_get_clear_errors(backend: Backend) {
             .unwrap();
         assert_error(resp, 400, code).await;
     }
-    let resp = app
-        .authed(Method::GET, "/v1/documents?limit=0", key)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.call(Method::GET, "/v1/documents?limit=0", key).await;
     assert_error(resp, 400, "invalid_limit").await;
     let resp = app
-        .authed(Method::GET, "/v1/documents?cursor=garbage", key)
-        .send()
-        .await
-        .unwrap();
+        .call(Method::GET, "/v1/documents?cursor=garbage", key)
+        .await;
     assert_error(resp, 400, "invalid_cursor").await;
     // A parameter of the wrong type is a JSON 400 naming it, like every other bad input.
-    let resp = app
-        .authed(Method::GET, "/v1/documents?limit=abc", key)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.call(Method::GET, "/v1/documents?limit=abc", key).await;
     let err = assert_error(resp, 400, "invalid_query_parameter").await;
     assert_eq!(err["field"], "limit");
 }
 
 async fn a_document_about_x_ranks_first_for_a_query_about_x(backend: Backend) {
     let app = spawn_app(backend).await;
-    let t = tenant(&app, "relevance").await;
+    let t = app.fresh_tenant("relevance").await;
     let key = &t.api_key;
     let topics = [
         (
@@ -684,7 +630,7 @@ async fn a_document_about_x_ranks_first_for_a_query_about_x(backend: Backend) {
     let mut ids = Vec::new();
     for (title, content) in topics {
         ids.push(
-            upload(&app, key, title, content).await["id"]
+            app.upload(key, title, content).await["id"]
                 .as_str()
                 .unwrap()
                 .to_string(),
@@ -698,7 +644,7 @@ async fn a_document_about_x_ranks_first_for_a_query_about_x(backend: Backend) {
         ("autoscaler adds pod replicas on high CPU", 1),
         ("when are estimated quarterly tax payments due", 2),
     ] {
-        let resp = query(&app, key, q, 3).await;
+        let resp = app.query(key, q, 3).await;
         assert_eq!(resp.status(), 200);
         let body: Value = resp.json().await.unwrap();
         let results = body["results"].as_array().unwrap();
@@ -726,11 +672,11 @@ async fn plan_limits_refuse_with_the_plan_that_lifts_them(backend: Backend) {
         )],
     )
     .await;
-    let t = tenant(&app, "limits").await;
+    let t = app.fresh_tenant("limits").await;
     let key = &t.api_key;
     // The three sample documents do not count.
-    upload(&app, key, "one", "first document").await;
-    upload(&app, key, "two", "second document").await;
+    app.upload(key, "one", "first document").await;
+    app.upload(key, "two", "second document").await;
     let resp = app
         .authed(Method::POST, "/v1/documents", key)
         .json(&json!({"title": "three", "content": "one too many"}))
@@ -744,20 +690,18 @@ async fn plan_limits_refuse_with_the_plan_that_lifts_them(backend: Backend) {
         "{msg}"
     );
     for _ in 0..3 {
-        assert_eq!(query(&app, key, "document", 2).await.status(), 200);
+        assert_eq!(app.query(key, "document", 2).await.status(), 200);
     }
     let err = assert_error(
-        query(&app, key, "document", 2).await,
+        app.query(key, "document", 2).await,
         429,
         "query_limit_reached",
     )
     .await;
     assert!(err["message"].as_str().unwrap().contains("pro"), "{err}");
     let usage: Value = app
-        .authed(Method::GET, "/v1/usage", key)
-        .send()
+        .call(Method::GET, "/v1/usage", key)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -769,7 +713,7 @@ async fn plan_limits_refuse_with_the_plan_that_lifts_them(backend: Backend) {
     // The count survives a restart (it is flushed to the database).
     let app = app.restart().await;
     let err = assert_error(
-        query(&app, key, "document", 2).await,
+        app.query(key, "document", 2).await,
         429,
         "query_limit_reached",
     )
@@ -779,15 +723,15 @@ async fn plan_limits_refuse_with_the_plan_that_lifts_them(backend: Backend) {
 
 async fn tenants_never_see_each_others_data(backend: Backend) {
     let app = spawn_app(backend).await;
-    let a = tenant(&app, "alpha").await;
-    let b = tenant(&app, "beta").await;
-    let secret = upload(
-        &app,
-        &a.api_key,
-        "Alpha launch plan",
-        "Project zephyr launches on the ninth with the falcon partnership.",
-    )
-    .await;
+    let a = app.fresh_tenant("alpha").await;
+    let b = app.fresh_tenant("beta").await;
+    let secret = app
+        .upload(
+            &a.api_key,
+            "Alpha launch plan",
+            "Project zephyr launches on the ninth with the falcon partnership.",
+        )
+        .await;
     let doc_id = secret["id"].as_str().unwrap();
 
     // B cannot read, delete or find A's document, by id or by search.
@@ -795,28 +739,22 @@ async fn tenants_never_see_each_others_data(backend: Backend) {
         (Method::GET, format!("/v1/documents/{doc_id}")),
         (Method::DELETE, format!("/v1/documents/{doc_id}")),
     ] {
-        let resp = app.authed(method, &path, &b.api_key).send().await.unwrap();
+        let resp = app.call(method, &path, &b.api_key).await;
         assert_error(resp, 404, "not_found").await;
     }
     let list: Value = app
-        .authed(Method::GET, "/v1/documents?limit=100", &b.api_key)
-        .send()
+        .call(Method::GET, "/v1/documents?limit=100", &b.api_key)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert!(!list.to_string().contains(doc_id));
-    let hits: Value = query(
-        &app,
-        &b.api_key,
-        "project zephyr falcon partnership launch",
-        50,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let hits: Value = app
+        .query(&b.api_key, "project zephyr falcon partnership launch", 50)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(!hits["results"].to_string().contains("zephyr"), "{hits}");
     // Crafted ids: A's sample document id, SQL-ish and path-ish ids.
     for id in [
@@ -842,12 +780,13 @@ async fn tenants_never_see_each_others_data(backend: Backend) {
         (Method::DELETE, format!("/v1/api-keys/{a_key_id}")),
         (Method::POST, format!("/v1/api-keys/{a_key_id}/rotate")),
     ] {
-        let resp = app.authed(method, &path, &b.api_key).send().await.unwrap();
+        let resp = app.call(method, &path, &b.api_key).await;
         assert_eq!(resp.status(), 404, "{path}");
     }
     // A still has everything.
     assert_eq!(get_status(&app, &a.api_key).await.status(), 200);
-    let hits: Value = query(&app, &a.api_key, "project zephyr falcon", 1)
+    let hits: Value = app
+        .query(&a.api_key, "project zephyr falcon", 1)
         .await
         .json()
         .await
@@ -857,7 +796,7 @@ async fn tenants_never_see_each_others_data(backend: Backend) {
 
 async fn milestones_are_recorded_once_and_only_for_real_activity(backend: Backend) {
     let app = spawn_app(backend).await;
-    let t = tenant(&app, "milestones").await;
+    let t = app.fresh_tenant("milestones").await;
     let id = TenantId::parse(&t.tenant_id).unwrap();
     let names = |app: &TestApp| {
         let (store, id) = (app.store.clone(), id.clone());
@@ -878,16 +817,18 @@ async fn milestones_are_recorded_once_and_only_for_real_activity(backend: Backen
 
     // A query that fails is not a first query.
     app.state.vectors.simulate_outage(true);
-    let resp = query(&app, &t.api_key, "anything", 3).await;
+    let resp = app.query(&t.api_key, "anything", 3).await;
     assert_error(resp, 503, "vector_store_unavailable").await;
     app.state.vectors.simulate_outage(false);
     assert!(names(&app).await.is_empty());
 
-    upload(&app, &t.api_key, "first", "the first real document").await;
-    upload(&app, &t.api_key, "second", "the second real document").await;
+    app.upload(&t.api_key, "first", "the first real document")
+        .await;
+    app.upload(&t.api_key, "second", "the second real document")
+        .await;
     for _ in 0..3 {
         assert_eq!(
-            query(&app, &t.api_key, "real document", 2).await.status(),
+            app.query(&t.api_key, "real document", 2).await.status(),
             200
         );
     }
@@ -901,14 +842,14 @@ async fn milestones_are_recorded_once_and_only_for_real_activity(backend: Backen
     );
     // Another process (fresh memo) does not record them again.
     let app = app.restart().await;
-    upload(&app, &t.api_key, "third", "after restart").await;
-    assert_eq!(query(&app, &t.api_key, "restart", 1).await.status(), 200);
+    app.upload(&t.api_key, "third", "after restart").await;
+    assert_eq!(app.query(&t.api_key, "restart", 1).await.status(), 200);
     assert_eq!(app.store.milestones(&id).await.unwrap().len(), 2);
 }
 
 async fn key_use_is_recorded_in_batches(backend: Backend) {
     let app = spawn_app(backend).await;
-    let t = tenant(&app, "lastused").await;
+    let t = app.fresh_tenant("lastused").await;
     let id = TenantId::parse(&t.tenant_id).unwrap();
     let default_key = |keys: Vec<onboard::workspace::api_keys::ApiKeyRow>| {
         keys.into_iter().find(|k| k.name == "Default key").unwrap()
