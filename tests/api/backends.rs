@@ -370,26 +370,9 @@ async fn a_pinecone_index_with_other_dimensions_fails_provisioning_clearly(backe
         ],
     )
     .await;
-    let signed = app
-        .signup(
-            &format!("dims-{}@example.com", ulid::Ulid::new()),
-            "starter",
-        )
-        .await;
-    let tenant_id = signed["tenant_id"].as_str().unwrap().to_string();
-    let session = signed["checkout_url"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let resp = app
-        .client
-        .post(app.url(&format!("/dev/checkout/{session}/pay")))
-        .send()
-        .await
-        .unwrap();
+    let email = format!("dims-{}@example.com", ulid::Ulid::new());
+    let (tenant_id, session) = app.checkout(&email, "starter").await;
+    let resp = app.dev_checkout(&session, "pay").await;
     assert_eq!(resp.status(), 303);
 
     let failed = app.wait_for_status(&tenant_id, "failed", 20).await;

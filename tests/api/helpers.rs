@@ -249,6 +249,25 @@ impl TestApp {
         resp.json().await.unwrap()
     }
 
+    /// Signs up; the tenant id and its dev checkout session.
+    pub async fn checkout(&self, email: &str, plan: &str) -> (String, String) {
+        let body = self.signup(email, plan).await;
+        let session = body["checkout_url"].as_str().unwrap().rsplit('/').next();
+        (
+            body["tenant_id"].as_str().unwrap().to_string(),
+            session.unwrap().to_string(),
+        )
+    }
+
+    /// Presses `action` (`pay` or `cancel`) on the dev checkout page of `session`.
+    pub async fn dev_checkout(&self, session: &str, action: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/dev/checkout/{session}/{action}")))
+            .send()
+            .await
+            .expect("dev checkout")
+    }
+
     /// Signs up with a fresh email and returns the response body (asserting 201).
     pub async fn signup(&self, email: &str, plan: &str) -> Value {
         let resp = self
@@ -416,21 +435,8 @@ impl TestApp {
     /// Signs `email` up on `plan`, pays through the dev checkout and waits until `active`;
     /// returns the first API key as revealed (once) by the onboarding status endpoint.
     pub async fn active_tenant(&self, email: &str, plan: &str) -> ActiveTenant {
-        let body = self.signup(email, plan).await;
-        let tenant_id = body["tenant_id"].as_str().unwrap().to_string();
-        let session = body["checkout_url"]
-            .as_str()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_string();
-        let resp = self
-            .client
-            .post(self.url(&format!("/dev/checkout/{session}/pay")))
-            .send()
-            .await
-            .expect("pay");
+        let (tenant_id, session) = self.checkout(email, plan).await;
+        let resp = self.dev_checkout(&session, "pay").await;
         assert_eq!(resp.status(), 303, "dev checkout pay");
         self.wait_for_status(&tenant_id, "active", 30).await;
         let progress: Value = self

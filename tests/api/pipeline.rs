@@ -22,15 +22,6 @@ store_tests!(
     operator_commands_show_stats_list_tenants_and_retry,
 );
 
-async fn signup_and_session(app: &TestApp, email: &str) -> (String, String) {
-    let b = app.signup(email, "pro").await;
-    let url = b["checkout_url"].as_str().unwrap().to_string();
-    (
-        b["tenant_id"].as_str().unwrap().to_string(),
-        url.rsplit('/').next().unwrap().to_string(),
-    )
-}
-
 async fn completed_event(app: &TestApp, tenant_id: &str, session: &str) -> Value {
     let t = app
         .store
@@ -57,13 +48,8 @@ async fn paying_on_the_dev_checkout_provisions_the_tenant_end_to_end(backend: Ba
         assert_eq!(err["message"], message);
         assert_eq!(err["field"], "session_id");
     }
-    let (tid, session) = signup_and_session(&app, "journey@example.com").await;
-    let resp = app
-        .client
-        .post(app.url(&format!("/dev/checkout/{session}/pay")))
-        .send()
-        .await
-        .unwrap();
+    let (tid, session) = app.checkout("journey@example.com", "pro").await;
+    let resp = app.dev_checkout(&session, "pay").await;
     assert_eq!(resp.status(), 303);
     assert_eq!(
         resp.headers()["location"],
@@ -72,12 +58,7 @@ async fn paying_on_the_dev_checkout_provisions_the_tenant_end_to_end(backend: Ba
     let t = app.wait_for_status(&tid, "active", 20).await;
     assert!(t["activated_at"].is_string());
     for action in ["pay", "cancel"] {
-        let resp = app
-            .client
-            .post(app.url(&format!("/dev/checkout/{session}/{action}")))
-            .send()
-            .await
-            .unwrap();
+        let resp = app.dev_checkout(&session, action).await;
         assert_error(resp, 409, "checkout_closed").await;
     }
 
@@ -234,7 +215,7 @@ async fn webhook_refuses_bad_signatures_and_stores_nothing(backend: Backend) {
 
 async fn events_delivered_three_times_concurrently_provision_once(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (tid, session) = signup_and_session(&app, "dup@example.com").await;
+    let (tid, session) = app.checkout("dup@example.com", "pro").await;
     let completed = completed_event(&app, &tid, &session).await;
     let t = app
         .store
@@ -303,7 +284,7 @@ async fn tenant_failed_by_a_vector_outage(
         ],
     )
     .await;
-    let (tid, session) = signup_and_session(&app, "flaky@example.com").await;
+    let (tid, session) = app.checkout("flaky@example.com", "pro").await;
     app.state.vectors.simulate_outage(true);
     assert_eq!(
         app.deliver_event(&completed_event(&app, &tid, &session).await)
@@ -349,7 +330,7 @@ async fn a_failing_vector_store_fails_the_tenant_after_retries_and_retry_recover
 
 async fn the_sweeper_fails_a_stuck_tenant_without_anyone_reading_it(backend: Backend) {
     let app = spawn_app_with(backend, &[("PROVISIONING_TIMEOUT_SECONDS", "1")]).await;
-    let (tid, _) = signup_and_session(&app, "stuck@example.com").await;
+    let (tid, _) = app.checkout("stuck@example.com", "pro").await;
     let id = TenantId::parse(&tid).unwrap();
     // Provisioning started, but its job was lost (no job enqueued).
     let mut tx = app.store.begin().await.unwrap();
@@ -392,7 +373,7 @@ async fn operator_provision_endpoint_requires_the_admin_token(backend: Backend) 
         .await;
     assert_error(resp, 403, "operator_disabled").await;
     let app = spawn_app_with(backend, &[("ADMIN_TOKEN", "operator-token-123456")]).await;
-    let (tid, _) = signup_and_session(&app, "op@example.com").await;
+    let (tid, _) = app.checkout("op@example.com", "pro").await;
     let resp = app
         .post_json("/provision", &json!({"tenant_id": tid}))
         .await;
@@ -546,7 +527,7 @@ async fn a_failing_email_transport_dead_letters_the_email_and_a_retry_sends_it_o
     backend: Backend,
 ) {
     let app = spawn_app_with(backend, &[("JOB_BACKOFF_BASE_MS", "5")]).await;
-    let (tid, session) = signup_and_session(&app, "mailfail@example.com").await;
+    let (tid, session) = app.checkout("mailfail@example.com", "pro").await;
     app.state.mailer.simulate_outage(true);
     assert_eq!(
         app.deliver_event(&completed_event(&app, &tid, &session).await)

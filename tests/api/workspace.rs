@@ -497,6 +497,12 @@ async fn bad_documents_get_clear_errors(backend: Backend) {
             .json(&body)
             .send()
     };
+    let raw = |content_type: &str, body: reqwest::Body| {
+        app.authed(Method::POST, "/v1/documents", key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
     let err = assert_error(
         post(json!({"content": "x"})).await.unwrap(),
         400,
@@ -533,38 +539,16 @@ async fn bad_documents_get_clear_errors(backend: Backend) {
         "invalid_field",
     )
     .await;
-    let resp = app
-        .authed(Method::POST, "/v1/documents", key)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let resp = raw("application/json", "{not json".into()).await.unwrap();
     assert_error(resp, 400, "invalid_json").await;
-    let resp = app
-        .authed(Method::POST, "/v1/documents", key)
-        .header("content-type", "application/pdf")
-        .body("%PDF")
-        .send()
-        .await
-        .unwrap();
+    let resp = raw("application/pdf", "%PDF".into()).await.unwrap();
     assert_error(resp, 415, "unsupported_media_type").await;
-    let resp = app
-        .authed(Method::POST, "/v1/documents", key)
-        .header("content-type", "text/plain")
-        .body(vec![0xff, 0xfe, 0x41])
-        .send()
+    let resp = raw("text/plain", vec![0xff, 0xfe, 0x41].into())
         .await
         .unwrap();
     assert_error(resp, 400, "invalid_encoding").await;
     let big = "a".repeat(1024 * 1024 + 1);
-    let resp = app
-        .authed(Method::POST, "/v1/documents", key)
-        .header("content-type", "text/plain")
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
+    let resp = raw("text/plain", big.clone().into()).await.unwrap();
     assert_error(resp, 413, "document_too_large").await;
     assert_error(
         post(json!({"title": "t", "content": big})).await.unwrap(),
@@ -573,11 +557,7 @@ async fn bad_documents_get_clear_errors(backend: Backend) {
     )
     .await;
     // Exactly 1 MiB is accepted.
-    let resp = app
-        .authed(Method::POST, "/v1/documents", key)
-        .header("content-type", "text/plain")
-        .body("word ".repeat(1024 * 1024 / 5))
-        .send()
+    let resp = raw("text/plain", "word ".repeat(1024 * 1024 / 5).into())
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
