@@ -7,10 +7,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use base64::Engine;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
 use crate::domain::{TenantId, TenantStatus};
@@ -643,15 +640,13 @@ impl Tx {
         purpose: &str,
         ttl_ms: i64,
     ) -> StoreResult<String> {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let token = crate::workspace::sessions::new_session_token();
         let now = now_ms();
         with_conn!(self, |conn| {
             sqlx::query(
                 "INSERT INTO login_tokens (token_hash, tenant_id, purpose, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
             )
-            .bind(hex::encode(Sha256::digest(token.as_bytes())))
+            .bind(crate::workspace::token_hash(&token))
             .bind(tenant.as_str())
             .bind(purpose)
             .bind(now + ttl_ms)

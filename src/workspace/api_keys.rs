@@ -4,9 +4,7 @@
 
 use std::collections::HashSet;
 
-use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -140,14 +138,10 @@ impl KeySigner {
     }
 }
 
-fn hash_jti(jti: &str) -> String {
-    hex::encode(Sha256::digest(jti.as_bytes()))
-}
+use super::token_hash as hash_jti;
 
 fn new_jti() -> String {
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    super::random_token(24)
 }
 
 type KeyRow = (
@@ -401,6 +395,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     fn signer() -> KeySigner {
         KeySigner::new(&SecretString::from("test-secret-of-sufficient-length"))

@@ -166,16 +166,36 @@ const COUNT_FOR_PLAN_SQL: &str =
 
 impl Tx {
     /// Deletes a document row of a tenant; false if there was none.
-    async fn delete_document_row(&mut self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
-        let n = with_conn!(self, |conn| {
-            sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
+    /// Deletes a document's row; its chunk count, or `None` when there was no such document.
+    async fn delete_document_row(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<i64>> {
+        Ok(with_conn!(self, |conn| {
+            sqlx::query_scalar(
+                "DELETE FROM documents WHERE tenant_id = $1 AND id = $2 RETURNING chunk_count",
+            )
+            .bind(tenant.as_str())
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+        }))
+    }
+
+    /// A document's chunk count, without its content.
+    async fn document_chunk_count(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<i64>> {
+        Ok(with_conn!(self, |conn| {
+            sqlx::query_scalar("SELECT chunk_count FROM documents WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant.as_str())
                 .bind(id)
-                .execute(&mut *conn)
+                .fetch_optional(&mut *conn)
                 .await?
-                .rows_affected()
-        });
-        Ok(n == 1)
+        }))
     }
 
     async fn insert_document_row(
@@ -441,29 +461,36 @@ async fn forget_remote(
 
 /// Deletes a document and its vectors.
 pub async fn delete(app: &AppState, tenant: &TenantId, id: &str) -> Result<(), WorkspaceError> {
-    let Some(doc) = app.store.document(tenant, id).await? else {
-        return Err(WorkspaceError::NotFound("document"));
-    };
-    let ids: Vec<String> = (0..doc.document.chunk_count as usize)
-        .map(|i| vector_id(id, i))
-        .collect();
+    let chunk_ids =
+        |chunks: i64| -> Vec<String> { (0..chunks as usize).map(|i| vector_id(id, i)).collect() };
+    let not_found = || WorkspaceError::NotFound("document");
     let namespace = namespace_for(tenant);
+    let mut tx = app.store.begin().await?;
     if app.vectors.is_embedded() {
-        let mut tx = app.store.begin().await?;
-        if !tx.delete_document_row(tenant, id).await? {
-            return Err(WorkspaceError::NotFound("document"));
-        }
-        let change = app.vectors.delete_in(&mut tx, &namespace, &ids).await?;
+        // The row and its vectors go together.
+        let chunks = tx
+            .delete_document_row(tenant, id)
+            .await?
+            .ok_or_else(not_found)?;
+        let change = app
+            .vectors
+            .delete_in(&mut tx, &namespace, &chunk_ids(chunks))
+            .await?;
         tx.commit().await?;
         app.vectors.apply(change);
     } else {
         // Vectors first: should the store fail, the document is still listed and can be
         // deleted again, rather than leaving hits that point at nothing.
-        app.vectors.delete(&namespace, &ids).await?;
+        let chunks = tx
+            .document_chunk_count(tenant, id)
+            .await?
+            .ok_or_else(not_found)?;
+        drop(tx);
+        app.vectors.delete(&namespace, &chunk_ids(chunks)).await?;
         let mut tx = app.store.begin().await?;
-        if !tx.delete_document_row(tenant, id).await? {
-            return Err(WorkspaceError::NotFound("document"));
-        }
+        tx.delete_document_row(tenant, id)
+            .await?
+            .ok_or_else(not_found)?;
         tx.commit().await?;
     }
     Ok(())

@@ -11,6 +11,22 @@ pub mod sessions;
 pub mod usage;
 pub mod vectors;
 
+/// The hex SHA-256 under which every secret token is stored (API key ids, session and login
+/// tokens): the token itself is never kept.
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// `bytes` random bytes, URL-safe base64 without padding.
+pub(crate) fn random_token(bytes: usize) -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
 /// The vector namespace of a tenant.
 pub fn namespace_for(tenant: &crate::domain::TenantId) -> String {
     tenant.as_str().to_string()

@@ -2,10 +2,7 @@
 //! SHA-256 is stored), the per-email failure counter that locks out password guessing, and the
 //! single-use magic login links of the welcome email.
 
-use base64::Engine;
-use rand::RngCore;
 use secrecy::SecretString;
-use sha2::{Digest, Sha256};
 
 use crate::domain::TenantId;
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
@@ -63,15 +60,11 @@ pub enum MagicToken {
     Unknown,
 }
 
-/// The hex SHA-256 under which session and login tokens are stored.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
+pub use super::token_hash;
 
-fn new_session_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+/// A new session or login token: 32 random bytes.
+pub(crate) fn new_session_token() -> String {
+    super::random_token(32)
 }
 
 /// Whether `token` has the shape of a token we issue; anything else is not worth a query.
@@ -141,7 +134,7 @@ impl Tx {
     /// conditional update decides; the follow-up read only explains a refusal.
     #[tracing::instrument(skip_all)]
     pub async fn consume_magic_token(&mut self, token: &str) -> StoreResult<MagicToken> {
-        if token.is_empty() || token.len() > 128 {
+        if !plausible_token(token) {
             return Ok(MagicToken::Unknown);
         }
         let hash = token_hash(token);
@@ -307,6 +300,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     #[test]
     fn session_tokens_are_32_random_bytes_in_base64url() {

@@ -212,7 +212,7 @@ fn from_bytes(bytes: &[u8]) -> Vec<f32> {
 }
 
 /// Rows per multi-row vector insert.
-const UPSERT_ROWS_PER_STATEMENT: usize = 200;
+const ROWS_PER_STATEMENT: usize = 200;
 
 /// `INSERT … VALUES (…), (…) ON CONFLICT … DO UPDATE` for `rows` vectors of five parameters.
 fn upsert_sql(rows: usize) -> String {
@@ -371,23 +371,8 @@ impl VectorStore {
         self.check()?;
         let version = bump_version(tx, namespace, |dim| self.validate(records, dim)).await?;
         let now = now_ms();
-        // Multi-row inserts, a few hundred rows per statement (SQLite allows 32766 parameters).
-        for batch in records.chunks(UPSERT_ROWS_PER_STATEMENT) {
-            let sql = upsert_sql(batch.len());
-            with_conn!(tx, |conn| {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-                for r in batch {
-                    q = q
-                        .bind(namespace)
-                        .bind(&r.id)
-                        .bind(to_bytes(&r.values))
-                        .bind(r.metadata.to_string())
-                        .bind(now);
-                }
-                q.execute(&mut *conn).await?;
-            });
-        }
-        let upserts = records
+        // Each record's metadata is serialized once, for the rows and for the cache.
+        let upserts: Vec<(String, Vec<f32>, Arc<str>)> = records
             .iter()
             .map(|r| {
                 (
@@ -397,6 +382,22 @@ impl VectorStore {
                 )
             })
             .collect();
+        // Multi-row inserts, a few hundred rows per statement (SQLite allows 32766 parameters).
+        for batch in upserts.chunks(ROWS_PER_STATEMENT) {
+            let sql = upsert_sql(batch.len());
+            with_conn!(tx, |conn| {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for (id, values, metadata) in batch {
+                    q = q
+                        .bind(namespace)
+                        .bind(id.as_str())
+                        .bind(to_bytes(values))
+                        .bind(&**metadata)
+                        .bind(now);
+                }
+                q.execute(&mut *conn).await?;
+            });
+        }
         Ok(PendingChange {
             namespace: namespace.to_string(),
             version,
@@ -414,13 +415,18 @@ impl VectorStore {
     ) -> Result<PendingChange, VectorError> {
         self.check()?;
         let version = bump_version(tx, namespace, |_| Ok(())).await?;
-        for id in ids {
+        for batch in ids.chunks(ROWS_PER_STATEMENT) {
+            let placeholders: Vec<String> = (2..batch.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "DELETE FROM vectors WHERE namespace = $1 AND id IN ({})",
+                placeholders.join(", ")
+            );
             with_conn!(tx, |conn| {
-                sqlx::query("DELETE FROM vectors WHERE namespace = $1 AND id = $2")
-                    .bind(namespace)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(namespace);
+                for id in batch {
+                    q = q.bind(id.as_str());
+                }
+                q.execute(&mut *conn).await?;
             });
         }
         Ok(PendingChange {
