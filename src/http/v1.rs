@@ -10,7 +10,6 @@ use axum::extract::State;
 
 use super::extract::PathParam;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -18,7 +17,6 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 use super::error::{ApiError, AppResult};
 use super::extract::{JsonBody, QueryParams, parse_json};
-use crate::analytics::Milestone;
 use crate::app::AppState;
 use crate::domain::Plan;
 use crate::workspace::api_keys::{ApiKeyRow, scopes};
@@ -249,13 +247,8 @@ async fn issue(
     if replaces.is_some() {
         state.keys.invalidate();
     }
-    let row = state
-        .store
-        .api_key(caller.tenant(), &key.key_id)
-        .await?
-        .ok_or_else(|| ApiError::internal("issued key", "the new key is not stored"))?;
     Ok(CreatedKey {
-        key: row.into(),
+        key: key.row.into(),
         api_key: secrecy::ExposeSecret::expose_secret(&key.token).to_string(),
     })
 }
@@ -577,7 +570,7 @@ pub async fn query(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(req): JsonBody<QueryRequest>,
-) -> Result<Response, ApiError> {
+) -> AppResult<Json<QueryResponse>> {
     let started = Instant::now();
     caller.require(scopes::QUERY)?;
     let text = req.query.trim();
@@ -595,46 +588,13 @@ pub async fn query(
                 .with_field("top_k"),
         );
     }
-    let tenant = caller.tenant();
-    let period = current_period();
-    if let Some(max) = state
-        .settings
-        .plans
-        .limits(caller.plan)
-        .max_queries_per_month
-    {
-        let used = state.usage.queries(&state.store, tenant, &period).await?;
-        if used >= max as i64 {
-            let upgrade = state
-                .settings
-                .plans
-                .plan_lifting(max, |l| l.max_queries_per_month)
-                .filter(|p| *p != caller.plan);
-            let err: ApiError = WorkspaceError::LimitReached {
-                limit: "queries per month",
-                max,
-                plan: caller.plan,
-                upgrade,
-            }
-            .into();
-            return Ok(err.into_response());
-        }
-    }
-    let results = documents::search(&state, tenant, text, top_k).await?;
-    // Only a query that answered counts, towards usage and as the first query.
-    state.usage.add_query(tenant, &period);
-    let _ = state
-        .milestones
-        .record(&state.store, tenant, Milestone::FirstQueryExecuted, None)
-        .await
-        .inspect_err(|e| tracing::warn!(error = %e, "could not record first_query_executed"));
+    let results = documents::query(&state, caller.tenant(), caller.plan, text, top_k).await?;
     Ok(Json(QueryResponse {
         query: text.to_string(),
         top_k,
         results,
         took_ms: started.elapsed().as_secs_f64() * 1000.0,
-    })
-    .into_response())
+    }))
 }
 
 // ---------------------------------------------------------------- usage

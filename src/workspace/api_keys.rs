@@ -44,6 +44,8 @@ pub struct Claims {
 pub struct IssuedKey {
     pub key_id: String,
     pub token: SecretString,
+    /// The row as stored (what a listing shows), so the caller need not read it back.
+    pub row: ApiKeyRow,
 }
 
 /// An authenticated caller.
@@ -264,9 +266,21 @@ impl Tx {
             .execute(&mut *conn)
             .await?;
         });
+        let row = ApiKeyRow {
+            id: key_id.clone(),
+            tenant_id: tenant.to_string(),
+            name: name.to_string(),
+            scopes: claims.scope,
+            prefix: hint,
+            created_at: now,
+            last_used_at: None,
+            expires_at: claims.exp.map(|e| e * 1000),
+            revoked_at: None,
+        };
         Ok(IssuedKey {
             key_id,
             token: SecretString::from(token),
+            row,
         })
     }
 }

@@ -348,18 +348,55 @@ impl Store {
     }
 }
 
-/// The error for a tenant at its document limit.
-fn document_limit(app: &AppState, plan: Plan, max: u64) -> WorkspaceError {
+/// The error for a tenant at one of its plan's limits (`pick` reads that limit), naming the
+/// plan that lifts it.
+fn limit_reached(
+    app: &AppState,
+    plan: Plan,
+    limit: &'static str,
+    max: u64,
+    pick: impl Fn(&crate::domain::plan::PlanLimits) -> Option<u64>,
+) -> WorkspaceError {
     WorkspaceError::LimitReached {
-        limit: "documents",
+        limit,
         max,
         plan,
         upgrade: app
             .settings
             .plans
-            .plan_lifting(max, |l| l.max_documents)
+            .plan_lifting(max, pick)
             .filter(|p| *p != plan),
     }
+}
+
+fn document_limit(app: &AppState, plan: Plan, max: u64) -> WorkspaceError {
+    limit_reached(app, plan, "documents", max, |l| l.max_documents)
+}
+
+/// Answers a tenant's query: the monthly quota, the search, then (only for a query that
+/// answered) the usage count and `first_query_executed`.
+pub async fn query(
+    app: &AppState,
+    tenant: &TenantId,
+    plan: Plan,
+    text: &str,
+    top_k: usize,
+) -> Result<Vec<QueryHit>, WorkspaceError> {
+    let period = crate::workspace::usage::current_period();
+    if let Some(max) = app.settings.plans.limits(plan).max_queries_per_month
+        && app.usage.queries(&app.store, tenant, &period).await? >= max as i64
+    {
+        let pick = |l: &crate::domain::plan::PlanLimits| l.max_queries_per_month;
+        return Err(limit_reached(app, plan, "queries per month", max, pick));
+    }
+    let results = search(app, tenant, text, top_k).await?;
+    app.usage.add_query(tenant, &period);
+    let _ = app
+        .milestones
+        .record(&app.store, tenant, Milestone::FirstQueryExecuted, None)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "could not record first_query_executed"));
+    Ok(results)
 }
 
 /// Adds a document to the tenant's workspace: limit check, chunking, embedding, storage.
