@@ -1,6 +1,6 @@
 //! Metered usage: queries per tenant per calendar month (UTC). Counting a query must not cost
 //! a database write on the query path, so this process adds them up in memory and a background
-//! flush (every second, and at shutdown) writes the sums with one upsert per tenant. The limit
+//! flush (every second, and at shutdown) writes the sums in multi-row upserts. The limit
 //! check adds the unflushed count to the stored one, read at most once a second per tenant; with
 //! several server processes a tenant can therefore overshoot its monthly limit by at most about
 //! one second of its own traffic.
@@ -38,6 +38,9 @@ pub struct UsageMeter {
     counts: Arc<Mutex<Counts>>,
 }
 
+/// Counter rows per flush statement (three parameters each).
+const ROWS_PER_FLUSH: usize = 1000;
+
 impl UsageMeter {
     /// Queries the tenant ran in `period`: stored plus not yet flushed.
     pub async fn queries(
@@ -47,33 +50,18 @@ impl UsageMeter {
         period: &str,
     ) -> StoreResult<i64> {
         let key = (tenant.clone(), period.to_string());
-        let cached = {
+        {
             let c = self.counts.lock().expect("usage lock");
-            c.stored
-                .get(&key)
-                .filter(|(_, at)| at.elapsed() < STORED_TTL)
-                .map(|(n, _)| *n)
-        };
-        let stored = match cached {
-            Some(n) => n,
-            None => {
-                let n = store.stored_queries(tenant, period).await?;
-                self.counts
-                    .lock()
-                    .expect("usage lock")
-                    .stored
-                    .insert(key.clone(), (n, Instant::now()));
-                n
+            if let Some((n, at)) = c.stored.get(&key)
+                && at.elapsed() < STORED_TTL
+            {
+                return Ok(n + c.pending.get(&key).copied().unwrap_or(0));
             }
-        };
-        let pending = self
-            .counts
-            .lock()
-            .expect("usage lock")
-            .pending
-            .get(&key)
-            .copied()
-            .unwrap_or(0);
+        }
+        let stored = store.stored_queries(tenant, period).await?;
+        let mut c = self.counts.lock().expect("usage lock");
+        let pending = c.pending.get(&key).copied().unwrap_or(0);
+        c.stored.insert(key, (stored, Instant::now()));
         Ok(stored + pending)
     }
 
@@ -88,35 +76,28 @@ impl UsageMeter {
             .or_default() += 1;
     }
 
-    /// Writes the pending counts. On failure they are put back for the next flush.
+    /// Writes the pending counts, a thousand counters per statement. What could not be written
+    /// is put back for the next flush.
     pub async fn flush(&self, store: &Store) -> StoreResult<()> {
-        let pending = std::mem::take(&mut self.counts.lock().expect("usage lock").pending);
-        let mut failed = None;
-        let mut unwritten = HashMap::new();
-        for ((tenant, period), n) in pending {
-            if failed.is_none() {
-                match store.add_queries(&tenant, &period, n).await {
-                    Ok(()) => {
-                        let mut c = self.counts.lock().expect("usage lock");
-                        // The stored count moved: read it again next time.
-                        c.stored.remove(&(tenant, period));
-                        continue;
-                    }
-                    Err(e) => failed = Some(e),
+        let pending: Vec<((TenantId, String), i64)> =
+            std::mem::take(&mut self.counts.lock().expect("usage lock").pending)
+                .into_iter()
+                .collect();
+        for (i, batch) in pending.chunks(ROWS_PER_FLUSH).enumerate() {
+            if let Err(e) = store.add_queries(batch).await {
+                let mut c = self.counts.lock().expect("usage lock");
+                for (key, n) in &pending[i * ROWS_PER_FLUSH..] {
+                    *c.pending.entry(key.clone()).or_default() += n;
                 }
+                return Err(e);
             }
-            unwritten.insert((tenant, period), n);
-        }
-        if !unwritten.is_empty() {
+            // The stored counts moved: read them again next time.
             let mut c = self.counts.lock().expect("usage lock");
-            for (k, n) in unwritten {
-                *c.pending.entry(k).or_default() += n;
+            for (key, _) in batch {
+                c.stored.remove(key);
             }
         }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        Ok(())
     }
 }
 
@@ -135,18 +116,22 @@ impl Store {
         Ok(n.unwrap_or(0))
     }
 
-    /// Adds `n` queries to a tenant's period.
-    pub async fn add_queries(&self, tenant: &TenantId, period: &str, n: i64) -> StoreResult<()> {
+    /// Adds counts to tenants' periods, in one statement (each tenant and period at most once).
+    async fn add_queries(&self, counts: &[((TenantId, String), i64)]) -> StoreResult<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO usage_counters (tenant_id, period, queries) VALUES {} \
+             ON CONFLICT (tenant_id, period) DO UPDATE SET queries = usage_counters.queries + excluded.queries",
+            crate::store::values_rows(counts.len(), 3)
+        );
         with_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO usage_counters (tenant_id, period, queries) VALUES ($1, $2, $3) \
-                 ON CONFLICT (tenant_id, period) DO UPDATE SET queries = usage_counters.queries + excluded.queries",
-            )
-            .bind(tenant.as_str())
-            .bind(period)
-            .bind(n)
-            .execute(pool)
-            .await?;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for ((tenant, period), n) in counts {
+                q = q.bind(tenant.as_str()).bind(period.as_str()).bind(*n);
+            }
+            q.execute(pool).await?;
         });
         Ok(())
     }
