@@ -43,7 +43,8 @@ pub struct EmbeddingsClient {
     http: reqwest::Client,
     /// `{base}/embeddings`.
     url: Url,
-    api_key: Option<SecretString>,
+    /// The `Authorization: Bearer …` header, checked and marked sensitive once.
+    api_key: Option<HeaderValue>,
     model: String,
     dimension: Option<usize>,
     retry: RetryPolicy,
@@ -73,6 +74,17 @@ impl EmbeddingsClient {
     ) -> Result<Self, String> {
         let api_key = api_key.filter(|k| !k.expose_secret().trim().is_empty());
         let url = Self::check(base_url, api_key.as_ref(), model, dimension)?;
+        let api_key = match api_key {
+            Some(key) => {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+                    .map_err(|_| {
+                    "the embeddings API key is not a valid header value".to_string()
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
         let model = model.trim();
         let http = outbound::http_client(REQUEST_TIMEOUT)?;
         Ok(Self {
@@ -152,18 +164,8 @@ impl EmbeddingsClient {
             input: batch,
         })
         .map_err(|e| EmbedError::Invalid(format!("could not serialize the request: {e}")))?;
-        let bearer = match &self.api_key {
-            Some(key) => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-                    .map_err(|_| EmbedError::Rejected {
-                    status: 400,
-                    message: "the API key is not a valid header value (not sent)".into(),
-                })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-            None => None,
-        };
+        // Shared, so each attempt clones a reference, not the whole batch of texts.
+        let body = axum::body::Bytes::from(body);
         let outcome = outbound::send_with_retries(&self.retry, "embeddings", || {
             let request = self
                 .http
@@ -171,7 +173,7 @@ impl EmbeddingsClient {
                 .header(CONTENT_TYPE, "application/json")
                 .header(ACCEPT, "application/json")
                 .body(body.clone());
-            match &bearer {
+            match &self.api_key {
                 Some(value) => request.header(reqwest::header::AUTHORIZATION, value.clone()),
                 None => request,
             }
