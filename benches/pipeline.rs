@@ -139,28 +139,15 @@ async fn paid_to_active(client: &reqwest::Client, base: &str, n: usize) -> (f64,
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut lat = Vec::new();
     for (tid, sent_ms) in &sent {
-        loop {
-            let t: Value = client
-                .get(format!("{base}/tenant/{tid}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if let Some(at) = t["activated_at"].as_str() {
-                let at = chrono::DateTime::parse_from_rfc3339(at)
+        let activated = common::poll_tenant(client, base, tid, deadline, |t| {
+            t["activated_at"].as_str().map(|at| {
+                chrono::DateTime::parse_from_rfc3339(at)
                     .unwrap()
-                    .timestamp_millis();
-                lat.push((at - sent_ms) as f64);
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tenant {tid} never became active: {t}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                    .timestamp_millis()
+            })
+        })
+        .await;
+        lat.push((activated - sent_ms) as f64);
     }
     lat.sort_by(f64::total_cmp);
     (

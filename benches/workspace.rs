@@ -120,7 +120,11 @@ fn main() {
     server_rt.spawn(onboard::jobs::worker::run(state.clone(), 4, stop_rx));
     server_rt.spawn(app.run_until(std::future::pending()));
 
-    let http = reqwest::Client::new();
+    // Redirects are not followed: the dev checkout's Pay answers 303, which is what we check.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let (tenant_id, key) = client_rt.block_on(active_tenant(&http, &base));
     println!(
         "onboard workspace benchmark: {} cores, loopback, embedded vector store on SQLite",
@@ -141,8 +145,8 @@ fn main() {
     let query_script = bench_file("wrk/query.lua");
     // SAFETY: set before wrk starts; no other thread reads the environment meanwhile.
     unsafe { std::env::set_var("BENCH_API_KEY", &key) };
-    let _ = wrk_with_headers(&base, 4, 2, Some(&query_script), &[]);
-    let q = wrk_with_headers(&base, 4, secs, Some(&query_script), &[]);
+    let _ = common::wrk(&base, 4, 2, Some(&query_script));
+    let q = common::wrk(&base, 4, secs, Some(&query_script));
     assert_eq!(q.errors, 0, "every query must succeed");
     println!(
         "query over {CHUNKS} chunks: {:.0} queries/s, p50 {:.2} ms, p99 {:.2} ms",
@@ -212,40 +216,22 @@ fn main() {
 
 async fn active_tenant(http: &reqwest::Client, base: &str) -> (String, String) {
     let (tid, session) = common::signup(http, base, "bench@example.com").await;
-    let no_redirect = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let pay = no_redirect
+    let pay = http
         .post(format!("{base}/dev/checkout/{session}/pay"))
         .send()
         .await
         .unwrap();
     assert_eq!(pay.status(), 303);
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let t: Value = http
-            .get(format!("{base}/tenant/{tid}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if t["status"] == "active" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "tenant never became active: {t}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let progress: Value = http
-        .get(format!("{base}/onboarding/status?session_id={session}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    common::poll_tenant(http, base, &tid, deadline, |t| {
+        (t["status"] == "active").then_some(())
+    })
+    .await;
+    let progress = common::get_json(
+        http,
+        &format!("{base}/onboarding/status?session_id={session}"),
+    )
+    .await;
     (tid, progress["api_key"].as_str().unwrap().to_string())
 }
 

@@ -52,10 +52,6 @@ impl Server {
         }
         panic!("onboard did not become healthy at {}", self.base);
     }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
 }
 
 impl Drop for Server {
@@ -206,17 +202,43 @@ pub fn wrk_with_headers(
     parse_wrk(&text).unwrap_or_else(|| panic!("could not parse wrk output:\n{text}"))
 }
 
+/// GET `url` and parse the JSON answer.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Polls `GET /tenant/{tid}` every 20 ms until `pick` finds what it waits for in the tenant,
+/// or panics at `deadline`.
+pub async fn poll_tenant<T>(
+    http: &reqwest::Client,
+    base: &str,
+    tid: &str,
+    deadline: Instant,
+    pick: impl Fn(&serde_json::Value) -> Option<T>,
+) -> T {
+    loop {
+        let t = get_json(http, &format!("{base}/tenant/{tid}")).await;
+        if let Some(found) = pick(&t) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tenant {tid} never got there: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Signs a starter tenant up over HTTP; returns its id and its checkout session id.
 pub async fn signup(http: &reqwest::Client, base: &str, email: &str) -> (String, String) {
-    let r: serde_json::Value = http
+    let resp = http
         .post(format!("{base}/signup"))
         .json(&serde_json::json!({"email": email, "company_name": "Bench", "password": "BenchPass123!", "plan": "starter"}))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    assert_eq!(resp.status(), 201, "signup of {email}");
+    let r: serde_json::Value = resp.json().await.unwrap();
     let tenant_id = r["tenant_id"].as_str().unwrap().to_string();
     let session = r["checkout_url"]
         .as_str()
