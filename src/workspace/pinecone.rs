@@ -626,6 +626,24 @@ mod tests {
         }
     }
 
+    /// A fake index answering the contract operation `name` (with `body`, when given) with
+    /// `answer`, expected `calls` times, and a client for it.
+    async fn serve(
+        name: &str,
+        body: Option<Value>,
+        answer: impl wiremock::Respond + 'static,
+        calls: u64,
+    ) -> (MockServer, PineconeClient) {
+        let server = MockServer::start().await;
+        contract_mock(name, body)
+            .respond_with(answer)
+            .expect(calls)
+            .mount(&server)
+            .await;
+        let client = client_for(&server);
+        (server, client)
+    }
+
     fn client_for(server: &MockServer) -> PineconeClient {
         PineconeClient::new(&server.uri(), SecretString::from(KEY))
             .expect("client")
@@ -671,13 +689,14 @@ mod tests {
 
     #[tokio::test]
     async fn upsert_sends_the_contract_request() {
-        let server = MockServer::start().await;
         let op = op("upsert");
-        contract_mock("upsert", Some(op["body"].clone()))
-            .respond_with(ResponseTemplate::new(200).set_body_json(&op["response"]))
-            .expect(1)
-            .mount(&server)
-            .await;
+        let (_server, client) = serve(
+            "upsert",
+            Some(op["body"].clone()),
+            ResponseTemplate::new(200).set_body_json(&op["response"]),
+            1,
+        )
+        .await;
         let v = &op["body"]["vectors"][0];
         let records = [VectorRecord {
             id: v["id"].as_str().expect("id").to_owned(),
@@ -685,7 +704,7 @@ mod tests {
             metadata: v["metadata"].clone(),
         }];
 
-        let n = client_for(&server)
+        let n = client
             .upsert(&contract_namespace(), &records)
             .await
             .expect("upsert succeeds");
@@ -694,24 +713,22 @@ mod tests {
 
     #[tokio::test]
     async fn upsert_omits_null_metadata() {
-        let server = MockServer::start().await;
-        contract_mock(
+        let (_server, client) = serve(
             "upsert",
             Some(json!({
                 "vectors": [{"id": "a", "values": [1.0, 0.5]}],
                 "namespace": "tenant_x"
             })),
+            ResponseTemplate::new(200).set_body_json(json!({"upsertedCount": 1})),
+            1,
         )
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"upsertedCount": 1})))
-        .expect(1)
-        .mount(&server)
         .await;
         let records = [VectorRecord {
             id: "a".into(),
             values: vec![1.0, 0.5],
             metadata: Value::Null,
         }];
-        let n = client_for(&server)
+        let n = client
             .upsert("tenant_x", &records)
             .await
             .expect("upsert succeeds");
@@ -720,16 +737,17 @@ mod tests {
 
     #[tokio::test]
     async fn query_sends_the_contract_request_and_parses_the_example() {
-        let server = MockServer::start().await;
         let op = op("query");
-        contract_mock("query", Some(op["body"].clone()))
-            .respond_with(ResponseTemplate::new(200).set_body_json(&op["response_example"]))
-            .expect(1)
-            .mount(&server)
-            .await;
+        let (_server, client) = serve(
+            "query",
+            Some(op["body"].clone()),
+            ResponseTemplate::new(200).set_body_json(&op["response_example"]),
+            1,
+        )
+        .await;
         let body = &op["body"];
 
-        let matches = client_for(&server)
+        let matches = client
             .query(
                 body["namespace"].as_str().expect("namespace"),
                 &floats(&body["vector"]),
@@ -787,20 +805,21 @@ mod tests {
 
     #[tokio::test]
     async fn delete_by_ids_sends_the_contract_request() {
-        let server = MockServer::start().await;
         let op = op("delete_by_ids");
-        contract_mock("delete_by_ids", Some(op["body"].clone()))
-            .respond_with(ResponseTemplate::new(200).set_body_json(&op["response"]))
-            .expect(1)
-            .mount(&server)
-            .await;
+        let (_server, client) = serve(
+            "delete_by_ids",
+            Some(op["body"].clone()),
+            ResponseTemplate::new(200).set_body_json(&op["response"]),
+            1,
+        )
+        .await;
         let ids: Vec<String> = op["body"]["ids"]
             .as_array()
             .expect("ids")
             .iter()
             .map(|i| i.as_str().expect("id").to_owned())
             .collect();
-        client_for(&server)
+        client
             .delete_ids(op["body"]["namespace"].as_str().expect("namespace"), &ids)
             .await
             .expect("delete succeeds");
@@ -808,14 +827,15 @@ mod tests {
 
     #[tokio::test]
     async fn delete_all_sends_the_contract_request() {
-        let server = MockServer::start().await;
         let op = op("delete_all_in_namespace");
-        contract_mock("delete_all_in_namespace", Some(op["body"].clone()))
-            .respond_with(ResponseTemplate::new(200).set_body_json(&op["response"]))
-            .expect(1)
-            .mount(&server)
-            .await;
-        client_for(&server)
+        let (_server, client) = serve(
+            "delete_all_in_namespace",
+            Some(op["body"].clone()),
+            ResponseTemplate::new(200).set_body_json(&op["response"]),
+            1,
+        )
+        .await;
+        client
             .delete_all(op["body"]["namespace"].as_str().expect("namespace"))
             .await
             .expect("delete all succeeds");
@@ -823,17 +843,15 @@ mod tests {
 
     #[tokio::test]
     async fn describe_index_stats_sends_the_contract_request_and_parses_the_example() {
-        let server = MockServer::start().await;
         let op = op("describe_index_stats");
-        contract_mock("describe_index_stats", Some(op["body"].clone()))
-            .respond_with(ResponseTemplate::new(200).set_body_json(&op["response_example"]))
-            .expect(1)
-            .mount(&server)
-            .await;
-        let stats = client_for(&server)
-            .describe_index_stats()
-            .await
-            .expect("stats");
+        let (_server, client) = serve(
+            "describe_index_stats",
+            Some(op["body"].clone()),
+            ResponseTemplate::new(200).set_body_json(&op["response_example"]),
+            1,
+        )
+        .await;
+        let stats = client.describe_index_stats().await.expect("stats");
         assert_eq!(
             stats,
             IndexStats {
@@ -846,19 +864,17 @@ mod tests {
 
     #[tokio::test]
     async fn describe_index_stats_reads_int64_strings_and_missing_fields() {
-        let server = MockServer::start().await;
-        contract_mock("describe_index_stats", None)
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+        let (_server, client) = serve(
+            "describe_index_stats",
+            None,
+            ResponseTemplate::new(200).set_body_json(json!({
                 "namespaces": {"a": {"vectorCount": "12"}, "b": {}},
                 "totalVectorCount": "12"
-            })))
-            .expect(1)
-            .mount(&server)
-            .await;
-        let stats = client_for(&server)
-            .describe_index_stats()
-            .await
-            .expect("stats");
+            })),
+            1,
+        )
+        .await;
+        let stats = client.describe_index_stats().await.expect("stats");
         assert_eq!(stats.dimension, None);
         assert_eq!(stats.total_vector_count, 12);
         assert_eq!(
@@ -869,15 +885,10 @@ mod tests {
 
     #[tokio::test]
     async fn upsert_batches_1500_records_into_two_requests() {
-        let server = MockServer::start().await;
-        contract_mock("upsert", None)
-            .respond_with(CountUpserted)
-            .expect(2)
-            .mount(&server)
-            .await;
+        let (server, client) = serve("upsert", None, CountUpserted, 2).await;
         let records: Vec<_> = (0..1500).map(|i| record(i, 4)).collect();
 
-        let n = client_for(&server)
+        let n = client
             .upsert("tenant_x", &records)
             .await
             .expect("upsert succeeds");
@@ -927,14 +938,15 @@ mod tests {
 
     #[tokio::test]
     async fn delete_ids_batches_1000_ids_per_request() {
-        let server = MockServer::start().await;
-        contract_mock("delete_by_ids", None)
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
-            .expect(3)
-            .mount(&server)
-            .await;
+        let (server, client) = serve(
+            "delete_by_ids",
+            None,
+            ResponseTemplate::new(200).set_body_json(json!({})),
+            3,
+        )
+        .await;
         let ids: Vec<String> = (0..2500).map(|i| format!("id-{i}")).collect();
-        client_for(&server)
+        client
             .delete_ids("tenant_x", &ids)
             .await
             .expect("delete succeeds");
@@ -986,13 +998,14 @@ mod tests {
 
     #[tokio::test]
     async fn service_unavailable_exhausts_retries_as_unavailable() {
-        let server = MockServer::start().await;
-        contract_mock("query", None)
-            .respond_with(ResponseTemplate::new(503).set_body_string("upstream connect error"))
-            .expect(3)
-            .mount(&server)
-            .await;
-        let err = client_for(&server)
+        let (_server, client) = serve(
+            "query",
+            None,
+            ResponseTemplate::new(503).set_body_string("upstream connect error"),
+            3,
+        )
+        .await;
+        let err = client
             .query("tenant_x", &[0.1, 0.2], 3, None)
             .await
             .expect_err("always 503");
@@ -1052,16 +1065,14 @@ mod tests {
 
     #[tokio::test]
     async fn unauthorized_plain_text_is_rejected_without_retry() {
-        let server = MockServer::start().await;
-        contract_mock("delete_all_in_namespace", None)
-            .respond_with(ResponseTemplate::new(401).set_body_string("Unauthorized"))
-            .expect(1)
-            .mount(&server)
-            .await;
-        let err = client_for(&server)
-            .delete_all("tenant_x")
-            .await
-            .expect_err("bad key");
+        let (_server, client) = serve(
+            "delete_all_in_namespace",
+            None,
+            ResponseTemplate::new(401).set_body_string("Unauthorized"),
+            1,
+        )
+        .await;
+        let err = client.delete_all("tenant_x").await.expect_err("bad key");
         assert!(
             matches!(&err, VectorError::Rejected { status: 401, message } if message == "Unauthorized"),
             "{err:?}"
