@@ -431,10 +431,7 @@ async fn current_session(
     let Some(token) = session_token(headers) else {
         return Ok(None);
     };
-    let Some(session) = state.store.session(&token).await? else {
-        return Ok(None);
-    };
-    let Some(tenant) = state.store.tenant(&session.tenant_id).await? else {
+    let Some((session, tenant)) = state.store.session_with_tenant(&token).await? else {
         return Ok(None);
     };
     if login_refusal(tenant.status, tenant.id.as_str()).is_some() {
@@ -563,9 +560,13 @@ async fn magic_login(state: &AppState, query: Option<&str>) -> AppResult<Respons
                 ));
             }
             let session = tx
-                .create_session(&tenant.id, LoginMethod::MagicLink, session_ttl_ms(state))
+                .start_session(
+                    &tenant.id,
+                    &normalized_email(&tenant),
+                    LoginMethod::MagicLink,
+                    session_ttl_ms(state),
+                )
                 .await?;
-            tx.clear_login_failures(&normalized_email(&tenant)).await?;
             tx.commit().await?;
             after_session_start(state, &tenant, LoginMethod::MagicLink).await;
             let cookie = started_cookie(state, &session);

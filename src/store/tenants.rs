@@ -69,6 +69,15 @@ impl TryFrom<TenantRow> for Tenant {
 pub(crate) const TENANT_COLUMNS: &str = "id, email, company_name, password_hash, plan, status, status_reason, \
     stripe_checkout_session_id, stripe_customer_id, stripe_subscription_id, created_at, updated_at, activated_at";
 
+/// [`TENANT_COLUMNS`], each qualified with a table `alias`, for joins.
+pub(crate) fn tenant_columns_of(alias: &str) -> String {
+    TENANT_COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What a signup writes.
 #[derive(Debug, Clone)]
 pub struct NewTenant {

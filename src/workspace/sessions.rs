@@ -87,6 +87,15 @@ fn tenant_id(raw: String) -> StoreResult<TenantId> {
     TenantId::parse(&raw).ok_or_else(|| StoreError::Corrupt(format!("tenant id {raw}")))
 }
 
+#[derive(sqlx::FromRow)]
+struct SessionTenantRow {
+    #[sqlx(flatten)]
+    tenant: crate::store::tenants::TenantRow,
+    session_method: String,
+    session_created_at: i64,
+    session_expires_at: i64,
+}
+
 impl Tx {
     /// Starts a session for `tenant` lasting `ttl_ms`; returns its token (only the hash is kept).
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant, method = method.as_str()))]
@@ -116,6 +125,20 @@ impl Tx {
             token: SecretString::from(token),
             expires_at,
         })
+    }
+
+    /// A successful sign-in in this transaction: a new session, and the email's failed attempts
+    /// forgotten.
+    pub async fn start_session(
+        &mut self,
+        tenant: &TenantId,
+        email_normalized: &str,
+        method: LoginMethod,
+        ttl_ms: i64,
+    ) -> StoreResult<IssuedSession> {
+        let session = self.create_session(tenant, method, ttl_ms).await?;
+        self.clear_login_failures(email_normalized).await?;
+        Ok(session)
     }
 
     /// Forgets the failed attempts of an email (after a successful sign-in).
@@ -178,8 +201,9 @@ impl Store {
         ttl_ms: i64,
     ) -> StoreResult<IssuedSession> {
         let mut tx = self.begin().await?;
-        let session = tx.create_session(tenant, method, ttl_ms).await?;
-        tx.clear_login_failures(email_normalized).await?;
+        let session = tx
+            .start_session(tenant, email_normalized, method, ttl_ms)
+            .await?;
         tx.commit().await?;
         Ok(session)
     }
@@ -207,6 +231,41 @@ impl Store {
                 created_at,
                 expires_at,
             })
+        })
+        .transpose()
+    }
+
+    /// [`Store::session`] with its tenant, in one query (every signed-in page needs both).
+    #[tracing::instrument(skip_all)]
+    pub async fn session_with_tenant(
+        &self,
+        token: &str,
+    ) -> StoreResult<Option<(Session, crate::store::Tenant)>> {
+        if !plausible_token(token) {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT {}, s.method AS session_method, s.created_at AS session_created_at, \
+             s.expires_at AS session_expires_at FROM sessions s JOIN tenants t ON t.id = s.tenant_id \
+             WHERE s.id_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
+            crate::store::tenants::tenant_columns_of("t")
+        );
+        let row: Option<SessionTenantRow> = with_reader!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(token_hash(token))
+                .bind(now_ms())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(|r| {
+            let tenant = crate::store::Tenant::try_from(r.tenant)?;
+            let session = Session {
+                tenant_id: tenant.id.clone(),
+                method: r.session_method,
+                created_at: r.session_created_at,
+                expires_at: r.session_expires_at,
+            };
+            Ok((session, tenant))
         })
         .transpose()
     }
