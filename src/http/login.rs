@@ -495,18 +495,8 @@ async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> AppRes
     Ok(render_login_page(StatusCode::OK, None, ""))
 }
 
-#[derive(Template)]
-#[template(path = "magic_link_invalid.html")]
-struct MagicLinkPage<'a> {
-    title: &'a str,
-    message: &'a str,
-}
-
 fn magic_link_page(status: StatusCode, title: &str, message: &str) -> Response {
-    let mut resp = match (MagicLinkPage { title, message }).render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => ApiError::internal("render magic link page", e).into_response(),
-    };
+    let mut resp = super::message_page(status, title, message, ("/login", "Go to sign in"));
     no_store(&mut resp);
     resp
 }

@@ -201,3 +201,34 @@ impl Application {
         Ok(())
     }
 }
+
+#[derive(askama::Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+    link_href: &'a str,
+    link_text: &'a str,
+}
+
+/// A small HTML page for a person in a browser: a title, what happened, and one way on
+/// (`link`: address and label). Browser pages answer bad input with this, not with JSON.
+pub(crate) fn message_page(
+    status: axum::http::StatusCode,
+    title: &str,
+    message: &str,
+    link: (&str, &str),
+) -> axum::response::Response {
+    use askama::Template;
+    use axum::response::IntoResponse;
+    let page = MessagePage {
+        title,
+        message,
+        link_href: link.0,
+        link_text: link.1,
+    };
+    match page.render() {
+        Ok(html) => (status, axum::response::Html(html)).into_response(),
+        Err(e) => error::ApiError::internal("render message page", e).into_response(),
+    }
+}

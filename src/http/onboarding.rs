@@ -87,11 +87,28 @@ struct SuccessPage<'a> {
     tenant_id: &'a str,
 }
 
+/// The page Stripe (or the dev checkout) sends the customer back to. It is a page for a person,
+/// so a missing, malformed or unknown session is explained in HTML, not JSON.
 async fn success_page(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<SessionQuery>,
 ) -> AppResult<Response> {
-    let tenant = tenant_for_session(&state, &q).await?;
+    let tenant = match tenant_for_session(&state, &q).await {
+        Ok(t) => t,
+        Err(e) if e.status.is_client_error() => {
+            return Ok(super::message_page(
+                e.status,
+                "We could not find your checkout",
+                &format!(
+                    "{}. Open the link from your checkout again; if you already paid, your welcome \
+                     email has a sign-in link.",
+                    e.message.trim_end_matches('.')
+                ),
+                ("/login", "Go to sign in"),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     fulfil_from_session(&state, &tenant).await?;
     let sid = tenant
         .stripe_checkout_session_id

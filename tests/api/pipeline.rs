@@ -48,6 +48,25 @@ async fn paying_on_the_dev_checkout_provisions_the_tenant_end_to_end(backend: Ba
         assert_eq!(err["message"], message);
         assert_eq!(err["field"], "session_id");
     }
+    // The success page is for a person: the same mistakes get an HTML page saying what is wrong.
+    for (query, status, says) in [
+        ("", 400, "session_id is required."),
+        ("?session_id=cs_dev_nosuchsession", 404, "not found"),
+    ] {
+        let resp = app.get(&format!("/onboarding/success{query}")).await;
+        assert_eq!(resp.status(), status);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let page = resp.text().await.unwrap();
+        assert!(
+            page.contains("We could not find your checkout") && page.contains(says),
+            "{page}"
+        );
+    }
     let (tid, session) = app.checkout("journey@example.com", "pro").await;
     let resp = app.dev_checkout(&session, "pay").await;
     assert_eq!(resp.status(), 303);
