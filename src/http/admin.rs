@@ -88,7 +88,13 @@ pub async fn provision(
     _operator: Operator,
     JsonBody(req): JsonBody<ProvisionRequest>,
 ) -> AppResult<(StatusCode, Json<ProvisionResponse>)> {
-    let id = TenantId::parse(&req.tenant_id).ok_or_else(|| ApiError::not_found("tenant"))?;
+    let id = TenantId::parse(&req.tenant_id).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_tenant_id",
+            format!("'{}' is not a tenant id (tenant_…)", req.tenant_id),
+        )
+        .with_field("tenant_id")
+    })?;
     retry_response(&state, &id, req.force, "operator").await
 }
 

@@ -339,7 +339,7 @@ pub async fn create_document(
 ) -> AppResult<(StatusCode, Json<Document>)> {
     caller.require(scopes::DOCUMENTS_WRITE)?;
     let kind = match super::extract::media_type(&headers).as_str() {
-        "application/json" => "application/json",
+        m if super::extract::is_json(m) => "application/json",
         "text/plain" => "text/plain",
         "text/markdown" => "text/markdown",
         _ => {

@@ -409,6 +409,17 @@ async fn operator_provision_endpoint_requires_the_admin_token(backend: Backend) 
         .await
         .unwrap();
     assert_error(resp, 409, "invalid_transition").await;
+    // Something that is not a tenant id is named as such, not looked up.
+    let resp = app
+        .client
+        .post(app.url("/provision"))
+        .bearer_auth("operator-token-123456")
+        .json(&json!({"tenant_id": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    let err = assert_error(resp, 400, "invalid_tenant_id").await;
+    assert_eq!(err["field"], "tenant_id");
 }
 
 async fn signup_with_stripe_sends_the_exact_checkout_request(backend: Backend) {

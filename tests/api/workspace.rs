@@ -541,6 +541,13 @@ async fn bad_documents_get_clear_errors(backend: Backend) {
     .await;
     let resp = raw("application/json", "{not json".into()).await.unwrap();
     assert_error(resp, 400, "invalid_json").await;
+    let resp = raw(
+        "application/vnd.api+json",
+        r#"{"title": "JSON:API", "content": "Typed JSON is JSON too."}"#.into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 201, "an application/…+json document is JSON");
     let resp = raw("application/pdf", "%PDF".into()).await.unwrap();
     assert_error(resp, 415, "unsupported_media_type").await;
     let resp = raw("text/plain", vec![0xff, 0xfe, 0x41].into())
