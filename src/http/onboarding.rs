@@ -96,13 +96,17 @@ async fn success_page(
     let tenant = match tenant_for_session(&state, &q).await {
         Ok(t) => t,
         Err(e) if e.status.is_client_error() => {
+            let what = if e.status == axum::http::StatusCode::NOT_FOUND {
+                "There is no checkout with this session id".to_string()
+            } else {
+                format!("The link is incomplete ({})", e.message)
+            };
             return Ok(super::message_page(
                 e.status,
                 "We could not find your checkout",
                 &format!(
-                    "{}. Open the link from your checkout again; if you already paid, your welcome \
-                     email has a sign-in link.",
-                    e.message.trim_end_matches('.')
+                    "{what}. Open the link from your checkout again; if you already paid, your \
+                     welcome email has a sign-in link."
                 ),
                 ("/login", "Go to sign in"),
             ));

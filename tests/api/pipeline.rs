@@ -50,8 +50,12 @@ async fn paying_on_the_dev_checkout_provisions_the_tenant_end_to_end(backend: Ba
     }
     // The success page is for a person: the same mistakes get an HTML page saying what is wrong.
     for (query, status, says) in [
-        ("", 400, "session_id is required."),
-        ("?session_id=cs_dev_nosuchsession", 404, "not found"),
+        ("", 400, "The link is incomplete (session_id is required)."),
+        (
+            "?session_id=cs_dev_nosuchsession",
+            404,
+            "There is no checkout with this session id.",
+        ),
     ] {
         let resp = app.get(&format!("/onboarding/success{query}")).await;
         assert_eq!(resp.status(), status);
