@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use common::{bench_file, bench_seconds, wrk_with_headers};
 use onboard::config::Settings;
 use onboard::domain::{Plan, TenantId, TenantStatus};
-use onboard::http::auth::Caller;
 use onboard::store::Store;
 use onboard::workspace::api_keys::Principal;
+use onboard::workspace::key_cache::Caller;
 use serde_json::{Value, json};
 
 const CHUNKS: usize = 10_000;
@@ -117,7 +117,7 @@ fn main() {
     let app = onboard::http::Application::from_listener(listener, settings, store.clone());
     let state = app.state().clone();
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    server_rt.spawn(onboard::jobs::worker::run(state.clone(), 4, stop_rx));
+    server_rt.spawn(onboard::tasks::run_worker(state.clone(), 4, stop_rx));
     server_rt.spawn(app.run_until(std::future::pending()));
 
     // Redirects are not followed: the dev checkout's Pay answers 303, which is what we check.
@@ -242,7 +242,7 @@ async fn ingest(
     key: &str,
     chunks: usize,
 ) -> (usize, Duration, String) {
-    let per_doc = onboard::workspace::chunker::chunk(&document(0)).len();
+    let per_doc = onboard::search::chunker::chunk(&document(0)).len();
     let docs = (chunks - 3).div_ceil(per_doc);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();

@@ -11,13 +11,11 @@ use tokio::sync::Notify;
 use crate::billing::stripe::StripeClient;
 use crate::config::Settings;
 use crate::email::Mailer;
-use crate::http::auth::KeyCache;
+use crate::search::{Embedder, EmbeddingsClient, PineconeClient, VectorStore};
 use crate::store::Store;
 use crate::workspace::api_keys::KeySigner;
-use crate::workspace::embedder::Embedder;
-use crate::workspace::pinecone::PineconeClient;
+use crate::workspace::key_cache::KeyCache;
 use crate::workspace::usage::UsageMeter;
-use crate::workspace::vectors::VectorStore;
 
 /// Shared application state.
 #[derive(Clone)]
@@ -66,7 +64,18 @@ impl AppState {
         let signer = KeySigner::new(&settings.jwt_secret);
         // `Settings::validate` checked both clients' settings: building them fails only if
         // this machine cannot set up TLS at all.
-        let embedder = Embedder::from_settings(&settings).expect("validated embeddings settings");
+        let embedder = match &settings.embeddings_url {
+            None => Embedder::Builtin,
+            Some(url) => Embedder::Remote(
+                EmbeddingsClient::new(
+                    url.as_str(),
+                    settings.embeddings_api_key.clone(),
+                    &settings.embeddings_model,
+                    Some(settings.embeddings_dimension),
+                )
+                .expect("validated embeddings settings"),
+            ),
+        };
         let vectors = match (&settings.pinecone_api_key, &settings.pinecone_index_host) {
             (Some(key), Some(host)) => VectorStore::pinecone(
                 store.clone(),

@@ -37,7 +37,7 @@ pub async fn serve(settings: Settings, with_worker: bool) -> anyhow::Result<()> 
     let worker = with_worker.then(|| {
         let state = app.state().clone();
         let n = state.settings.worker_concurrency();
-        tokio::spawn(crate::jobs::worker::run(state, n, stop_rx))
+        tokio::spawn(crate::tasks::run_worker(state, n, stop_rx))
     });
     let addr = app.local_addr();
     let s = &app.state().settings;
@@ -65,7 +65,7 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
     let state = crate::app::AppState::new(settings, store.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let n = state.settings.worker_concurrency();
-    let handle = tokio::spawn(crate::jobs::worker::run(state, n, stop_rx));
+    let handle = tokio::spawn(crate::tasks::run_worker(state, n, stop_rx));
     println!("onboard worker running on the {} database", store.backend());
     shutdown_signal().await;
     let _ = stop_tx.send(true);

@@ -417,11 +417,11 @@ impl Settings {
         // The clients themselves are built once, by `AppState::new`; here only their settings
         // are checked, so commands that never call out do not build them at all.
         if let (Some(key), Some(host)) = (&self.pinecone_api_key, &self.pinecone_index_host) {
-            crate::workspace::pinecone::PineconeClient::check(host, key)
+            crate::search::PineconeClient::check(host, key)
                 .map_err(|m| p.error("PINECONE_INDEX_HOST", m))?;
         }
         if let Some(url) = &self.embeddings_url {
-            crate::workspace::embeddings::EmbeddingsClient::check(
+            crate::search::EmbeddingsClient::check(
                 url.as_str(),
                 self.embeddings_api_key.as_ref(),
                 &self.embeddings_model,

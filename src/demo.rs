@@ -30,7 +30,7 @@ pub async fn run() -> anyhow::Result<()> {
     let app = Application::from_listener(listener, settings, store.clone());
     let state = app.state().clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(crate::jobs::worker::run(
+    let worker = tokio::spawn(crate::tasks::run_worker(
         state.clone(),
         state.settings.worker_concurrency(),
         stop_rx,

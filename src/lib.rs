@@ -13,5 +13,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod outbound;
 pub mod provisioning;
+pub mod search;
 pub mod store;
+pub mod tasks;
 pub mod workspace;

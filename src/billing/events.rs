@@ -8,7 +8,7 @@ use super::checkout::{self, Fulfilment};
 use super::signature::{self, SignatureError};
 use super::stripe::CheckoutSession;
 use crate::app::AppState;
-use crate::jobs::{JobKind, NewJob};
+use crate::jobs::{Done, JobKind, JobRef, NewJob, Task};
 use crate::metrics::Counters;
 use crate::store::{StoreError, StoreResult, Tx, now_ms};
 use crate::{with_conn, with_reader};
@@ -17,6 +17,27 @@ use crate::{with_conn, with_reader};
 #[derive(Debug, Serialize, Deserialize)]
 pub struct EventJob {
     pub event_id: String,
+}
+
+/// The job that processes the stored event `event_id`, once.
+pub fn job(event_id: &str) -> NewJob {
+    EventJob {
+        event_id: event_id.to_string(),
+    }
+    .job(10)
+    .dedupe(format!("event:{event_id}"))
+}
+
+impl Task for EventJob {
+    type Context = AppState;
+    const KIND: JobKind = JobKind::new("stripe_event", 10);
+
+    async fn run(&self, app: &AppState, _: JobRef<'_>) -> Result<Done, String> {
+        process(app, &self.event_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Done::ByWorker)
+    }
 }
 
 /// Why a delivery was refused.
@@ -111,17 +132,7 @@ pub async fn receive(
         return Ok(Receipt::Duplicate);
     }
     if applied.is_none() {
-        tx.enqueue(
-            NewJob::new(
-                JobKind::StripeEvent,
-                &EventJob {
-                    event_id: env.id.clone(),
-                },
-                10,
-            )
-            .dedupe(format!("event:{}", env.id)),
-        )
-        .await?;
+        tx.enqueue(job(&env.id)).await?;
     }
     tx.commit().await?;
     if let Some(a) = &applied {

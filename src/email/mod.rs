@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
+use crate::app::AppState;
+use crate::jobs::{Done, JobKind, JobRef, NewJob, Task};
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
 use crate::{with_conn, with_pool, with_reader};
 
@@ -97,8 +99,7 @@ impl Tx {
     ) -> StoreResult<Option<String>> {
         let id = self.insert_email(email, from_address).await?;
         if let Some(id) = &id {
-            self.enqueue(crate::jobs::worker::send_email_job(id))
-                .await?;
+            self.enqueue(delivery_job(id)).await?;
         }
         Ok(id)
     }
@@ -157,6 +158,35 @@ impl Store {
             };
         });
         Ok(())
+    }
+}
+
+/// Payload of the job that delivers one stored email.
+#[derive(Serialize, serde::Deserialize)]
+pub struct Delivery {
+    pub email_id: String,
+}
+
+/// The delivery job of one stored email.
+pub fn delivery_job(email_id: &str) -> NewJob {
+    Delivery {
+        email_id: email_id.to_string(),
+    }
+    .job(8)
+    .dedupe(format!("email:{email_id}"))
+}
+
+impl Task for Delivery {
+    type Context = AppState;
+    /// An email can follow provisioning a few milliseconds later.
+    const KIND: JobKind = JobKind::new("send_email", 5);
+
+    async fn run(&self, app: &AppState, _: JobRef<'_>) -> Result<Done, String> {
+        app.mailer
+            .deliver(&app.store, &self.email_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Done::ByWorker)
     }
 }
 

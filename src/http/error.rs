@@ -39,6 +39,12 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
+impl From<crate::workspace::key_cache::MissingScope> for ApiError {
+    fn from(e: crate::workspace::key_cache::MissingScope) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "insufficient_scope", e.to_string())
+    }
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {

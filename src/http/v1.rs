@@ -19,14 +19,14 @@ use super::error::{ApiError, AppResult};
 use super::extract::{JsonBody, QueryParams, parse_json};
 use crate::app::AppState;
 use crate::domain::Plan;
+use crate::search::EmbedError;
+use crate::search::VectorError;
 use crate::workspace::api_keys::{ApiKeyRow, scopes};
 use crate::workspace::documents::{
     self, Document, DocumentWithContent, MAX_DOCUMENT_BYTES, MAX_TITLE_CHARS, MAX_TOP_K,
     NewDocument, QueryHit, WorkspaceError,
 };
-use crate::workspace::embeddings::EmbedError;
 use crate::workspace::usage::current_period;
-use crate::workspace::vectors::VectorError;
 
 /// Scopes a tenant may put on a key it creates.
 const GRANTABLE: [&str; 3] = [scopes::DOCUMENTS_WRITE, scopes::QUERY, scopes::KEYS_MANAGE];
@@ -503,9 +503,9 @@ pub async fn list_documents(
 
 /// Reading needs either `query` or `documents:write`.
 fn require_any(caller: &Caller) -> Result<(), ApiError> {
-    caller
+    Ok(caller
         .require(scopes::QUERY)
-        .or_else(|_| caller.require(scopes::DOCUMENTS_WRITE))
+        .or_else(|_| caller.require(scopes::DOCUMENTS_WRITE))?)
 }
 
 /// One document with its content.

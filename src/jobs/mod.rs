@@ -1,9 +1,17 @@
-//! Durable jobs in the database (DESIGN.md "Jobs"): enqueued inside the caller's transaction,
-//! claimed with a lease (`locked_until`; Postgres `FOR UPDATE SKIP LOCKED`, SQLite one atomic
-//! `UPDATE … RETURNING`), run outside any transaction, retried with exponential backoff and
-//! jitter, then dead-lettered with the last error. A crashed worker's lease expires and the job
-//! is taken again, so handlers are idempotent.
+//! The durable job engine: jobs live in the database, are enqueued inside the caller's
+//! transaction, claimed with a lease (`locked_until`; Postgres `FOR UPDATE SKIP LOCKED`, SQLite
+//! one atomic `UPDATE … RETURNING`), run outside any transaction, retried with exponential
+//! backoff and jitter, then dead-lettered with the last error. A crashed worker's lease expires
+//! and the job is taken again, so handlers are idempotent.
+//!
+//! The engine knows job kinds only as data ([`JobKind`]). Each module that owns some work
+//! implements [`Task`] for its payload and owns the constructor of its [`NewJob`]; the
+//! application maps kinds to handlers in one [`Registry`] (`crate::tasks`).
+//!
+//! Must not import `app`, `http`, `provisioning`, `billing`, `email`, `workspace` or `search`:
+//! only `store` and `metrics` below it (checked by `tests/layout.rs`).
 
+pub mod task;
 pub mod worker;
 
 use rand::Rng;
@@ -11,61 +19,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
+
 use crate::{with_conn, with_pool, with_reader};
-
-/// What a job does. Each kind has a payload type and a handler in `worker.rs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
-    /// Process one stored Stripe event.
-    StripeEvent,
-    /// Run the provisioning pipeline of one tenant.
-    ProvisionTenant,
-    /// Deliver one outbox email.
-    SendEmail,
-    /// Periodic: fail tenants stuck in provisioning.
-    SweepProvisioning,
-    /// Periodic: drop stale rate-limit counters and old finished jobs.
-    Prune,
-    /// Delete vectors from a remote vector store that no document owns any more.
-    PurgeVectors,
-}
-
-impl JobKind {
-    pub const ALL: [JobKind; 6] = [
-        JobKind::StripeEvent,
-        JobKind::ProvisionTenant,
-        JobKind::SendEmail,
-        JobKind::SweepProvisioning,
-        JobKind::Prune,
-        JobKind::PurgeVectors,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::StripeEvent => "stripe_event",
-            JobKind::ProvisionTenant => "provision_tenant",
-            JobKind::SendEmail => "send_email",
-            JobKind::SweepProvisioning => "sweep_provisioning",
-            JobKind::Prune => "prune",
-            JobKind::PurgeVectors => "purge_vectors",
-        }
-    }
-
-    /// Higher is claimed first: provisioning is on a customer's critical path, an email can
-    /// follow a few milliseconds later, housekeeping last.
-    pub fn priority(self) -> i64 {
-        match self {
-            JobKind::ProvisionTenant => 20,
-            JobKind::StripeEvent => 10,
-            JobKind::SendEmail | JobKind::PurgeVectors => 5,
-            JobKind::SweepProvisioning | JobKind::Prune => 0,
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<JobKind> {
-        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
+pub use task::{BoxFuture, Done, JobKind, Registry, Task};
 
 /// A job to enqueue.
 pub struct NewJob {
@@ -199,7 +155,7 @@ impl Tx {
             .bind(job.run_at)
             .bind(&job.dedupe_key)
             .bind(now)
-            .bind(job.kind.priority())
+            .bind(job.kind.priority)
             .execute(&mut *conn)
             .await?
             .rows_affected()
@@ -390,12 +346,5 @@ mod tests {
             }
         }
         assert!(backoff_ms(40, 1000) <= 375_000, "capped");
-    }
-
-    #[test]
-    fn kinds_round_trip() {
-        for k in JobKind::ALL {
-            assert_eq!(JobKind::parse(k.as_str()), Some(k));
-        }
     }
 }

@@ -1,244 +1,196 @@
 //! The worker loop: claim, run (panic-safe, outside any transaction), complete or fail. Also
-//! schedules the periodic jobs (provisioning sweeper, pruning) so they run whether or not anyone
-//! is looking; their dedupe keys keep one instance queued across all processes.
+//! keeps each registered periodic job queued, so periodic work runs whether or not anyone is
+//! looking; their dedupe keys keep one instance queued across all processes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
-use super::{Job, JobKind, NewJob};
-use crate::app::AppState;
-use crate::domain::TenantId;
+use super::task::Registry;
+use super::{Done, Job, JobRef};
 use crate::metrics::Counters;
-use crate::store::now_ms;
+use crate::store::{Store, StoreResult, now_ms};
 
-/// How often the sweeper looks for stuck tenants.
-pub const SWEEP_EVERY_MS: i64 = 5_000;
-const PRUNE_EVERY_MS: i64 = 3_600_000;
+/// How often finished jobs older than [`KEEP_FINISHED_MS`] are deleted, per process.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How long a finished job stays listed (for `onboard jobs stats` and investigations).
+const KEEP_FINISHED_MS: i64 = 7 * 86_400_000;
 
-#[derive(Serialize, Deserialize)]
-struct EmailJob {
-    email_id: String,
+/// Everything the engine needs to run jobs: the handlers' context, where jobs are stored, which
+/// handler runs which kind, and how to wait, lease and back off.
+pub struct Worker<C> {
+    /// Handed to every handler.
+    pub ctx: C,
+    pub store: Store,
+    pub registry: Arc<Registry<C>>,
+    /// Notified by an enqueue in this process: wakes one idle loop at once.
+    pub ready: Arc<Notify>,
+    pub lease_ms: i64,
+    pub backoff_base_ms: i64,
+    pub counters: Arc<Counters>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Empty {}
-
-/// The delivery job of one outbox email.
-pub fn send_email_job(email_id: &str) -> NewJob {
-    NewJob::new(
-        JobKind::SendEmail,
-        &EmailJob {
-            email_id: email_id.to_string(),
-        },
-        8,
-    )
-    .dedupe(format!("email:{email_id}"))
-}
-
-fn periodic(kind: JobKind, run_at: i64) -> NewJob {
-    NewJob::new(kind, &Empty {}, 3)
-        .dedupe(format!("periodic:{}", kind.as_str()))
-        .at(run_at)
-}
-
-/// Runs `concurrency` job loops until `stop` turns true.
-pub async fn run(app: AppState, concurrency: usize, mut stop: watch::Receiver<bool>) {
-    let worker_id = format!("{}-{}", hostname(), ulid::Ulid::new());
-    tracing::info!(worker = %worker_id, concurrency, "worker started");
-    let mut loops = tokio::task::JoinSet::new();
-    for i in 0..concurrency.max(1) {
-        let (app, id, stop) = (app.clone(), format!("{worker_id}/{i}"), stop.clone());
-        loops.spawn(async move { job_loop(app, id, stop).await });
-    }
-    let _ = ensure_periodic(&app).await;
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => { let _ = ensure_periodic(&app).await; }
-            _ = stop.changed() => break,
+impl<C: Clone> Clone for Worker<C> {
+    fn clone(&self) -> Self {
+        Self {
+            ctx: self.ctx.clone(),
+            store: self.store.clone(),
+            registry: self.registry.clone(),
+            ready: self.ready.clone(),
+            lease_ms: self.lease_ms,
+            backoff_base_ms: self.backoff_base_ms,
+            counters: self.counters.clone(),
         }
     }
-    while loops.join_next().await.is_some() {}
-    tracing::info!(worker = %worker_id, "worker stopped");
 }
 
-async fn ensure_periodic(app: &AppState) -> crate::store::StoreResult<()> {
-    let mut tx = app.store.begin().await?;
-    tx.enqueue(periodic(JobKind::SweepProvisioning, now_ms()))
-        .await?;
-    tx.enqueue(periodic(JobKind::Prune, now_ms())).await?;
-    tx.commit().await
+impl<C: Clone + Send + Sync + 'static> Worker<C> {
+    /// Runs `concurrency` job loops until `stop` turns true.
+    pub async fn run(self, concurrency: usize, mut stop: watch::Receiver<bool>) {
+        let worker_id = format!("{}-{}", hostname(), ulid::Ulid::new());
+        tracing::info!(worker = %worker_id, concurrency, "worker started");
+        let mut loops = tokio::task::JoinSet::new();
+        for i in 0..concurrency.max(1) {
+            let (me, id, stop) = (self.clone(), format!("{worker_id}/{i}"), stop.clone());
+            loops.spawn(async move { me.job_loop(id, stop).await });
+        }
+        self.housekeeping(true).await;
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut last_prune = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let prune = last_prune.elapsed() >= PRUNE_EVERY;
+                    if prune {
+                        last_prune = tokio::time::Instant::now();
+                    }
+                    self.housekeeping(prune).await;
+                }
+                _ = stop.changed() => break,
+            }
+        }
+        while loops.join_next().await.is_some() {}
+        tracing::info!(worker = %worker_id, "worker stopped");
+    }
+
+    /// Keeps every periodic job queued and, when `prune`, deletes old finished jobs.
+    async fn housekeeping(&self, prune: bool) {
+        if let Err(e) = self.ensure_periodic().await {
+            tracing::warn!(error = %e, "could not queue the periodic jobs; retrying shortly");
+        }
+        if prune && let Err(e) = self.store.prune_jobs(now_ms() - KEEP_FINISHED_MS).await {
+            tracing::warn!(error = %e, "could not delete old finished jobs");
+        }
+    }
+
+    async fn ensure_periodic(&self) -> StoreResult<()> {
+        let mut tx = self.store.begin().await?;
+        for handler in self.registry.periodic_handlers() {
+            if let Some(job) = handler.next_run(now_ms()) {
+                tx.enqueue(job).await?;
+            }
+        }
+        tx.commit().await
+    }
+
+    async fn job_loop(self, worker: String, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            // Register for the wake-up before looking for work, so an enqueue that lands
+            // between an empty claim and the wait is not missed (which would cost a full poll
+            // interval).
+            let woken = self.ready.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            match self.store.claim_job(&worker, self.lease_ms).await {
+                Ok(Some(job)) => self.run_one(&worker, job).await,
+                Ok(None) => {
+                    // Idle: wake on an in-process enqueue, or poll for other processes' jobs.
+                    tokio::select! {
+                        _ = woken => {}
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not claim a job; retrying shortly");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Runs one claimed job to completion or failure (public for tests that drive jobs by hand).
+    pub async fn run_one(&self, worker: &str, job: Job) {
+        let Some(handler) = self.registry.get(&job.kind) else {
+            let error = format!("no handler is registered for job kind {}", job.kind);
+            self.failed(worker, &job, &error).await;
+            return;
+        };
+        let every_ms = handler.every_ms;
+        let (me, task_job, task_worker) = (self.clone(), job.clone(), worker.to_string());
+        // A panic inside a handler is caught here and counts as a failed attempt.
+        let outcome = tokio::spawn(async move {
+            let handler = me
+                .registry
+                .get(&task_job.kind)
+                .expect("the handler was found before spawning");
+            let owner = JobRef {
+                id: &task_job.id,
+                worker: &task_worker,
+            };
+            handler.run(&me.ctx, &task_job, owner).await
+        })
+        .await;
+        let result = match outcome {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => Err(format!("job panicked: {e}")),
+            Err(e) => Err(format!("job task failed: {e}")),
+        };
+        match result {
+            Ok(done) => {
+                Counters::inc(&self.counters.jobs_succeeded);
+                if done == Done::ByWorker
+                    && let Err(e) = self.store.complete_job(&job, worker).await
+                {
+                    tracing::warn!(error = %e, job = %job.id, "could not mark job done; it will run again");
+                }
+                if let Some(every) = every_ms
+                    && let Some(next) = handler.next_run(now_ms() + every)
+                    && let Err(e) = self.store.enqueue(next).await
+                {
+                    tracing::warn!(error = %e, kind = %job.kind, "could not queue the next periodic run");
+                }
+            }
+            Err(error) => self.failed(worker, &job, &error).await,
+        }
+    }
+
+    /// Records a failed attempt; on the last one the job is dead and its handler's hook runs.
+    async fn failed(&self, worker: &str, job: &Job, error: &str) {
+        Counters::inc(&self.counters.jobs_failed);
+        tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %error, "job failed");
+        match self
+            .store
+            .fail_job(job, worker, error, self.backoff_base_ms)
+            .await
+        {
+            Ok(true) => {
+                Counters::inc(&self.counters.jobs_dead);
+                tracing::error!(job = %job.id, kind = %job.kind, %error, "job dead after its last attempt");
+                if let Some(handler) = self.registry.get(&job.kind) {
+                    handler.on_dead(&self.ctx, job, error).await;
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not record the job failure"),
+        }
+    }
 }
 
 fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| format!("pid{}", std::process::id()))
-}
-
-async fn job_loop(app: AppState, worker: String, mut stop: watch::Receiver<bool>) {
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        // Register for the wake-up before looking for work, so an enqueue that lands between
-        // an empty claim and the wait is not missed (which would cost a full poll interval).
-        let woken = app.jobs_ready.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        match app
-            .store
-            .claim_job(&worker, app.settings.job_lease_seconds as i64 * 1000)
-            .await
-        {
-            Ok(Some(job)) => run_one(&app, &worker, job).await,
-            Ok(None) => {
-                // Idle: wake on an in-process enqueue, or poll for other processes' jobs.
-                tokio::select! {
-                    _ = woken => {}
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    _ = stop.changed() => return,
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not claim a job; retrying shortly");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-}
-
-/// Runs one claimed job to completion or failure (public for tests that drive jobs by hand).
-pub async fn run_one(app: &AppState, worker: &str, job: Job) {
-    let task_app = app.clone();
-    let task_job = job.clone();
-    let task_worker = worker.to_string();
-    // A panic inside a handler is caught here and treated as a failed attempt.
-    let outcome =
-        tokio::spawn(async move { dispatch(&task_app, &task_job, &task_worker).await }).await;
-    let result = match outcome {
-        Ok(r) => r,
-        Err(e) if e.is_panic() => Err(format!("job panicked: {e}")),
-        Err(e) => Err(format!("job task failed: {e}")),
-    };
-    let store = &app.store;
-    match result {
-        Ok(completed) => {
-            Counters::inc(&app.metrics.jobs_succeeded);
-            if completed == Completed::ByWorker
-                && let Err(e) = store.complete_job(&job, worker).await
-            {
-                tracing::warn!(error = %e, job = %job.id, "could not mark job done; it will run again");
-            }
-            if let Some(kind @ (JobKind::SweepProvisioning | JobKind::Prune)) =
-                JobKind::parse(&job.kind)
-            {
-                let every = if kind == JobKind::Prune {
-                    PRUNE_EVERY_MS
-                } else {
-                    SWEEP_EVERY_MS
-                };
-                let _ = store.enqueue(periodic(kind, now_ms() + every)).await;
-            }
-        }
-        Err(error) => {
-            Counters::inc(&app.metrics.jobs_failed);
-            tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %error, "job failed");
-            let base = app.settings.job_backoff_base_ms as i64;
-            match store.fail_job(&job, worker, &error, base).await {
-                Ok(true) => {
-                    Counters::inc(&app.metrics.jobs_dead);
-                    tracing::error!(job = %job.id, kind = %job.kind, %error, "job dead after its last attempt");
-                    on_dead(app, &job, &error).await;
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "could not record the job failure"),
-            }
-        }
-    }
-}
-
-/// Who marks a successful job done.
-#[derive(Debug, PartialEq, Eq)]
-enum Completed {
-    /// The worker, after the handler returned.
-    ByWorker,
-    /// The handler, inside its final transaction.
-    InHandler,
-}
-
-async fn dispatch(app: &AppState, job: &Job, worker: &str) -> Result<Completed, String> {
-    match JobKind::parse(&job.kind) {
-        Some(JobKind::ProvisionTenant) => {
-            let p: crate::provisioning::ProvisionJob = job.payload()?;
-            let id = TenantId::parse(&p.tenant_id).ok_or("bad tenant id")?;
-            let me = super::JobRef {
-                id: &job.id,
-                worker,
-            };
-            // Provisioning completes its own job in its final transaction when it gets there.
-            return match crate::provisioning::run(app, &id, Some(me)).await {
-                Ok(true) => Ok(Completed::InHandler),
-                Ok(false) => Ok(Completed::ByWorker),
-                Err(e) => Err(e.to_string()),
-            };
-        }
-        Some(JobKind::StripeEvent) => {
-            let p: crate::billing::events::EventJob = job.payload()?;
-            crate::billing::events::process(app, &p.event_id)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Some(JobKind::SendEmail) => {
-            let p: EmailJob = job.payload()?;
-            app.mailer
-                .deliver(&app.store, &p.email_id)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Some(JobKind::SweepProvisioning) => {
-            crate::provisioning::sweep(app)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Some(JobKind::Prune) => {
-            let day = 86_400_000;
-            let store = &app.store;
-            store
-                .prune_rate_limits(now_ms() - 2 * 3_600_000)
-                .await
-                .map_err(|e| e.to_string())?;
-            store
-                .prune_jobs(now_ms() - 7 * day)
-                .await
-                .map_err(|e| e.to_string())?;
-            store
-                .prune_login_failures(now_ms() - day)
-                .await
-                .map_err(|e| e.to_string())?;
-            store
-                .prune_sessions(now_ms() - day)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Some(JobKind::PurgeVectors) => {
-            let p: crate::workspace::documents::PurgeJob = job.payload()?;
-            app.vectors
-                .delete(&p.namespace, &p.ids)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        None => return Err(format!("unknown job kind {}", job.kind)),
-    }
-    Ok(Completed::ByWorker)
-}
-
-async fn on_dead(app: &AppState, job: &Job, error: &str) {
-    if JobKind::parse(&job.kind) == Some(JobKind::ProvisionTenant)
-        && let Ok(p) = job.payload::<crate::provisioning::ProvisionJob>()
-        && let Some(id) = TenantId::parse(&p.tenant_id)
-        && let Err(e) = crate::provisioning::give_up(app, &id, error, job.attempts).await
-    {
-        tracing::error!(error = %e, "could not mark the tenant failed");
-    }
 }

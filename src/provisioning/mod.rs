@@ -12,17 +12,20 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::domain::{TenantId, TenantStatus};
 use crate::email::templates;
-use crate::jobs::{JobKind, JobRef, NewJob};
+use crate::jobs::{Done, JobKind, JobRef, NewJob, Task};
 use crate::metrics::Counters;
+use crate::search::{PendingChange, VectorRecord};
 use crate::store::tenants::{TENANT_COLUMNS, TenantRow};
 use crate::store::{Store, StoreError, StoreResult, Tenant, Tx, now_ms};
 use crate::workspace::api_keys::{AuthError, IssuedKey, Principal, scopes};
-use crate::workspace::vectors::{PendingChange, VectorRecord};
 use crate::workspace::{namespace_for, sample_data};
 use crate::{with_conn, with_reader};
 
 /// The steps, in order.
 pub const STEPS: [&str; 4] = ["namespace", "api_key", "sample_data", "welcome_email"];
+
+/// How often the sweeper looks for stuck tenants.
+pub const SWEEP_EVERY_MS: i64 = 5_000;
 
 /// Payload of a provisioning job.
 #[derive(Debug, Serialize, Deserialize)]
@@ -32,14 +35,49 @@ pub struct ProvisionJob {
 
 /// The job that provisions `tenant`, at most one queued per tenant.
 pub fn job(tenant: &TenantId, max_attempts: u32) -> NewJob {
-    NewJob::new(
-        JobKind::ProvisionTenant,
-        &ProvisionJob {
-            tenant_id: tenant.to_string(),
-        },
-        max_attempts,
-    )
+    ProvisionJob {
+        tenant_id: tenant.to_string(),
+    }
+    .job(max_attempts)
     .dedupe(format!("provision:{tenant}"))
+}
+
+impl Task for ProvisionJob {
+    type Context = AppState;
+    /// On a customer's critical path: claimed before anything else.
+    const KIND: JobKind = JobKind::new("provision_tenant", 20);
+
+    async fn run(&self, app: &AppState, me: JobRef<'_>) -> Result<Done, String> {
+        let id = TenantId::parse(&self.tenant_id).ok_or("bad tenant id")?;
+        // Provisioning completes its own job in its final transaction when it gets there.
+        match run(app, &id, Some(me)).await {
+            Ok(true) => Ok(Done::InHandler),
+            Ok(false) => Ok(Done::ByWorker),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn on_dead(&self, app: &AppState, job: &crate::jobs::Job, error: &str) {
+        if let Some(id) = TenantId::parse(&self.tenant_id)
+            && let Err(e) = give_up(app, &id, error, job.attempts).await
+        {
+            tracing::error!(error = %e, "could not mark the tenant failed");
+        }
+    }
+}
+
+/// Periodic: fails tenants stuck in provisioning past the timeout ([`sweep`]).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Sweep {}
+
+impl Task for Sweep {
+    type Context = AppState;
+    const KIND: JobKind = JobKind::new("sweep_provisioning", 0);
+
+    async fn run(&self, app: &AppState, _: JobRef<'_>) -> Result<Done, String> {
+        sweep(app).await.map_err(|e| e.to_string())?;
+        Ok(Done::ByWorker)
+    }
 }
 
 /// One recorded step.

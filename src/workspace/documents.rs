@@ -1,4 +1,4 @@
-//! A tenant's documents: stored whole in our database, chunked ([`super::chunker`]), embedded
+//! A tenant's documents: stored whole in our database, chunked ([`crate::search::chunker`]), embedded
 //! and written to the tenant's namespace as `{document_id}#{chunk}` vectors; and queries over
 //! them. Every read and write is keyed by the tenant, so no id from another tenant resolves.
 //!
@@ -11,14 +11,13 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::embedder::Embedder;
-use super::embeddings::EmbedError;
+use super::namespace_for;
 use super::sample_data::SampleDocument;
-use super::vectors::{VectorError, VectorRecord};
-use super::{chunker, namespace_for};
 use crate::analytics::Milestone;
 use crate::app::AppState;
 use crate::domain::{Plan, TenantId};
+use crate::jobs::{Done, JobKind, JobRef, Task};
+use crate::search::{EmbedError, Embedder, VectorError, VectorRecord, chunker};
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
 use crate::{with_conn, with_reader};
 
@@ -475,6 +474,19 @@ pub struct PurgeJob {
     pub ids: Vec<String>,
 }
 
+impl Task for PurgeJob {
+    type Context = AppState;
+    const KIND: JobKind = JobKind::new("purge_vectors", 5);
+
+    async fn run(&self, app: &AppState, _: JobRef<'_>) -> Result<Done, String> {
+        app.vectors
+            .delete(&self.namespace, &self.ids)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Done::ByWorker)
+    }
+}
+
 /// Removes a document row and, in the same transaction, enqueues the deletion of its vectors.
 async fn forget_remote(
     app: &AppState,
@@ -485,12 +497,7 @@ async fn forget_remote(
 ) -> StoreResult<()> {
     let mut tx = app.store.begin().await?;
     tx.delete_document_row(tenant, id).await?;
-    tx.enqueue(crate::jobs::NewJob::new(
-        crate::jobs::JobKind::PurgeVectors,
-        &PurgeJob { namespace, ids },
-        20,
-    ))
-    .await?;
+    tx.enqueue(PurgeJob { namespace, ids }.job(20)).await?;
     tx.commit().await?;
     app.jobs_ready.notify_one();
     Ok(())

@@ -1,15 +1,11 @@
 //! The tenant's product: API keys, embedder, vector store, sample data.
 
 pub mod api_keys;
-pub mod chunker;
 pub mod documents;
-pub mod embedder;
-pub mod embeddings;
-pub mod pinecone;
+pub mod key_cache;
 pub mod sample_data;
 pub mod sessions;
 pub mod usage;
-pub mod vectors;
 
 /// The hex SHA-256 under which every secret token is stored (API key ids, session and login
 /// tokens): the token itself is never kept.

@@ -23,8 +23,8 @@ pub fn documents() -> &'static [SampleDocument] {
 
 /// The vectors of every sample document, as provisioning writes them.
 pub async fn vector_records(
-    embedder: &super::embedder::Embedder,
-) -> Result<Vec<super::vectors::VectorRecord>, super::embeddings::EmbedError> {
+    embedder: &crate::search::Embedder,
+) -> Result<Vec<crate::search::VectorRecord>, crate::search::EmbedError> {
     let mut records = Vec::new();
     for d in documents() {
         let id = super::documents::sample_document_id(d);

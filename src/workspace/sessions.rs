@@ -4,7 +4,9 @@
 
 use secrecy::SecretString;
 
+use crate::app::AppState;
 use crate::domain::TenantId;
+use crate::jobs::{Done, JobKind, JobRef, Task};
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
 use crate::{with_conn, with_pool, with_reader};
 
@@ -353,6 +355,33 @@ impl Store {
                 .rows_affected()
         });
         Ok(sessions + tokens)
+    }
+}
+
+/// How often expired sessions, login links and old login failures are deleted.
+pub const PRUNE_EVERY_MS: i64 = 3_600_000;
+
+/// Periodic: deletes sessions and login links a day after they expired, and login failures a
+/// day after they stopped counting.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Prune {}
+
+impl Task for Prune {
+    type Context = AppState;
+    const KIND: JobKind = JobKind::new("prune_sessions", 0);
+
+    async fn run(&self, app: &AppState, _: JobRef<'_>) -> Result<Done, String> {
+        let day_ago = now_ms() - 86_400_000;
+        let store = &app.store;
+        store
+            .prune_login_failures(day_ago)
+            .await
+            .map_err(|e| e.to_string())?;
+        store
+            .prune_sessions(day_ago)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Done::ByWorker)
     }
 }
 

@@ -154,7 +154,7 @@ async fn start(db: TestDb, overrides: Vec<(String, String)>, with_worker: bool) 
     let state = app.state().clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker =
-        with_worker.then(|| tokio::spawn(onboard::jobs::worker::run(state.clone(), 4, stop_rx)));
+        with_worker.then(|| tokio::spawn(onboard::tasks::run_worker(state.clone(), 4, stop_rx)));
     let (tx, rx) = oneshot::channel();
     let handle = tokio::spawn(async move {
         app.run_until(async {

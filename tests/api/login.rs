@@ -662,7 +662,7 @@ async fn old_login_failures_are_pruned(backend: Backend) {
         let stats = app.store.job_stats().await.unwrap();
         stats
             .iter()
-            .any(|s| s.kind == "prune" && s.done >= 1)
+            .any(|s| s.kind == "prune_sessions" && s.done >= 1)
             .then_some(())
     })
     .await;

@@ -151,7 +151,9 @@ async fn paying_on_the_dev_checkout_provisions_the_tenant_end_to_end(backend: Ba
     );
     assert_eq!(
         app.store
-            .unfinished_jobs(Some(onboard::jobs::JobKind::ProvisionTenant))
+            .unfinished_jobs(Some(
+                <onboard::provisioning::ProvisionJob as onboard::jobs::Task>::KIND
+            ))
             .await
             .unwrap(),
         0
@@ -268,7 +270,11 @@ async fn events_delivered_three_times_concurrently_provision_once(backend: Backe
     }
     wait_for_sent_emails(&app, &tid, 1).await;
     // Let every queued event job finish before counting.
-    wait_for_no_unfinished_jobs(&app, onboard::jobs::JobKind::StripeEvent).await;
+    wait_for_no_unfinished_jobs(
+        &app,
+        <onboard::billing::events::EventJob as onboard::jobs::Task>::KIND,
+    )
+    .await;
     let id = TenantId::parse(&tid).unwrap();
     let t = app.store.tenant(&id).await.unwrap().unwrap();
     assert_eq!(
@@ -666,7 +672,11 @@ async fn operator_commands_show_stats_list_tenants_and_retry(backend: Backend) {
     // The dead job can be put back too; it finds the tenant active and changes nothing.
     let (ok, out, err) = operator(&app, &["jobs", "retry", &dead[0].id]);
     assert!(ok && out.contains("queued again"), "{out}{err}");
-    wait_for_no_unfinished_jobs(&app, onboard::jobs::JobKind::ProvisionTenant).await;
+    wait_for_no_unfinished_jobs(
+        &app,
+        <onboard::provisioning::ProvisionJob as onboard::jobs::Task>::KIND,
+    )
+    .await;
     assert!(
         app.store.list_jobs("dead", 10).await.unwrap().is_empty(),
         "the retried job finished instead of dying again"

@@ -16,53 +16,11 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::store::{Store, StoreError, Tx, now_ms};
+use crate::store::{Store, Tx, now_ms};
 use crate::{with_conn, with_reader};
 
 use super::pinecone::PineconeClient;
-
-/// A vector to store.
-#[derive(Debug, Clone)]
-pub struct VectorRecord {
-    pub id: String,
-    pub values: Vec<f32>,
-    pub metadata: Value,
-}
-
-/// A query hit.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Match {
-    pub id: String,
-    pub score: f32,
-    pub metadata: Value,
-}
-
-/// Vector store failures.
-#[derive(Debug, thiserror::Error)]
-pub enum VectorError {
-    #[error("vector store unavailable: {0}")]
-    Unavailable(String),
-    #[error("namespace {0} does not exist")]
-    NoNamespace(String),
-    /// The remote store refused the request (a 4xx other than 429); retrying will not help.
-    #[error("vector store refused the request ({status}): {message}")]
-    Rejected { status: u16, message: String },
-    #[error("vector of {got} dimensions, the namespace holds {want}")]
-    Dimension { got: usize, want: usize },
-    #[error(
-        "the Pinecone index holds vectors of {index} dimensions but the embedder makes {embedder}: \
-         use an index of {embedder} dimensions, or an embedder (EMBEDDINGS_MODEL, EMBEDDINGS_DIMENSION) that makes {index}"
-    )]
-    IndexDimension { index: usize, embedder: usize },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<sqlx::Error> for VectorError {
-    fn from(e: sqlx::Error) -> Self {
-        VectorError::Store(StoreError::Database(e))
-    }
-}
+use super::{Match, VectorError, VectorRecord};
 
 /// Most vectors kept in memory across all cached namespaces (~150 MB at 384 dimensions); the
 /// least recently queried namespaces are dropped first.

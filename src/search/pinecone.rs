@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use super::vectors::{Match, VectorError, VectorRecord};
+use super::{Match, VectorError, VectorRecord};
 use crate::outbound::{self, OutboundError, RetryPolicy};
 
 /// The API version every request pins (`X-Pinecone-Api-Version`).

@@ -5,7 +5,6 @@
 use sha2::{Digest, Sha256};
 
 use super::embeddings::{EmbedError, EmbeddingsClient};
-use crate::config::Settings;
 
 /// The embedder a deployment uses: the built-in one (default), or an OpenAI-compatible
 /// `POST {EMBEDDINGS_URL}/embeddings` endpoint when configured.
@@ -19,18 +18,6 @@ pub enum Embedder {
 const INLINE_BATCH: usize = 32;
 
 impl Embedder {
-    pub fn from_settings(settings: &Settings) -> Result<Self, String> {
-        match &settings.embeddings_url {
-            None => Ok(Embedder::Builtin),
-            Some(url) => Ok(Embedder::Remote(EmbeddingsClient::new(
-                url.as_str(),
-                settings.embeddings_api_key.clone(),
-                &settings.embeddings_model,
-                Some(settings.embeddings_dimension),
-            )?)),
-        }
-    }
-
     /// Dimensions of every vector this embedder returns.
     pub fn dimension(&self) -> usize {
         match self {
