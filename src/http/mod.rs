@@ -75,9 +75,9 @@ fn api(
         .routes(routes!(webhook::stripe_webhook))
         .routes(routes!(onboarding::status))
         .routes(routes!(admin::provision))
-        .routes(routes!(login::login))
-        .routes(routes!(login::session))
-        .routes(routes!(login::logout))
+        .routes(routes!(login::password::login))
+        .routes(routes!(login::session::session))
+        .routes(routes!(login::session::logout))
         .split_for_parts()
 }
 

@@ -1,0 +1,104 @@
+//! `GET /account`: the signed-in tenant's account page.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+use super::session::{current_session, no_store};
+use crate::domain::TenantStatus;
+use crate::http::AppState;
+use crate::http::error::{ApiError, AppResult};
+use crate::store::ms_to_datetime;
+
+/// One API key as listed on the account page.
+struct KeyView {
+    id: String,
+    name: String,
+    prefix: String,
+    scopes: String,
+    created: String,
+    last_used: String,
+    revoked: String,
+}
+
+/// One activation milestone as listed on the account page.
+struct MilestoneView {
+    name: String,
+    when: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    tenant_id: String,
+    company_name: String,
+    email: String,
+    plan: String,
+    status: String,
+    past_due: bool,
+    session_expires: String,
+    keys: Vec<KeyView>,
+    milestones: Vec<MilestoneView>,
+}
+
+fn when(ms: i64) -> String {
+    ms_to_datetime(ms).format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// `GET /account`: the signed-in tenant's account, keys and progress; `/login` otherwise.
+pub(crate) async fn account_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let Some((session, tenant)) = current_session(&state, &headers).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let keys = state
+        .store
+        .list_api_keys(&tenant.id)
+        .await?
+        .into_iter()
+        .map(|k| KeyView {
+            id: k.id,
+            name: k.name,
+            prefix: k.prefix,
+            scopes: k.scopes,
+            created: when(k.created_at),
+            last_used: k.last_used_at.map(when).unwrap_or_else(|| "never".into()),
+            revoked: k.revoked_at.map(when).unwrap_or_else(|| "no".into()),
+        })
+        .collect();
+    let milestones = state
+        .store
+        .milestones(&tenant.id)
+        .await?
+        .into_iter()
+        .map(|m| MilestoneView {
+            name: m.milestone,
+            when: when(m.occurred_at),
+            detail: match m.detail {
+                Some(d) => format!("{} ({d})", m.source),
+                None => m.source,
+            },
+        })
+        .collect();
+    let page = AccountPage {
+        tenant_id: tenant.id.to_string(),
+        company_name: tenant.company_name,
+        email: tenant.email,
+        plan: tenant.plan.to_string(),
+        status: tenant.status.to_string(),
+        past_due: tenant.status == TenantStatus::PastDue,
+        session_expires: when(session.expires_at),
+        keys,
+        milestones,
+    };
+    let html = page
+        .render()
+        .map_err(|e| ApiError::internal("render account page", e))?;
+    let mut resp = Html(html).into_response();
+    no_store(&mut resp);
+    Ok(resp)
+}

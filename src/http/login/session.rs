@@ -1,0 +1,185 @@
+//! The session cookie, the signed-in session and its tenant, `GET /session` and `POST /logout`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use super::{FORM, cross_site_refused, is_cross_site, login_refusal};
+use crate::domain::{Plan, TenantStatus};
+use crate::http::AppState;
+use crate::http::error::{ApiError, AppResult, ErrorBody};
+use crate::store::{Tenant, ms_to_datetime, now_ms};
+use crate::workspace::sessions::{IssuedSession, Session};
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "onboard_session";
+
+/// The signed-in tenant.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SessionResponse {
+    pub tenant_id: String,
+    pub email: String,
+    pub company_name: String,
+    pub plan: Plan,
+    pub status: TenantStatus,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `Set-Cookie` value that stores a session token.
+pub fn session_cookie(token: &str, max_age_secs: i64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{SESSION_COOKIE}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        max_age_secs.max(0)
+    )
+}
+
+/// `Set-Cookie` value that deletes the session cookie.
+pub fn clear_session_cookie(secure: bool) -> String {
+    session_cookie("", 0, secure)
+}
+
+pub(crate) fn secure_cookies(state: &AppState) -> bool {
+    state.settings.app_url.scheme() == "https"
+}
+
+/// The session token from the request's `Cookie` headers, if any.
+pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().trim_matches('"').to_string())
+        .filter(|v| !v.is_empty())
+}
+
+pub(crate) fn no_store(resp: &mut Response) {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+pub(crate) fn with_cookie(mut resp: Response, cookie: &str) -> AppResult<Response> {
+    let value =
+        HeaderValue::from_str(cookie).map_err(|e| ApiError::internal("session cookie", e))?;
+    resp.headers_mut().insert(header::SET_COOKIE, value);
+    no_store(&mut resp);
+    Ok(resp)
+}
+
+pub(crate) fn started_cookie(state: &AppState, session: &IssuedSession) -> String {
+    session_cookie(
+        session.token.expose_secret(),
+        (session.expires_at - now_ms()) / 1000,
+        secure_cookies(state),
+    )
+}
+
+/// The live session and its tenant, when the request carries one whose tenant may still sign in.
+pub(crate) async fn current_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> AppResult<Option<(Session, Tenant)>> {
+    let Some(token) = session_token(headers) else {
+        return Ok(None);
+    };
+    let Some((session, tenant)) = state.store.session_with_tenant(&token).await? else {
+        return Ok(None);
+    };
+    if login_refusal(tenant.status, tenant.id.as_str()).is_some() {
+        return Ok(None);
+    }
+    Ok(Some((session, tenant)))
+}
+
+/// The signed-in tenant.
+#[utoipa::path(get, path = "/session", tag = "login",
+    responses(
+        (status = 200, description = "The session's tenant", body = SessionResponse),
+        (status = 401, description = "No valid session cookie", body = ErrorBody),
+    ))]
+pub async fn session(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    let (session, tenant) = current_session(&state, &headers)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("you are not signed in; sign in with POST /login"))?;
+    let mut resp = Json(SessionResponse {
+        tenant_id: tenant.id.to_string(),
+        email: tenant.email,
+        company_name: tenant.company_name,
+        plan: tenant.plan,
+        status: tenant.status,
+        expires_at: ms_to_datetime(session.expires_at),
+    })
+    .into_response();
+    no_store(&mut resp);
+    Ok(resp)
+}
+
+/// Signs out: revokes the session and clears its cookie. Always succeeds, signed in or not.
+#[utoipa::path(post, path = "/logout", tag = "login",
+    responses(
+        (status = 204, description = "Signed out (JSON or empty body); the cookie is cleared"),
+        (status = 303, description = "Signed out from an HTML form: go to /login"),
+        (status = 403, description = "The request came from another site", body = ErrorBody),
+    ))]
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    if is_cross_site(&headers, &state.settings.app_url) {
+        return Err(cross_site_refused());
+    }
+    if let Some(token) = session_token(&headers)
+        && state.store.revoke_session(&token).await?
+    {
+        tracing::info!("session revoked");
+    }
+    let resp = if crate::http::extract::media_type(&headers) == FORM {
+        Redirect::to("/login").into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
+    with_cookie(resp, &clear_session_cookie(secure_cookies(&state)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_headers as headers;
+    use super::*;
+
+    #[test]
+    fn session_cookie_is_httponly_lax_and_secure_only_on_https() {
+        let plain = session_cookie("tok", 3600, false);
+        assert_eq!(
+            plain,
+            "onboard_session=tok; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax"
+        );
+        let secure = session_cookie("tok", 3600, true);
+        assert!(secure.ends_with("; Secure"), "{secure}");
+        assert!(secure.contains("HttpOnly") && secure.contains("SameSite=Lax"));
+        let cleared = clear_session_cookie(true);
+        assert!(cleared.starts_with("onboard_session=;"), "{cleared}");
+        assert!(cleared.contains("Max-Age=0") && cleared.contains("Secure"));
+    }
+
+    #[test]
+    fn session_token_is_read_from_any_cookie_header() {
+        let h = headers(&[
+            ("cookie", "theme=dark"),
+            ("cookie", "a=b; onboard_session=abc123 ; c=d"),
+        ]);
+        assert_eq!(session_token(&h).as_deref(), Some("abc123"));
+        assert_eq!(
+            session_token(&headers(&[("cookie", "onboard_session=")])),
+            None
+        );
+        assert_eq!(
+            session_token(&headers(&[("cookie", "other_session=x")])),
+            None
+        );
+        assert_eq!(session_token(&HeaderMap::new()), None);
+    }
+}
