@@ -1,4 +1,6 @@
-//! The services every handler and job reaches, built once at start-up.
+//! The services every handler and job reaches, built once at start-up from the settings: the
+//! store, Stripe, the vector store and embedder, the mailer, the key signer and caches. Imports
+//! only modules below the HTTP layer; handlers receive it as their context.
 
 use std::sync::Arc;
 use std::time::Instant;

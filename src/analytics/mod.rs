@@ -1,5 +1,8 @@
 //! Activation: the milestones the server records itself when they really happen (seed names),
 //! once per tenant, with when and how. Analytics (funnel, at-risk) reads them from here.
+//!
+//! A feature module every other one may record into: uses only `store` and `domain`; must not
+//! import `app`, `http`, `jobs` or another feature module.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

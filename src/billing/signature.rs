@@ -1,6 +1,6 @@
 //! Stripe-Signature verification and signing, exactly as Stripe's official SDKs do it.
 //!
-//! Vectors: `shared/contracts/stripe_webhook_signatures.json`. The key is the whole `whsec_…`
+//! Vectors: `tests/fixtures/contracts/stripe_webhook_signatures.json`. The key is the whole `whsec_…`
 //! string (UTF-8 bytes, not base64-decoded), the signed message is `t + "." + raw body`, any `v1`
 //! may match (one per active secret during a roll), `v0` and unknown schemes are ignored.
 
@@ -138,7 +138,7 @@ mod tests {
 
     const CONTRACT: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/contracts/stripe_webhook_signatures.json"
+        "/tests/fixtures/contracts/stripe_webhook_signatures.json"
     ));
 
     fn field<'a>(case: &'a Value, name: &str, key: &str) -> &'a Value {

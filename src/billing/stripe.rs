@@ -1,6 +1,6 @@
 //! Thin typed Stripe client: create and retrieve Checkout Sessions.
 //!
-//! Exact request: `shared/contracts/stripe_checkout_create_request.json`. Transport errors, 429 and
+//! Exact request: `tests/fixtures/contracts/stripe_checkout_create_request.json`. Transport errors, 429 and
 //! 5xx are retried (3 attempts in all, exponential backoff with jitter) with the same
 //! `Idempotency-Key`, so Stripe replays instead of creating a second session.
 
@@ -288,7 +288,7 @@ mod tests {
 
     const CONTRACT: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/contracts/stripe_checkout_create_request.json"
+        "/tests/fixtures/contracts/stripe_checkout_create_request.json"
     ));
     const IDEMPOTENCY_KEY: &str = "onboard-tenant_01HZX3K9Q8W7-checkout-v1";
 

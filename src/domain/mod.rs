@@ -1,4 +1,7 @@
-//! Pure types and rules of the product: no I/O lives here.
+//! Pure types and rules of the product: tenant and its status machine, plans, signup input,
+//! passwords. No I/O lives here.
+//!
+//! Imports nothing of this crate outside `domain` (std and external crates only).
 
 pub mod password;
 pub mod plan;

@@ -1,4 +1,4 @@
-//! Tenants and their lifecycle (DESIGN.md "Tenant lifecycle").
+//! Tenants and their lifecycle (README.md "Tenant lifecycle").
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -87,7 +87,7 @@ impl TenantStatus {
 
     /// Whether the lifecycle allows `self -> to`. Every other pair is refused.
     ///
-    /// Beyond the diagram in DESIGN.md: "any paid state" is provisioning, active, failed,
+    /// Beyond the lifecycle diagram (README.md): "any paid state" is provisioning, active, failed,
     /// past_due and suspended (a customer who paid can cancel whatever happened since), and a
     /// sales-reviewed enterprise deal can be approved into provisioning or closed as canceled.
     pub fn can_transition_to(self, to: TenantStatus) -> bool {

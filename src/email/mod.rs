@@ -1,5 +1,9 @@
-//! Email: templates, the outbox (every email is stored first, then delivered by a job), and
-//! transports. The `outbox` transport (default) keeps the message for `/dev/mailbox`.
+//! Email: templates, the outbox (every email is stored first, then delivered by a job, the
+//! [`Delivery`] task), and transports. The `outbox` transport (default) keeps the message for
+//! `/dev/mailbox`.
+//!
+//! A feature module: may use `jobs`, `store` and the `AppState` handle; must not import
+//! `http`, `cli`, `tasks` or another feature module.
 
 pub mod templates;
 

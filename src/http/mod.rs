@@ -1,4 +1,5 @@
-//! HTTP: routers by area, extractors, error mapping, OpenAPI and pages.
+//! HTTP: routers by area, extractors, error mapping, OpenAPI and pages. The outer edge: it may
+//! use every module below it; nothing but `cli` and `demo` imports it.
 
 pub mod admin;
 pub mod auth;

@@ -1,8 +1,13 @@
-//! The provisioning pipeline (DESIGN.md "Provisioning pipeline"): `namespace` → `api_key` →
+//! The provisioning pipeline (ARCHITECTURE.md): `namespace` → `api_key` →
 //! `sample_data` → `welcome_email` → `active`. Each step is recorded in `provisioning_steps`; a
 //! step whose record exists is never run again, and the steps that write (key, email, status)
 //! record themselves in the same transaction as their write, so a crash or a second worker can
 //! never issue two keys or two welcome emails.
+//!
+//! Owns its jobs: [`ProvisionJob`] (with the dead-letter hook that fails the tenant) and the
+//! periodic [`Sweep`]. May use `workspace` (keys, sample data), `email`, `search`, `jobs`,
+//! `store`, `domain` and the `AppState` handle; must not import `http`, `cli`, `tasks` or
+//! `billing`.
 
 use std::collections::HashMap;
 use std::time::Instant;

@@ -1,6 +1,6 @@
 //! Pinecone data-plane client (API version 2025-10).
 //!
-//! Exact requests: `shared/contracts/pinecone_rest_contract.json`. Every call is a `POST` to
+//! Exact requests: `tests/fixtures/contracts/pinecone_rest_contract.json`. Every call is a `POST` to
 //! `https://{index_host}/...` with `Api-Key`, `X-Pinecone-Api-Version`, and JSON
 //! `Content-Type`/`Accept` headers. Transport errors, 429 and 5xx are retried (see
 //! [`crate::outbound`]); they end as [`VectorError::Unavailable`]. Any other non-2xx answer is
@@ -549,7 +549,7 @@ mod tests {
 
     const CONTRACT: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/contracts/pinecone_rest_contract.json"
+        "/tests/fixtures/contracts/pinecone_rest_contract.json"
     ));
     const KEY: &str = "pcsk_test_0123456789abcdef";
 

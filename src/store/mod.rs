@@ -3,6 +3,10 @@
 //! placeholders, `ON CONFLICT`, `RETURNING`); the `with_pool!`/`with_conn!` macros expand the same
 //! query code for each backend, so only connection set-up and migrations differ
 //! (`sqlite.rs`, `postgres.rs`, `migrations/{sqlite,postgres}`).
+//!
+//! Feature modules add their own queries as `impl Store` / `impl Tx` blocks next to the work
+//! they serve; this module holds the connection, transactions and the shared tables' helpers,
+//! and imports only `domain`.
 
 mod postgres;
 pub mod rate_limits;

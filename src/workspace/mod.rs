@@ -1,4 +1,10 @@
-//! The tenant's product: API keys, embedder, vector store, sample data.
+//! The tenant's product: documents and queries over them, API keys and the cache of verified
+//! keys, sign-in sessions and login links, metered usage, sample data. Its jobs:
+//! `documents::PurgeJob` and the periodic `sessions::Prune`.
+//!
+//! A feature module: may use `search`, `analytics`, `jobs`, `store`, `domain` and the
+//! `AppState` handle; must not import `http`, `cli`, `tasks`, `provisioning`, `billing` or
+//! `email`.
 
 pub mod api_keys;
 pub mod documents;

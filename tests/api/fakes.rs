@@ -1,6 +1,6 @@
 //! Local fakes of the external services the server can be configured with, following their
 //! contracts: a stateful Pinecone data plane (API version 2025-10, see
-//! `shared/contracts/pinecone_rest_contract.json`) and an OpenAI-compatible embeddings endpoint.
+//! `tests/fixtures/contracts/pinecone_rest_contract.json`) and an OpenAI-compatible embeddings endpoint.
 //! Both listen on 127.0.0.1 only, keep their state behind a mutex, record every request they
 //! receive (with the answer they gave) and can be told to fail.
 

@@ -182,7 +182,7 @@ async fn wait_for_sent_emails(
 
 async fn webhook_refuses_bad_signatures_and_stores_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
-    let body = include_str!("../../../shared/contracts/event_checkout.session.completed.json");
+    let body = include_str!("../fixtures/contracts/event_checkout.session.completed.json");
     let url = app.url("/webhook/stripe");
     for sig in [None, Some("t=1,v1=00"), Some("garbage")] {
         let mut req = app
@@ -492,7 +492,7 @@ async fn signup_with_stripe_sends_the_exact_checkout_request(backend: Backend) {
     // The customer pays on Stripe and lands on the success page before the webhook: the page
     // asks Stripe for the session (shaped as in the contract's event) and fulfils it.
     let contract: Value = serde_json::from_str(include_str!(
-        "../../../shared/contracts/event_checkout.session.completed.json"
+        "../fixtures/contracts/event_checkout.session.completed.json"
     ))
     .unwrap();
     let mut session = contract["data"]["object"].clone();
