@@ -16,6 +16,7 @@ use crate::email::Mailer;
 use crate::search::{Embedder, EmbeddingsClient, PineconeClient, VectorStore};
 use crate::store::Store;
 use crate::workspace::api_keys::KeySigner;
+use crate::workspace::hashing::Hashing;
 use crate::workspace::key_cache::KeyCache;
 use crate::workspace::usage::UsageMeter;
 
@@ -25,9 +26,10 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub started_at: Instant,
-    /// The webhook signing secret: configured, or in development derived from `JWT_SECRET`
-    /// so every process of one deployment agrees on it.
-    pub webhook_secret: Arc<SecretString>,
+    /// The webhook signing secret: configured, or (a development aid, on a loopback address
+    /// only) derived from `JWT_SECRET` so every process of one deployment agrees on it. None:
+    /// every delivery is refused (fail closed).
+    pub webhook_secret: Option<Arc<SecretString>>,
     pub stripe: Option<Arc<StripeClient>>,
     pub vectors: VectorStore,
     pub mailer: Mailer,
@@ -45,17 +47,21 @@ pub struct AppState {
     pub usage: UsageMeter,
     /// Verified API keys, and their batched `last_used_at`.
     pub keys: KeyCache,
-    /// One permit per core for argon2 work: more hashes at once than cores only thrash the
-    /// caches (each holds 19 MiB) and slow every one of them down.
-    pub hashing: Arc<tokio::sync::Semaphore>,
+    /// Rations the success page's lookups of checkout sessions at Stripe.
+    pub checkout_lookups: crate::billing::checkout::LookupThrottle,
+    /// The bounded argon2 queue of signup and sign-in (one hash per core, reused memory).
+    pub hashing: Arc<Hashing>,
 }
 
 impl AppState {
     pub fn new(settings: Settings, store: Store) -> Self {
         crate::outbound::ensure_crypto_provider();
         let webhook_secret = match &settings.stripe_webhook_secret {
-            Some(s) => s.clone(),
-            None => SecretString::from(dev_webhook_secret(&settings.jwt_secret)),
+            Some(s) => Some(s.clone()),
+            None if settings.dev_aids().derived_webhook_secret => {
+                Some(SecretString::from(dev_webhook_secret(&settings.jwt_secret)))
+            }
+            None => None,
         };
         let stripe = settings.stripe_secret_key.as_ref().map(|key| {
             Arc::new(StripeClient::new(
@@ -63,7 +69,7 @@ impl AppState {
                 key.clone(),
             ))
         });
-        let signer = KeySigner::new(&settings.jwt_secret);
+        let signer = KeySigner::new(settings.signing_secrets());
         // `Settings::validate` checked both clients' settings: building them fails only if
         // this machine cannot set up TLS at all.
         let embedder = match &settings.embeddings_url {
@@ -84,20 +90,27 @@ impl AppState {
                 PineconeClient::new(host, key.clone()).expect("validated Pinecone settings"),
                 embedder.dimension(),
             ),
-            _ => VectorStore::embedded(store.clone(), embedder.dimension()),
+            _ => VectorStore::embedded(
+                store.clone(),
+                embedder.dimension(),
+                (settings.vector_cache_mb as usize).saturating_mul(1024 * 1024),
+            ),
         };
+        let hashing = Arc::new(Hashing::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+            settings.hash_queue_max(),
+        ));
         Self {
             settings: Arc::new(settings),
             vectors,
             embedder,
             usage: UsageMeter::default(),
             keys: KeyCache::default(),
-            hashing: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
+            checkout_lookups: Default::default(),
+            hashing,
             store,
             started_at: Instant::now(),
-            webhook_secret: Arc::new(webhook_secret),
+            webhook_secret: webhook_secret.map(Arc::new),
             stripe,
             mailer: Mailer::outbox(),
             signer,
@@ -110,19 +123,6 @@ impl AppState {
 }
 
 impl AppState {
-    /// Runs argon2 work `f` on a blocking thread once a core is free for it.
-    pub async fn hash<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, tokio::task::JoinError> {
-        let _permit = self
-            .hashing
-            .acquire()
-            .await
-            .expect("the hashing semaphore is never closed");
-        tokio::task::spawn_blocking(f).await
-    }
-
     /// Writes what is counted in memory (query usage, keys' last use). Runs every second while
     /// serving, and once more at shutdown.
     pub async fn flush_counters(&self) {

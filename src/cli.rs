@@ -41,6 +41,7 @@ pub async fn serve(settings: Settings, with_worker: bool) -> anyhow::Result<()> 
     });
     let addr = app.local_addr();
     let s = &app.state().settings;
+    warn_if_dev_aids_are_public(s);
     tracing::info!(
         database = store.backend(),
         "onboard listening on http://{addr}"
@@ -57,6 +58,36 @@ pub async fn serve(settings: Settings, with_worker: bool) -> anyhow::Result<()> 
     }
     store.close().await;
     Ok(())
+}
+
+/// Development aids on a non-loopback address (only with an explicit `APP_ENV=development`)
+/// are announced loudly: anyone who can reach the server can mark themselves paid and read
+/// every tenant's sign-in links.
+fn warn_if_dev_aids_are_public(settings: &Settings) {
+    let aids = settings.dev_aids();
+    if !aids.forced {
+        return;
+    }
+    let mut on = Vec::new();
+    if aids.checkout {
+        on.push("the dev checkout (anyone can mark a signup paid)");
+    }
+    if aids.mailbox {
+        on.push("/dev/mailbox (every tenant's sign-in links)");
+    }
+    if aids.derived_webhook_secret {
+        on.push("a webhook secret derived from JWT_SECRET");
+    }
+    let bar = "!".repeat(78);
+    eprintln!(
+        "{bar}\n!! WARNING: APP_ENV=development on the non-loopback address {}\n!! These development aids are reachable from the network:\n{}\n!! Never run this configuration where strangers can reach it.\n{bar}",
+        settings.addr,
+        on.iter()
+            .map(|a| format!("!!   - {a}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    tracing::warn!(addr = %settings.addr, aids = ?on, "development aids are on for a non-loopback address");
 }
 
 /// `onboard worker`: job workers only.

@@ -188,7 +188,57 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "JOB_LEASE_SECONDS",
         "60",
-        "a running job not finished within this is presumed crashed and taken again",
+        "a running job not finished within this is presumed crashed and taken again (a live job renews it)",
+    ),
+    (
+        "JWT_KEY_ID",
+        "k1",
+        "the `kid` of keys signed with JWT_SECRET (a name, never derived from the secret)",
+    ),
+    (
+        "JWT_PREVIOUS_SECRETS",
+        "",
+        "comma-separated kid:secret pairs of earlier signing secrets whose keys still verify (rotation)",
+    ),
+    (
+        "METRICS_TOKEN",
+        "",
+        "bearer token required by GET /metrics; unset = /metrics is open",
+    ),
+    (
+        "LOGIN_FAILURES_PER_IP",
+        "30",
+        "failed sign-ins allowed per client address per 15 minutes, across all emails (0 = no limit)",
+    ),
+    (
+        "HASH_QUEUE_MAX",
+        "0",
+        "password hashes waiting or running at once before sign-ins (half) and signups (all) get 503; 0 = 8 per core",
+    ),
+    (
+        "MAX_API_KEYS",
+        "25",
+        "live API keys a tenant may hold at once",
+    ),
+    (
+        "VECTOR_CACHE_MB",
+        "256",
+        "memory for the embedded vector store's in-memory copies of namespaces, across all tenants",
+    ),
+    (
+        "FIRST_KEY_REVEAL_MINUTES",
+        "10",
+        "how long after activation the success page may show the first API key (once)",
+    ),
+    (
+        "HTTP_HEADER_TIMEOUT_SECONDS",
+        "10",
+        "a client must send a request's headers within this",
+    ),
+    (
+        "HTTP_REQUEST_TIMEOUT_SECONDS",
+        "60",
+        "a request (body included) must be read and answered within this (408 otherwise)",
     ),
 ];
 
@@ -199,10 +249,39 @@ pub enum AppEnv {
     Production,
 }
 
+/// The development aids that are on, each only on a loopback listen address (or with an
+/// explicit `APP_ENV=development`) and only while the real thing is not configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DevAids {
+    /// The built-in checkout page (no `STRIPE_SECRET_KEY`).
+    pub checkout: bool,
+    /// `/dev/mailbox` (the email transport is the outbox).
+    pub mailbox: bool,
+    /// A webhook secret derived from `JWT_SECRET` (no `STRIPE_WEBHOOK_SECRET`).
+    pub derived_webhook_secret: bool,
+    /// On for a non-loopback address because `APP_ENV=development` was set explicitly.
+    pub forced: bool,
+}
+
+impl DevAids {
+    pub fn any(&self) -> bool {
+        self.checkout || self.mailbox || self.derived_webhook_secret
+    }
+}
+
+/// A signing secret of API keys and the key id (`kid`) that names it.
+#[derive(Debug, Clone)]
+pub struct SigningSecret {
+    pub kid: String,
+    pub secret: SecretString,
+}
+
 /// All configuration, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub app_env: AppEnv,
+    /// Whether `APP_ENV` was set (by any layer) rather than defaulted.
+    pub app_env_explicit: bool,
     pub addr: SocketAddr,
     pub app_url: Url,
     pub database_url: String,
@@ -237,6 +316,16 @@ pub struct Settings {
     pub embeddings_model: String,
     pub embeddings_dimension: usize,
     pub plans: crate::domain::plan::PlanTable,
+    pub jwt_key_id: String,
+    pub jwt_previous_secrets: Vec<SigningSecret>,
+    pub metrics_token: Option<SecretString>,
+    pub login_failures_per_ip: u32,
+    pub hash_queue_max: usize,
+    pub max_api_keys: u32,
+    pub vector_cache_mb: u64,
+    pub first_key_reveal_minutes: u32,
+    pub http_header_timeout_seconds: u64,
+    pub http_request_timeout_seconds: u64,
 }
 
 /// A setting that could not be used, named.
@@ -348,6 +437,7 @@ impl Settings {
         };
         let s = Settings {
             app_env,
+            app_env_explicit: raw.get("APP_ENV").is_some(),
             addr: p.parse("ONBOARD_ADDR")?,
             app_url: p.url("APP_URL")?,
             database_url: p.database_url()?,
@@ -387,6 +477,16 @@ impl Settings {
             plans: crate::domain::plan::PlanTable::default()
                 .with_overrides(&p.string("PLAN_LIMITS"))
                 .map_err(|m| p.error("PLAN_LIMITS", m))?,
+            jwt_key_id: p.string("JWT_KEY_ID"),
+            jwt_previous_secrets: p.signing_secrets("JWT_PREVIOUS_SECRETS")?,
+            metrics_token: p.secret("METRICS_TOKEN"),
+            login_failures_per_ip: p.parse("LOGIN_FAILURES_PER_IP")?,
+            hash_queue_max: p.parse("HASH_QUEUE_MAX")?,
+            max_api_keys: p.parse("MAX_API_KEYS")?,
+            vector_cache_mb: p.parse("VECTOR_CACHE_MB")?,
+            first_key_reveal_minutes: p.parse("FIRST_KEY_REVEAL_MINUTES")?,
+            http_header_timeout_seconds: p.parse("HTTP_HEADER_TIMEOUT_SECONDS")?,
+            http_request_timeout_seconds: p.parse("HTTP_REQUEST_TIMEOUT_SECONDS")?,
         };
         s.validate(&p)?;
         Ok(s)
@@ -435,6 +535,45 @@ impl Settings {
         if self.jwt_secret.expose_secret().len() < 16 {
             return Err(p.error("JWT_SECRET", "must be at least 16 characters".into()));
         }
+        if !valid_kid(&self.jwt_key_id) {
+            return Err(p.error(
+                "JWT_KEY_ID",
+                "must be 1-64 letters, digits, '-', '_' or '.'".into(),
+            ));
+        }
+        if self
+            .jwt_previous_secrets
+            .iter()
+            .any(|s| s.kid == self.jwt_key_id)
+        {
+            return Err(p.error(
+                "JWT_PREVIOUS_SECRETS",
+                format!(
+                    "names the current JWT_KEY_ID '{}'; give each signing secret its own kid",
+                    self.jwt_key_id
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("MAX_API_KEYS", self.max_api_keys as u64),
+            ("VECTOR_CACHE_MB", self.vector_cache_mb),
+            (
+                "FIRST_KEY_REVEAL_MINUTES",
+                u64::from(self.first_key_reveal_minutes),
+            ),
+            (
+                "HTTP_HEADER_TIMEOUT_SECONDS",
+                self.http_header_timeout_seconds,
+            ),
+            (
+                "HTTP_REQUEST_TIMEOUT_SECONDS",
+                self.http_request_timeout_seconds,
+            ),
+        ] {
+            if value == 0 {
+                return Err(p.error(key, "must be at least 1".into()));
+            }
+        }
         if self.app_env == AppEnv::Production {
             if self.jwt_secret.expose_secret() == DEV_JWT_SECRET {
                 return Err(p.error(
@@ -476,6 +615,34 @@ impl Settings {
                 ));
             }
         }
+        let loopback = self.addr.ip().is_loopback();
+        // A public address with the published development secret would let anyone mint API
+        // keys and, in development, forge webhooks.
+        if !loopback && self.jwt_secret.expose_secret() == DEV_JWT_SECRET {
+            return Err(p.error(
+                "JWT_SECRET",
+                format!(
+                    "the built-in development secret cannot be used on a non-loopback address (ONBOARD_ADDR={}); set a long random value",
+                    self.addr
+                ),
+            ));
+        }
+        if self.stripe_secret_key.is_some() && self.stripe_webhook_secret.is_none() {
+            return Err(p.error(
+                "STRIPE_WEBHOOK_SECRET",
+                "required with STRIPE_SECRET_KEY: Stripe's events cannot be verified without it"
+                    .into(),
+            ));
+        }
+        if !loopback && !self.app_env_explicit && self.stripe_secret_key.is_none() {
+            return Err(p.error(
+                "STRIPE_SECRET_KEY",
+                format!(
+                    "required on a non-loopback address (ONBOARD_ADDR={}): the dev checkout marks anyone paid; set APP_ENV=development to use it there anyway",
+                    self.addr
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -502,6 +669,54 @@ impl Settings {
         self.app_env == AppEnv::Production
     }
 
+    /// Which development aids are on: never in production; on a loopback listen address, or
+    /// anywhere with an explicit `APP_ENV=development` (which start-up then warns about); each
+    /// only while the real thing is not configured.
+    pub fn dev_aids(&self) -> DevAids {
+        let loopback = self.addr.ip().is_loopback();
+        let allowed = !self.is_production() && (loopback || self.app_env_explicit);
+        let aids = DevAids {
+            checkout: allowed && self.stripe_secret_key.is_none(),
+            mailbox: allowed && self.email_transport() == "outbox",
+            derived_webhook_secret: allowed && self.stripe_webhook_secret.is_none(),
+            forced: false,
+        };
+        DevAids {
+            forced: !loopback && aids.any(),
+            ..aids
+        }
+    }
+
+    /// The configured email transport: `smtp` (`SMTP_URL`), `sendgrid` (`SENDGRID_API_KEY`) or
+    /// `outbox`.
+    pub fn email_transport(&self) -> &'static str {
+        if self.smtp_url.is_some() {
+            "smtp"
+        } else if self.sendgrid_api_key.is_some() {
+            "sendgrid"
+        } else {
+            "outbox"
+        }
+    }
+
+    /// The API-key signing secrets: the current one first, then earlier ones still accepted.
+    pub fn signing_secrets(&self) -> Vec<SigningSecret> {
+        let mut all = vec![SigningSecret {
+            kid: self.jwt_key_id.clone(),
+            secret: self.jwt_secret.clone(),
+        }];
+        all.extend(self.jwt_previous_secrets.iter().cloned());
+        all
+    }
+
+    /// Password hashes that may wait or run at once (`HASH_QUEUE_MAX`, or 8 per core).
+    pub fn hash_queue_max(&self) -> usize {
+        match self.hash_queue_max {
+            0 => 8 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// Settings for tests and tools: defaults with the given overrides.
     pub fn with_overrides(pairs: &[(&str, &str)]) -> Result<Self, ConfigError> {
         let mut raw = RawSettings::default();
@@ -510,6 +725,14 @@ impl Settings {
         }
         Self::from_raw(&raw)
     }
+}
+
+/// A key id is a short name: letters, digits, `-`, `_`, `.`.
+fn valid_kid(kid: &str) -> bool {
+    (1..=64).contains(&kid.len())
+        && kid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 struct Parser<'a> {
@@ -592,6 +815,42 @@ impl Parser<'_> {
             ));
         }
         Ok(v)
+    }
+
+    /// `kid:secret,kid:secret`.
+    fn signing_secrets(&self, key: &str) -> Result<Vec<SigningSecret>, ConfigError> {
+        let mut out: Vec<SigningSecret> = Vec::new();
+        for item in self
+            .string(key)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let Some((kid, secret)) = item.split_once(':') else {
+                return Err(self.error(key, "each entry must be kid:secret".into()));
+            };
+            let (kid, secret) = (kid.trim(), secret.trim());
+            if !valid_kid(kid) {
+                return Err(self.error(
+                    key,
+                    format!("'{kid}' is not a key id (1-64 letters, digits, '-', '_' or '.')"),
+                ));
+            }
+            if secret.len() < 16 {
+                return Err(self.error(
+                    key,
+                    format!("the secret of kid '{kid}' must be at least 16 characters"),
+                ));
+            }
+            if out.iter().any(|s| s.kid == kid) {
+                return Err(self.error(key, format!("kid '{kid}' is listed twice")));
+            }
+            out.push(SigningSecret {
+                kid: kid.to_string(),
+                secret: SecretString::from(secret.to_string()),
+            });
+        }
+        Ok(out)
     }
 
     fn cidrs(&self, key: &str) -> Result<Vec<IpNet>, ConfigError> {
@@ -707,6 +966,93 @@ mod tests {
                 example.contains(&format!("{key}=")),
                 "{key} is missing from .env.example"
             );
+        }
+    }
+
+    #[test]
+    fn dev_aids_are_on_only_on_loopback_and_only_without_the_real_thing() {
+        let local = Settings::with_overrides(&[]).unwrap().dev_aids();
+        assert!(local.checkout && local.mailbox && local.derived_webhook_secret);
+        assert!(!local.forced);
+        let v6 = Settings::with_overrides(&[("ONBOARD_ADDR", "[::1]:8000")])
+            .unwrap()
+            .dev_aids();
+        assert!(v6.checkout && !v6.forced);
+
+        // The real thing configured: that aid is off.
+        let stripe = Settings::with_overrides(&[
+            ("STRIPE_SECRET_KEY", "sk_test_x"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+        ])
+        .unwrap()
+        .dev_aids();
+        assert!(!stripe.checkout && !stripe.derived_webhook_secret && stripe.mailbox);
+        let smtp = Settings::with_overrides(&[("SMTP_URL", "smtp://127.0.0.1:2525")])
+            .unwrap()
+            .dev_aids();
+        assert!(!smtp.mailbox && smtp.checkout);
+
+        // A public address: off, unless APP_ENV=development is set explicitly (then forced).
+        let public = [
+            ("ONBOARD_ADDR", "0.0.0.0:8000"),
+            ("JWT_SECRET", "a-long-random-deployment-secret"),
+            ("STRIPE_SECRET_KEY", "sk_test_x"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+        ];
+        let off = Settings::with_overrides(&public).unwrap().dev_aids();
+        assert_eq!(off, DevAids::default());
+        let mut forced = public[..2].to_vec();
+        forced.push(("APP_ENV", "development"));
+        let forced = Settings::with_overrides(&forced).unwrap().dev_aids();
+        assert!(forced.checkout && forced.mailbox && forced.derived_webhook_secret);
+        assert!(forced.forced);
+
+        // Production never has them.
+        let prod = Settings::with_overrides(&PRODUCTION).unwrap().dev_aids();
+        assert_eq!(prod, DevAids::default());
+    }
+
+    #[test]
+    fn unsafe_public_configurations_refuse_to_start() {
+        // The published development secret on a public address.
+        let e = Settings::with_overrides(&[("ONBOARD_ADDR", "0.0.0.0:8000")]).unwrap_err();
+        assert_eq!(e.key, "JWT_SECRET");
+        assert!(e.to_string().contains("non-loopback"), "{e}");
+        // Stripe without its webhook secret, anywhere.
+        let e = Settings::with_overrides(&[("STRIPE_SECRET_KEY", "sk_test_x")]).unwrap_err();
+        assert_eq!(e.key, "STRIPE_WEBHOOK_SECRET");
+        // A public address with neither Stripe nor an explicit development environment.
+        let e = Settings::with_overrides(&[
+            ("ONBOARD_ADDR", "0.0.0.0:8000"),
+            ("JWT_SECRET", "a-long-random-deployment-secret"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "STRIPE_SECRET_KEY");
+        assert!(!e.to_string().contains('\n'), "one line: {e}");
+    }
+
+    #[test]
+    fn previous_signing_secrets_are_parsed_and_checked() {
+        let s = Settings::with_overrides(&[
+            ("JWT_KEY_ID", "2026-12"),
+            (
+                "JWT_PREVIOUS_SECRETS",
+                "2026-06:an-older-secret-value, k1:onboard-development-secret-change-me",
+            ),
+        ])
+        .unwrap();
+        let kids: Vec<_> = s.signing_secrets().into_iter().map(|s| s.kid).collect();
+        assert_eq!(kids, ["2026-12", "2026-06", "k1"]);
+        for (bad, why) in [
+            ("nocolon", "kid:secret"),
+            ("a:short", "16 characters"),
+            ("a b:a-long-enough-secret", "key id"),
+            ("x:a-long-enough-secret,x:another-long-secret", "twice"),
+            ("k1:a-long-enough-secret", "current JWT_KEY_ID"),
+        ] {
+            let e = Settings::with_overrides(&[("JWT_PREVIOUS_SECRETS", bad)]).unwrap_err();
+            assert_eq!(e.key, "JWT_PREVIOUS_SECRETS");
+            assert!(e.to_string().contains(why), "{bad}: {e}");
         }
     }
 

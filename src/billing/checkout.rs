@@ -24,6 +24,15 @@ pub async fn create(
 ) -> Result<Checkout, StripeError> {
     let base = &app.settings.app_url;
     let Some(stripe) = &app.stripe else {
+        // Start-up refuses a public address with neither Stripe nor an explicit development
+        // environment, so this holds; checked again rather than handing out a free checkout.
+        if !app.settings.dev_aids().checkout {
+            return Err(StripeError::Api {
+                status: 500,
+                code: None,
+                message: "no payment provider is configured (STRIPE_SECRET_KEY)".into(),
+            });
+        }
         let session_id = format!("cs_dev_{}", ulid::Ulid::new());
         let url = base
             .join(&format!("dev/checkout/{session_id}"))
@@ -239,4 +248,50 @@ pub fn dev_expired_event(tenant: &Tenant, session_id: &str) -> serde_json::Value
     ev["data"]["object"]["customer"] = json!(null);
     ev["data"]["object"]["subscription"] = json!(null);
     ev
+}
+
+/// How often one checkout session may be looked up at Stripe on behalf of a page.
+pub const LOOKUP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps unauthenticated pages (the success page and its status poll) from fanning out to
+/// Stripe: at most one lookup per checkout session every [`LOOKUP_EVERY`], per process.
+#[derive(Clone, Default)]
+pub struct LookupThrottle {
+    last: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+}
+
+impl LookupThrottle {
+    /// Whether `session_id` may be looked up now (and if so, the clock starts again).
+    pub fn allow(&self, session_id: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut last = self.last.lock().expect("lookup throttle lock");
+        if last.len() >= 10_000 {
+            last.retain(|_, at| now.duration_since(*at) < LOOKUP_EVERY);
+        }
+        match last.get(session_id) {
+            Some(at) if now.duration_since(*at) < LOOKUP_EVERY => false,
+            _ => {
+                last.insert(session_id.to_string(), now);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::*;
+
+    #[test]
+    fn one_lookup_per_session_per_interval() {
+        let t = LookupThrottle::default();
+        assert!(t.allow("cs_a"));
+        assert!(!t.allow("cs_a"));
+        assert!(t.allow("cs_b"), "each session has its own clock");
+        t.last
+            .lock()
+            .unwrap()
+            .insert("cs_a".into(), std::time::Instant::now() - LOOKUP_EVERY);
+        assert!(t.allow("cs_a"), "again once the interval passed");
+    }
 }

@@ -79,7 +79,11 @@ pub async fn receive(
     raw: &[u8],
     signature_header: Option<&str>,
 ) -> Result<Receipt, ReceiveError> {
-    let secret = secrecy::ExposeSecret::expose_secret(app.webhook_secret.as_ref());
+    let secret = app
+        .webhook_secret
+        .as_deref()
+        .map(secrecy::ExposeSecret::expose_secret)
+        .ok_or(SignatureError::NoSecret)?;
     let header = signature_header.ok_or(SignatureError::Malformed)?;
     signature::verify(
         raw,

@@ -41,29 +41,40 @@ impl Plan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PlanLimits {
     pub max_documents: Option<u64>,
+    /// Bytes of document content stored (sample documents do not count).
+    pub max_bytes: Option<u64>,
+    /// Chunks (vectors) stored, the measure of what a workspace costs to search.
+    pub max_chunks: Option<u64>,
     pub max_queries_per_month: Option<u64>,
     pub max_users: Option<u64>,
     pub price_monthly: u32,
 }
 
 impl PlanLimits {
-    /// The seed's `example_data.json` `plan_configs`.
+    /// The seed's `example_data.json` `plan_configs`, plus our storage limits (the seed has
+    /// none): starter 100 MiB and 50,000 chunks, pro 1 GiB and 500,000, enterprise unlimited.
     pub const fn default_for(plan: Plan) -> Self {
         match plan {
             Plan::Starter => PlanLimits {
                 max_documents: Some(1_000),
+                max_bytes: Some(100 * 1024 * 1024),
+                max_chunks: Some(50_000),
                 max_queries_per_month: Some(10_000),
                 max_users: Some(3),
                 price_monthly: 49,
             },
             Plan::Pro => PlanLimits {
                 max_documents: Some(10_000),
+                max_bytes: Some(1024 * 1024 * 1024),
+                max_chunks: Some(500_000),
                 max_queries_per_month: Some(100_000),
                 max_users: Some(10),
                 price_monthly: 199,
             },
             Plan::Enterprise => PlanLimits {
                 max_documents: None,
+                max_bytes: None,
+                max_chunks: None,
                 max_queries_per_month: None,
                 max_users: None,
                 price_monthly: 999,
@@ -115,6 +126,8 @@ impl PlanTable {
             let l = &mut self.limits[plan as usize];
             match field.trim() {
                 "max_documents" => l.max_documents = limit,
+                "max_bytes" => l.max_bytes = limit,
+                "max_chunks" => l.max_chunks = limit,
                 "max_queries_per_month" => l.max_queries_per_month = limit,
                 "max_users" => l.max_users = limit,
                 "price_monthly" => {
@@ -124,7 +137,7 @@ impl PlanTable {
                 }
                 other => {
                     return Err(format!(
-                        "unknown plan field '{other}': use max_documents, max_queries_per_month, max_users or price_monthly"
+                        "unknown plan field '{other}': use max_documents, max_bytes, max_chunks, max_queries_per_month, max_users or price_monthly"
                     ));
                 }
             }
@@ -222,6 +235,11 @@ mod tests {
         assert_eq!(t.limits(Plan::Starter).max_documents, Some(2));
         assert_eq!(t.limits(Plan::Starter).max_queries_per_month, Some(10_000));
         assert_eq!(t.limits(Plan::Pro).max_queries_per_month, None);
+        let t = PlanTable::default()
+            .with_overrides("starter.max_bytes=4096,pro.max_chunks=-1")
+            .unwrap();
+        assert_eq!(t.limits(Plan::Starter).max_bytes, Some(4096));
+        assert_eq!(t.limits(Plan::Pro).max_chunks, None);
         for bad in [
             "starter",
             "gold.max_documents=1",

@@ -83,7 +83,39 @@ impl Email {
     }
 }
 
-/// A company name: 1-200 characters after trimming, no control characters.
+/// Unicode general category Cf (format characters, Unicode 15.1): invisible characters such as
+/// U+202E RIGHT-TO-LEFT OVERRIDE, which can make a name display as something it is not.
+const FORMAT_CHARS: &[(u32, u32)] = &[
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+/// Whether `c` is a Unicode format character (category Cf).
+pub fn is_format_char(c: char) -> bool {
+    let c = u32::from(c);
+    FORMAT_CHARS.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
+}
+
+/// A company name: 1-200 characters after trimming, no control or format characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompanyName(String);
 
@@ -105,11 +137,14 @@ impl CompanyName {
                 format!("company_name must be at most 200 characters (got {n})"),
             ));
         }
-        if s.chars().any(char::is_control) {
+        if let Some(c) = s.chars().find(|c| c.is_control() || is_format_char(*c)) {
             return Err(FieldError::new(
                 "company_name",
                 "invalid_company_name",
-                "company_name must not contain control characters",
+                format!(
+                    "company_name must not contain control or invisible formatting characters (found U+{:04X})",
+                    u32::from(c)
+                ),
             ));
         }
         Ok(Self(s.to_string()))
@@ -189,6 +224,31 @@ impl SignupInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn company_names_refuse_invisible_formatting_characters() {
+        for bad in [
+            "Acme\u{202E}moc.evil",
+            "Ac\u{200B}me",
+            "\u{FEFF}Acme",
+            "Acme\u{2066}x",
+            "Acme\u{E0041}",
+            "Acme\u{00AD}",
+        ] {
+            let e = CompanyName::parse(bad).unwrap_err();
+            assert_eq!(e.code, "invalid_company_name", "{bad:?}");
+            assert!(e.message.contains("U+"), "{}", e.message);
+        }
+        for good in [
+            "Acme",
+            "Ümlaut GmbH",
+            "株式会社",
+            "O'Brien & Co.",
+            "Café 🚀",
+        ] {
+            assert!(CompanyName::parse(good).is_ok(), "{good}");
+        }
+    }
 
     #[test]
     fn accepts_ordinary_addresses() {

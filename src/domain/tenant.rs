@@ -146,6 +146,41 @@ pub struct TransitionError {
     pub to: TenantStatus,
 }
 
+impl TenantStatus {
+    /// What anyone who knows the tenant id may be told about why it is in this status: our
+    /// own sentence, never the internal reason (which may carry a provider's error text).
+    pub fn public_reason(self) -> Option<&'static str> {
+        Some(match self {
+            TenantStatus::PendingPayment => "waiting for payment at checkout",
+            TenantStatus::SalesReview => "with our sales team, who will be in touch",
+            TenantStatus::Provisioning => "the workspace is being set up",
+            TenantStatus::Active => return None,
+            TenantStatus::Failed => {
+                "setting up the workspace failed; we have been alerted, and the setup can be retried from the checkout's success page"
+            }
+            TenantStatus::Abandoned => "the checkout expired before payment",
+            TenantStatus::PastDue => "the last payment failed; update the card to keep access",
+            TenantStatus::Suspended => "suspended for unpaid invoices",
+            TenantStatus::Canceled => "the subscription is canceled",
+        })
+    }
+}
+
+/// How long a checkout stays open (Stripe's default for a Checkout Session): a signup still
+/// waiting for payment after this will never be paid through it.
+pub const CHECKOUT_EXPIRY_MS: i64 = 24 * 3_600_000;
+
+/// Whether a tenant no longer holds its email, so a new signup may take it: an abandoned
+/// signup, or one still waiting for payment after its checkout expired. Any tenant that paid
+/// (or is with sales) keeps its email.
+pub fn releases_email(status: TenantStatus, created_at: i64, now: i64) -> bool {
+    match status {
+        TenantStatus::Abandoned => true,
+        TenantStatus::PendingPayment => now - created_at > CHECKOUT_EXPIRY_MS,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::TenantStatus::*;

@@ -63,6 +63,60 @@ pub fn welcome(
     }
 }
 
+#[derive(Template)]
+#[template(path = "email/password_reset.txt")]
+struct PasswordResetText<'a> {
+    company_name: &'a str,
+    reset_url: &'a str,
+    expires_minutes: u32,
+}
+
+#[derive(Template)]
+#[template(path = "email/password_reset.html")]
+struct PasswordResetHtml<'a> {
+    company_name: &'a str,
+    reset_url: &'a str,
+    expires_minutes: u32,
+    preheader: &'a str,
+}
+
+/// A "forgot password" email: a single-use, expiring link to choose a new password.
+pub fn password_reset(
+    tenant_id: &str,
+    to: &str,
+    company_name: &str,
+    reset_url: &str,
+    expires_minutes: u32,
+) -> OutgoingEmail {
+    let preheader = "Choose a new password with the link inside; it works once.";
+    let text = PasswordResetText {
+        company_name,
+        reset_url,
+        expires_minutes,
+    }
+    .render()
+    .expect("password reset text template renders");
+    let html = PasswordResetHtml {
+        company_name,
+        reset_url,
+        expires_minutes,
+        preheader,
+    }
+    .render()
+    .expect("password reset html template renders");
+    OutgoingEmail {
+        tenant_id: Some(tenant_id.to_string()),
+        kind: "password_reset",
+        dedupe_key: None,
+        to: to.to_string(),
+        subject: "Reset your onboard password".into(),
+        preheader: preheader.into(),
+        text,
+        html,
+        headers: vec![],
+    }
+}
+
 /// Tells the sales team about an enterprise signup.
 pub fn sales_notification(
     tenant_id: &str,
@@ -101,6 +155,25 @@ pub fn sales_notification(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn password_reset_carries_the_link_and_its_expiry() {
+        let e = password_reset(
+            "tenant_1",
+            "a@example.com",
+            "Acme",
+            "http://x/login/reset?token=abc",
+            60,
+        );
+        assert!(
+            e.text.contains("http://x/login/reset?token=abc"),
+            "{}",
+            e.text
+        );
+        assert!(e.html.contains("http://x/login/reset?token=abc"));
+        assert!(e.text.contains("60 minutes") && e.html.contains(&e.preheader));
+        assert_eq!(e.kind, "password_reset");
+    }
 
     #[test]
     fn welcome_has_both_parts_preheader_and_the_link_but_no_secret() {

@@ -124,10 +124,35 @@ pub(super) async fn retry_response(
     }
 }
 
-/// Prometheus counters.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus counters; with `METRICS_TOKEN` set, only for `Authorization: Bearer <token>`.
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    if let Some(expected) = state.settings.metrics_token.as_ref() {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(
+            presented
+                .as_bytes()
+                .ct_eq(expected.expose_secret().as_bytes()),
+        ) {
+            let mut resp =
+                ApiError::unauthorized("metrics need Authorization: Bearer <METRICS_TOKEN>")
+                    .into_response();
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"metrics\""),
+            );
+            return resp;
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+        .into_response()
 }

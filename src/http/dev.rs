@@ -1,5 +1,6 @@
-//! Development-only pages: the built-in checkout (used when `STRIPE_SECRET_KEY` is unset) and
-//! the mailbox of the `outbox` email transport. Neither exists in production.
+//! Development aids: the built-in checkout (when `STRIPE_SECRET_KEY` is unset) and the mailbox
+//! of the `outbox` email transport. Each exists only while `Settings::dev_aids` says so: never
+//! in production, and on a non-loopback address only with an explicit `APP_ENV=development`.
 
 use askama::Template;
 use axum::Router;
@@ -47,15 +48,18 @@ pub fn router() -> Router<AppState> {
         .route("/dev/mailbox/{id}", get(email_page))
 }
 
-fn dev_only(state: &AppState) -> AppResult<()> {
-    if state.settings.is_production() {
+/// 404 unless the mailbox aid is on.
+fn mailbox_on(state: &AppState) -> AppResult<()> {
+    if !state.settings.dev_aids().mailbox {
         return Err(ApiError::not_found("route"));
     }
     Ok(())
 }
 
 async fn dev_session(state: &AppState, session: &str) -> AppResult<Tenant> {
-    dev_only(state)?;
+    if !state.settings.dev_aids().checkout {
+        return Err(ApiError::not_found("route"));
+    }
     if state.stripe.is_some() || !session.starts_with("cs_dev_") {
         return Err(ApiError::not_found("checkout session"));
     }
@@ -89,7 +93,11 @@ async fn checkout_page(
 /// as Stripe would, so development exercises the production path.
 async fn deliver(state: &AppState, event: &serde_json::Value) -> AppResult<()> {
     let body = serde_json::to_vec(event).map_err(|e| ApiError::internal("serialize event", e))?;
-    let secret = secrecy::ExposeSecret::expose_secret(state.webhook_secret.as_ref());
+    let secret = state
+        .webhook_secret
+        .as_deref()
+        .map(secrecy::ExposeSecret::expose_secret)
+        .ok_or_else(|| ApiError::not_found("route"))?;
     let header = signature::sign(&body, secret, chrono::Utc::now().timestamp());
     let mut addr = state.settings.addr;
     if addr.ip().is_unspecified() {
@@ -149,7 +157,7 @@ async fn cancel(
 }
 
 async fn mailbox(State(state): State<AppState>) -> AppResult<Response> {
-    dev_only(&state)?;
+    mailbox_on(&state)?;
     let emails = state.store.list_emails(None, 200).await?;
     let html = MailboxPage { emails }
         .render()
@@ -161,7 +169,7 @@ async fn email_page(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
 ) -> AppResult<Response> {
-    dev_only(&state)?;
+    mailbox_on(&state)?;
     let email = state
         .store
         .email(&id)

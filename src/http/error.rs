@@ -45,6 +45,25 @@ impl From<crate::workspace::key_cache::MissingScope> for ApiError {
     }
 }
 
+impl From<crate::workspace::hashing::HashError> for ApiError {
+    fn from(e: crate::workspace::hashing::HashError) -> Self {
+        match e {
+            crate::workspace::hashing::HashError::Busy => {
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "too many password checks are in progress; try again in a second",
+                );
+                e.retry_after_secs = Some(1);
+                e
+            }
+            crate::workspace::hashing::HashError::Task(e) => {
+                ApiError::internal("password hashing task", e)
+            }
+        }
+    }
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -87,8 +106,11 @@ impl ApiError {
         e
     }
 
+    /// 503 with `Retry-After: 1`: a dependency is down for a moment.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        e.retry_after_secs = Some(1);
+        e
     }
 
     /// Logs the cause and answers an opaque 500.
@@ -113,7 +135,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Transition(t) => ApiError::conflict("invalid_transition", t.to_string()),
-            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => {
+            e if e.is_unavailable() => {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::unavailable("the database is unavailable; try again shortly")
             }

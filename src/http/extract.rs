@@ -201,22 +201,59 @@ where
     }
 }
 
-/// Pure rule behind [`ClientIp`].
+impl ClientIp {
+    /// The key rate limits and sign-in locks count by: the address itself, or for IPv6 its /64
+    /// (one customer's network, which can hand its hosts any of 2^64 addresses).
+    pub fn key(&self) -> String {
+        client_key(self.0)
+    }
+}
+
+/// See [`ClientIp::key`]. An IPv4 address mapped into IPv6 is the IPv4 address.
+pub fn client_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
+    }
+}
+
+/// One `X-Forwarded-For` hop: an address, or an address with a port (`1.2.3.4:5`, `[::1]:5`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
+}
+
+/// Pure rule behind [`ClientIp`]: walking the hops from the right (the nearest proxy first),
+/// trusted proxies are passed over and the first other address is the client. A hop that is not
+/// an address stops the walk: the trusted proxy that sent it is then the client, never a hop
+/// further left that anyone could have written.
 pub fn client_ip(peer: IpAddr, forwarded_headers: &[&str], trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    let hops: Vec<IpAddr> = forwarded_headers
+    let hops: Vec<&str> = forwarded_headers
         .iter()
         .flat_map(|h| h.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
         .collect();
-    hops.iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .copied()
-        .unwrap_or(peer)
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match parse_hop(hop) {
+            Some(ip) if is_trusted(&ip) => client = ip,
+            Some(ip) => return ip,
+            None => return client,
+        }
+    }
+    client
 }
 
 #[cfg(test)]
@@ -305,5 +342,48 @@ mod tests {
             client_ip(ip("127.0.0.1"), &["garbage"], &trusted),
             ip("127.0.0.1")
         );
+    }
+
+    #[test]
+    fn an_unparsable_hop_stops_the_walk_at_the_proxy_that_sent_it() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        // Skipping "unknown" would believe 6.6.6.6, which the client itself wrote.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &["6.6.6.6, unknown"], &trusted),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &["6.6.6.6, garbage, 10.0.0.7"], &trusted),
+            ip("10.0.0.7"),
+            "the last trusted hop that was read is the client"
+        );
+        // Hops with ports are addresses too.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &["198.51.100.7:4711"], &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &["[2001:db8::7]:4711"], &trusted),
+            ip("2001:db8::7")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        assert_eq!(client_key(ip("203.0.113.9")), "203.0.113.9");
+        assert_eq!(
+            client_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            client_key(ip("2001:db8:1:2::1")),
+            client_key(ip("2001:db8:1:2:ffff::9")),
+            "one /64, one key"
+        );
+        assert_ne!(
+            client_key(ip("2001:db8:1:2::1")),
+            client_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(client_key(ip("::ffff:192.0.2.1")), "192.0.2.1");
     }
 }

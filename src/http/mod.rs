@@ -2,11 +2,13 @@
 //! use every module below it; nothing but `cli` and `demo` imports it.
 
 pub mod admin;
+pub mod assets;
 pub mod auth;
 pub mod dev;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod health;
 pub mod login;
 pub mod onboarding;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -79,6 +82,8 @@ fn api(
         .routes(routes!(login::password::login))
         .routes(routes!(login::session::session))
         .routes(routes!(login::session::logout))
+        .routes(routes!(login::reset::forgot))
+        .routes(routes!(login::reset::reset))
         .split_for_parts()
 }
 
@@ -116,8 +121,16 @@ fn build(
 ) -> Router {
     let (api, doc) = api(guard_v1);
     let doc = Arc::new(doc);
+    let policy = Arc::new(guard::WebPolicy {
+        https: state.settings.app_url.scheme() == "https",
+        app_url: state.settings.app_url.clone(),
+    });
+    // A request (its body included) is read and answered within this, or gets a 408.
+    let request_timeout =
+        std::time::Duration::from_secs(state.settings.http_request_timeout_seconds);
     api.merge(docs::router(doc))
         .merge(dev::router())
+        .merge(assets::router())
         .merge(onboarding::router())
         .merge(login::router())
         .route("/metrics", axum::routing::get(admin::metrics))
@@ -130,7 +143,19 @@ fn build(
             )
         })
         .layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            policy.clone(),
+            guard::refuse_cross_site,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            policy,
+            guard::secure_headers,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(guard::request_span))
         .with_state(state)
 }
 
@@ -171,7 +196,7 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Serves until `shutdown` resolves, then finishes in-flight requests (for at most 30 s).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -189,17 +214,73 @@ impl Application {
                 }
             })
         };
+        let header_timeout =
+            std::time::Duration::from_secs(state.settings.http_header_timeout_seconds);
         let app = router(self.state);
-        let served = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        serve(self.listener, app, header_timeout, shutdown).await;
         flusher.abort();
         state.flush_counters().await;
-        served?;
         Ok(())
+    }
+}
+
+/// The accept loop. Each connection is HTTP/1.1 with keep-alive, and must send each request's
+/// headers within `header_timeout` (also the longest a kept-alive connection may sit idle), so
+/// a slow client cannot hold connections open; bodies and handlers are bounded by the
+/// request timeout layer of [`router`].
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let mut app = app.clone();
+                async move {
+                    use tower::Service;
+                    app.call(req.map(axum::body::Body::new)).await
+                }
+            },
+        );
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+            tracing::warn!("connections still open after 30 s of shutdown; closing them");
+        }
     }
 }
 

@@ -62,6 +62,8 @@ async fn fulfil_from_session(state: &AppState, tenant: &Tenant) -> AppResult<boo
         return Ok(false);
     };
     let session = match &state.stripe {
+        // The webhook will deliver anyway; this only saves a wait, so it is rationed.
+        Some(_) if !state.checkout_lookups.allow(sid) => None,
         Some(stripe) => match stripe.retrieve_checkout_session(sid).await {
             Ok(s) => Some(s),
             Err(e) => {
@@ -136,7 +138,8 @@ pub struct ProgressResponse {
     pub status: TenantStatus,
     pub status_reason: Option<String>,
     pub steps: Vec<StepView>,
-    /// The first API key, included exactly once (the first poll after it exists).
+    /// The first API key, included exactly once (the first poll after it exists), and only
+    /// within `FIRST_KEY_REVEAL_MINUTES` of activation.
     pub api_key: Option<String>,
     /// Notices worth showing (e.g. sample data could not be loaded).
     pub notices: Vec<String>,
@@ -185,13 +188,28 @@ pub async fn status(
             }
         })
         .collect();
+    // The step's own detail may carry a provider's error text; operators see it, the page a
+    // sentence of ours.
     let notices = records
         .iter()
         .filter(|r| r.outcome == "failed")
-        .filter_map(|r| r.detail.clone())
+        .map(|r| match r.step.as_str() {
+            "sample_data" => {
+                "Sample documents could not be loaded; your workspace is empty but works.".into()
+            }
+            other => format!("The {other} step did not complete."),
+        })
         .collect();
+    // The first key is shown once, and only within FIRST_KEY_REVEAL_MINUTES of activation:
+    // after that, whoever holds the session id (it is in the success page's address) can no
+    // longer reveal it, and the customer creates a new key instead.
+    let window_ms = i64::from(state.settings.first_key_reveal_minutes) * 60_000;
+    let in_window = tenant
+        .activated_at
+        .is_some_and(|at| crate::store::now_ms() - at <= window_ms);
     let mut api_key = None;
     if tenant.status == TenantStatus::Active
+        && in_window
         && let Some(key_id) = records
             .iter()
             .find(|r| r.step == "api_key")
@@ -206,7 +224,7 @@ pub async fn status(
     Ok(Json(ProgressResponse {
         tenant_id: tenant.id.to_string(),
         status: tenant.status,
-        status_reason: tenant.status_reason,
+        status_reason: tenant.status.public_reason().map(str::to_string),
         steps,
         api_key,
         notices,

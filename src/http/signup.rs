@@ -9,9 +9,11 @@ use super::AppState;
 use super::error::{ApiError, AppResult, ErrorBody};
 use super::extract::{ClientIp, JsonBody};
 use crate::billing::checkout;
+use crate::domain::tenant::releases_email;
 use crate::domain::{Plan, SignupInput, TenantId, TenantStatus, password};
 use crate::email::templates;
 use crate::store::{NewTenant, StoreError, now_ms};
+use crate::workspace::hashing::HashFor;
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -52,6 +54,7 @@ pub struct SignupResponse {
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 429, description = "Too many signups from this address; see Retry-After", body = ErrorBody),
         (status = 502, description = "Stripe could not create the checkout; nothing was stored", body = ErrorBody),
+        (status = 503, description = "Too many password hashes are queued; see Retry-After", body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all, fields(client_ip = %ip.0))]
 pub async fn signup(
@@ -63,7 +66,7 @@ pub async fn signup(
 
     let limit = state.settings.signup_rate_limit_per_hour;
     if limit > 0 {
-        let key = format!("signup:{}", ip.0);
+        let key = format!("signup:{}", ip.key());
         let decision = state
             .store
             .hit_rate_limit(&key, limit, HOUR_MS, now_ms())
@@ -81,23 +84,26 @@ pub async fn signup(
 
     // Never create a second checkout for an email that already has an account (checked before
     // the hash: a taken email costs one read, not an argon2 run; the insert still catches a race).
-    if state
+    // A signup that never paid and whose checkout expired, or that was abandoned, gives its
+    // email up to this one.
+    let released = match state
         .store
         .tenant_by_email(input.email.normalized())
         .await?
-        .is_some()
     {
-        return Err(email_taken());
-    }
+        Some(old) if releases_email(old.status, old.created_at, now_ms()) => Some(old),
+        Some(_) => return Err(email_taken()),
+        None => None,
+    };
 
     // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
     let (input, password_hash) = state
-        .hash(move || {
-            let hash = password::hash(&input.password);
+        .hashing
+        .run(HashFor::Signup, move |memory| {
+            let hash = password::hash(&input.password, memory);
             (input, hash)
         })
-        .await
-        .map_err(|e| ApiError::internal("password hashing task", e))?;
+        .await?;
     let id = TenantId::generate();
     let sales_assisted = input.plan.is_sales_assisted();
     // Checkout is created before anything is stored: if Stripe fails, nothing is half-written
@@ -138,6 +144,21 @@ pub async fn signup(
         stripe_checkout_session_id: checkout.as_ref().map(|c| c.session_id.clone()),
     };
     let mut tx = state.store.begin().await?;
+    if let Some(old) = &released {
+        if old.status == TenantStatus::PendingPayment {
+            tx.transition_tenant_from(
+                &old.id,
+                TenantStatus::PendingPayment,
+                TenantStatus::Abandoned,
+                "checkout expired unpaid; the email signed up again",
+                "signup",
+            )
+            .await
+            .map_err(|_| email_taken())?;
+        }
+        tx.release_email(&old.id).await?;
+        tracing::info!(old_tenant_id = %old.id, "an unpaid signup gave its email up to a new one");
+    }
     match tx.insert_tenant(&tenant).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => return Err(email_taken()),

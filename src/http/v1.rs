@@ -29,7 +29,12 @@ use crate::workspace::documents::{
 use crate::workspace::usage::current_period;
 
 /// Scopes a tenant may put on a key it creates.
-const GRANTABLE: [&str; 3] = [scopes::DOCUMENTS_WRITE, scopes::QUERY, scopes::KEYS_MANAGE];
+const GRANTABLE: [&str; 4] = [
+    scopes::DOCUMENTS_WRITE,
+    scopes::QUERY,
+    scopes::KEYS_MANAGE,
+    scopes::USAGE_READ,
+];
 /// Largest metadata object, serialized.
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// Longest query text, in characters.
@@ -47,32 +52,56 @@ impl From<WorkspaceError> for ApiError {
                 "document_limit_reached",
                 message,
             ),
+            WorkspaceError::LimitReached {
+                limit: "bytes of documents" | "chunks",
+                ..
+            } => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "storage_limit_reached",
+                message,
+            ),
             WorkspaceError::LimitReached { .. } => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "query_limit_reached",
                 message,
             ),
+            // A provider's own words (its error bodies, hosts, request ids) go to the logs;
+            // the tenant is told what happened and what to do, in ours.
             WorkspaceError::Embed(EmbedError::Rejected { .. } | EmbedError::Invalid(_)) => {
                 tracing::error!(error = %message, "embedder refused or answered nonsense");
-                ApiError::new(StatusCode::BAD_GATEWAY, "embedder_error", message)
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "embedder_error",
+                    "the embedding service refused this request; we have logged it, and retrying will not help until it is fixed",
+                )
             }
-            WorkspaceError::Embed(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "embedder_unavailable",
-                format!("{message}; try again shortly"),
-            ),
+            WorkspaceError::Embed(_) => {
+                tracing::warn!(error = %message, "embedder unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "embedder_unavailable",
+                    "the embedding service is unavailable; try again shortly",
+                )
+            }
             WorkspaceError::Vector(VectorError::Store(e)) | WorkspaceError::Store(e) => e.into(),
             WorkspaceError::Vector(
                 VectorError::Rejected { .. } | VectorError::Dimension { .. },
             ) => {
                 tracing::error!(error = %message, "vector store refused a request");
-                ApiError::new(StatusCode::BAD_GATEWAY, "vector_store_error", message)
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "vector_store_error",
+                    "the vector store refused this request; we have logged it, and retrying will not help until it is fixed",
+                )
             }
-            WorkspaceError::Vector(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "vector_store_unavailable",
-                format!("{message}; try again shortly"),
-            ),
+            WorkspaceError::Vector(_) => {
+                tracing::warn!(error = %message, "vector store unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "vector_store_unavailable",
+                    "the vector store is unavailable; try again shortly",
+                )
+            }
         }
     }
 }
@@ -125,6 +154,9 @@ impl From<ApiKeyRow> for ApiKeyView {
 #[derive(Serialize, ToSchema)]
 pub struct ApiKeyList {
     pub keys: Vec<ApiKeyView>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// A key just created: the only time its secret is shown.
@@ -141,30 +173,38 @@ pub struct CreatedKey {
 pub struct CreateKeyRequest {
     /// A label, 1–100 characters (default "API key").
     pub name: Option<String>,
-    /// Any of `documents:write`, `query`, `keys:manage` (default: all three).
+    /// Any of `documents:write`, `query`, `keys:manage`, `usage:read` (default: all four).
     pub scopes: Option<Vec<String>>,
     /// Days until the key expires (1–3650); none = no expiry.
     pub expires_in_days: Option<u32>,
 }
 
-/// List the workspace's API keys.
-#[utoipa::path(get, path = "/v1/api-keys", tag = "api keys",
-    responses((status = 200, body = ApiKeyList), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody)),
+/// List the workspace's API keys (revoked ones too), newest first.
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api keys", params(ListParams),
+    responses((status = 200, body = ApiKeyList), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
 pub async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
+    QueryParams(params): QueryParams<ListParams>,
 ) -> AppResult<Json<ApiKeyList>> {
     caller.require(scopes::KEYS_MANAGE)?;
-    let keys = state.store.list_api_keys(caller.tenant()).await?;
+    let limit = page_limit(params.limit)?;
+    let before = parse_cursor(params.cursor.as_deref())?;
+    let rows = state
+        .store
+        .api_keys_page(caller.tenant(), limit + 1, before)
+        .await?;
+    let (rows, next_cursor) = page(rows, limit, |k| (k.created_at, k.id.as_str()));
     Ok(Json(ApiKeyList {
-        keys: keys.into_iter().map(ApiKeyView::from).collect(),
+        keys: rows.into_iter().map(ApiKeyView::from).collect(),
+        next_cursor,
     }))
 }
 
 /// Create an API key; its secret is in this answer only.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = CreateKeyRequest,
-    responses((status = 201, body = CreatedKey), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody)),
+    responses((status = 201, body = CreatedKey), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, description = "The workspace already holds MAX_API_KEYS live keys", body = super::error::ErrorBody)),
     security(("api_key" = [])))]
 pub async fn create_key(
     State(state): State<AppState>,
@@ -194,7 +234,9 @@ pub async fn create_key(
             None => {
                 return Err(ApiError::bad_request(
                     "invalid_scope",
-                    format!("unknown scope '{s}': use documents:write, query or keys:manage"),
+                    format!(
+                        "unknown scope '{s}': use documents:write, query, keys:manage or usage:read"
+                    ),
                 )
                 .with_field("scopes"));
             }
@@ -232,6 +274,16 @@ async fn issue(
     let mut tx = state.store.begin().await?;
     if let Some(old) = replaces {
         tx.revoke_api_key(caller.tenant(), old).await?;
+    } else {
+        let max = i64::from(state.settings.max_api_keys);
+        if tx.live_api_keys_locked(caller.tenant()).await? >= max {
+            return Err(ApiError::conflict(
+                "key_limit_reached",
+                format!(
+                    "a workspace holds at most {max} live API keys; revoke one (DELETE /v1/api-keys/{{id}}) before creating another"
+                ),
+            ));
+        }
     }
     let key = tx
         .issue_api_key(
@@ -465,40 +517,62 @@ pub async fn list_documents(
     QueryParams(params): QueryParams<ListParams>,
 ) -> AppResult<Json<DocumentList>> {
     require_any(&caller)?;
-    let limit = params.limit.unwrap_or(20);
+    let limit = page_limit(params.limit)?;
+    let before = parse_cursor(params.cursor.as_deref())?;
+    let docs = state
+        .store
+        .list_documents(caller.tenant(), limit + 1, before)
+        .await?;
+    let (documents, next_cursor) = page(docs, limit, |d| (d.created_at, d.id.as_str()));
+    Ok(Json(DocumentList {
+        documents,
+        next_cursor,
+    }))
+}
+
+/// The page size asked for: 1–100, default 20.
+fn page_limit(limit: Option<i64>) -> AppResult<i64> {
+    let limit = limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(
             ApiError::bad_request("invalid_limit", "limit must be 1–100").with_field("limit"),
         );
     }
-    let before = match params.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(
-            c.split_once('_')
-                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())))
-                .ok_or_else(|| {
-                    ApiError::bad_request("invalid_cursor", "cursor is not one this API returned")
-                        .with_field("cursor")
-                })?,
-        ),
-    };
-    let docs = state
-        .store
-        .list_documents(caller.tenant(), limit + 1, before)
-        .await?;
-    let more = docs.len() as i64 > limit;
-    let documents: Vec<Document> = docs.into_iter().take(limit as usize).collect();
-    let next_cursor = more
+    Ok(limit)
+}
+
+/// A `next_cursor` this API returned: `{created_at}_{id}` of the last item of the page.
+fn parse_cursor(cursor: Option<&str>) -> AppResult<Option<(i64, String)>> {
+    match cursor {
+        None | Some("") => Ok(None),
+        Some(c) => c
+            .split_once('_')
+            .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())))
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_cursor", "cursor is not one this API returned")
+                    .with_field("cursor")
+            }),
+    }
+}
+
+/// The first `limit` of `rows` (fetched as `limit + 1`) and the cursor of the page after them.
+fn page<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> (i64, &str),
+) -> (Vec<T>, Option<String>) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = more
         .then(|| {
-            documents
-                .last()
-                .map(|d| format!("{}_{}", d.created_at, d.id))
+            rows.last().map(|r| {
+                let (at, id) = key(r);
+                format!("{at}_{id}")
+            })
         })
         .flatten();
-    Ok(Json(DocumentList {
-        documents,
-        next_cursor,
-    }))
+    (rows, next)
 }
 
 /// Reading needs either `query` or `documents:write`.
@@ -612,27 +686,44 @@ pub struct UsageResponse {
     /// Metering month, UTC, e.g. `2026-11`.
     pub period: String,
     pub documents: Meter,
+    /// Bytes of document content stored.
+    pub bytes: Meter,
+    /// Chunks (vectors) stored.
+    pub chunks: Meter,
     pub queries: Meter,
     pub users: Meter,
     pub price_monthly: u32,
 }
 
-/// The workspace's usage against its plan's limits.
+/// The workspace's usage against its plan's limits (scope `usage:read`, or `keys:manage`).
 #[utoipa::path(get, path = "/v1/usage", tag = "usage",
-    responses((status = 200, body = UsageResponse), (status = 401, body = super::error::ErrorBody)),
+    responses((status = 200, body = UsageResponse), (status = 401, body = super::error::ErrorBody), (status = 403, description = "The key has neither usage:read nor keys:manage", body = super::error::ErrorBody)),
     security(("api_key" = [])))]
 pub async fn usage(
     State(state): State<AppState>,
     caller: Caller,
 ) -> AppResult<Json<UsageResponse>> {
+    // Keys from before `usage:read` existed carry `keys:manage`, which sees as much.
+    caller
+        .require(scopes::USAGE_READ)
+        .or_else(|_| caller.require(scopes::KEYS_MANAGE))?;
     let limits = state.settings.plans.limits(caller.plan);
     let tenant = caller.tenant();
     let period = current_period();
+    let stored = state.store.footprint(tenant).await?;
     Ok(Json(UsageResponse {
         plan: caller.plan,
         documents: Meter {
-            used: state.store.count_documents(tenant).await?,
+            used: stored.documents,
             limit: limits.max_documents,
+        },
+        bytes: Meter {
+            used: stored.bytes,
+            limit: limits.max_bytes,
+        },
+        chunks: Meter {
+            used: stored.chunks,
+            limit: limits.max_chunks,
         },
         queries: Meter {
             used: state.usage.queries(&state.store, tenant, &period).await?,

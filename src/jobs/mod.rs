@@ -123,18 +123,32 @@ pub struct JobRef<'a> {
     pub worker: &'a str,
 }
 
+/// What recording a failed attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failed {
+    /// Queued again, after a backoff.
+    Retrying,
+    /// That was its last attempt: the job is dead.
+    Dead,
+    /// The caller no longer owned the job (its lease expired and another worker took it, or it
+    /// finished): nothing was recorded.
+    NotOwner,
+}
+
 impl Tx {
-    /// Marks the job done in this transaction (see [`JobRef`]).
-    pub async fn complete_job(&mut self, job: JobRef<'_>) -> StoreResult<()> {
-        with_conn!(self, |conn| {
+    /// Marks the job done in this transaction (see [`JobRef`]); false when the caller no longer
+    /// owned it (the work's own records keep a second run from repeating it).
+    pub async fn complete_job(&mut self, job: JobRef<'_>) -> StoreResult<bool> {
+        let n = with_conn!(self, |conn| {
             sqlx::query(COMPLETE_JOB_SQL)
                 .bind(now_ms())
                 .bind(job.id)
                 .bind(job.worker)
                 .execute(&mut *conn)
-                .await?;
+                .await?
+                .rows_affected()
         });
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Enqueues a job in this transaction; returns false when a job with the same dedupe key is
@@ -162,6 +176,32 @@ impl Tx {
         });
         Ok(inserted == 1)
     }
+
+    /// Enqueues a job, or, when one with its dedupe key is already queued (waiting out a
+    /// backoff), makes that one due now with a fresh attempt budget: what a retry asks for. A
+    /// running job is left to finish.
+    pub async fn enqueue_fresh(&mut self, job: NewJob) -> StoreResult<bool> {
+        let (key, max_attempts) = (job.dedupe_key.clone(), job.max_attempts);
+        if self.enqueue(job).await? {
+            return Ok(true);
+        }
+        let Some(key) = key else {
+            return Ok(false);
+        };
+        let now = now_ms();
+        with_conn!(self, |conn| {
+            sqlx::query(
+                "UPDATE jobs SET attempts = 0, max_attempts = $1, run_at = $2, updated_at = $2 \
+                 WHERE dedupe_key = $3 AND status = 'queued'",
+            )
+            .bind(i64::from(max_attempts))
+            .bind(now)
+            .bind(&key)
+            .execute(&mut *conn)
+            .await?;
+        });
+        Ok(false)
+    }
 }
 
 impl Store {
@@ -184,7 +224,8 @@ impl Store {
                 concat!(
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $1, ",
                     "locked_by = $2, updated_at = $3 WHERE id = (SELECT id FROM jobs WHERE ",
-                    "(status = 'queued' AND run_at <= $3) OR (status = 'running' AND locked_until < $3) ",
+                    "(status = 'queued' AND run_at <= $3) OR ",
+                    "(status = 'running' AND locked_until < $3 AND attempts < max_attempts) ",
                     "ORDER BY priority DESC, run_at LIMIT 1",
                     $lock,
                     ") RETURNING id, kind, payload, attempts, max_attempts, dedupe_key"
@@ -207,32 +248,71 @@ impl Store {
         Ok(job)
     }
 
-    /// Marks a job done, if `worker` still holds it.
-    pub async fn complete_job(&self, job: &Job, worker: &str) -> StoreResult<()> {
-        with_pool!(self, |pool| {
+    /// Marks a job done, if `worker` still holds it; false when it did not.
+    pub async fn complete_job(&self, job: &Job, worker: &str) -> StoreResult<bool> {
+        let n = with_pool!(self, |pool| {
             sqlx::query(COMPLETE_JOB_SQL)
                 .bind(now_ms())
                 .bind(&job.id)
                 .bind(worker)
                 .execute(pool)
-                .await?;
+                .await?
+                .rows_affected()
         });
-        Ok(())
+        Ok(n == 1)
     }
 
-    /// Records a failed attempt: queued again after a backoff, or dead after the last attempt.
-    /// Returns true when the job is now dead.
+    /// Extends the lease of a running job by `lease_ms` from now, if `worker` still holds it;
+    /// false when it does not.
+    pub async fn renew_job(&self, job: &Job, worker: &str, lease_ms: i64) -> StoreResult<bool> {
+        let now = now_ms();
+        let n = with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET locked_until = $1, updated_at = $2 \
+                 WHERE id = $3 AND locked_by = $4 AND status = 'running'",
+            )
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(&job.id)
+            .bind(worker)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Marks dead the running jobs whose lease expired on their last attempt (their worker died
+    /// each time): reclaiming counts as an attempt, so a job that keeps killing its process
+    /// ends here instead of looping. Returns them, for their dead hooks.
+    pub async fn bury_exhausted(&self) -> StoreResult<Vec<Job>> {
+        let now = now_ms();
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as(
+                "UPDATE jobs SET status = 'dead', locked_until = NULL, finished_at = $1, updated_at = $1, \
+                 last_error = 'the worker running its last attempt stopped before finishing (its lease expired)' \
+                 WHERE status = 'running' AND locked_until < $1 AND attempts >= max_attempts \
+                 RETURNING id, kind, payload, attempts, max_attempts, dedupe_key",
+            )
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Records a failed attempt, if `worker` still holds the job: queued again after a
+    /// backoff, or dead after the last attempt.
     pub async fn fail_job(
         &self,
         job: &Job,
         worker: &str,
         error: &str,
         base_backoff_ms: i64,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Failed> {
         let now = now_ms();
         let dead = job.is_last_attempt();
         let error: String = error.chars().take(2000).collect();
-        with_pool!(self, |pool| {
+        let n = with_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE jobs SET status = $1, last_error = $2, run_at = $3, updated_at = $4, locked_until = NULL, \
                  finished_at = CASE WHEN $1 = 'dead' THEN $4 ELSE NULL END \
@@ -245,9 +325,26 @@ impl Store {
             .bind(&job.id)
             .bind(worker)
             .execute(pool)
-            .await?;
+            .await?
+            .rows_affected()
         });
-        Ok(dead)
+        Ok(match (n, dead) {
+            (0, _) => Failed::NotOwner,
+            (_, true) => Failed::Dead,
+            (_, false) => Failed::Retrying,
+        })
+    }
+
+    /// One job by id (operators and tests).
+    pub async fn job_by_id(&self, id: &str) -> StoreResult<Option<JobRow>> {
+        Ok(with_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, kind, status, attempts, max_attempts, last_error, run_at FROM jobs WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        }))
     }
 
     /// Puts a dead (or waiting) job back in the queue to run now with a fresh attempt budget.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use super::task::Registry;
-use super::{Done, Job, JobRef};
+use super::{Done, Failed, Job, JobRef};
 use crate::metrics::Counters;
 use crate::store::{Store, StoreResult, now_ms};
 
@@ -74,14 +74,38 @@ impl<C: Clone + Send + Sync + 'static> Worker<C> {
         tracing::info!(worker = %worker_id, "worker stopped");
     }
 
-    /// Keeps every periodic job queued and, when `prune`, deletes old finished jobs.
+    /// Keeps every periodic job queued, buries jobs whose every attempt crashed its worker,
+    /// and, when `prune`, deletes old finished jobs.
     async fn housekeeping(&self, prune: bool) {
         if let Err(e) = self.ensure_periodic().await {
             tracing::warn!(error = %e, "could not queue the periodic jobs; retrying shortly");
         }
+        if let Err(e) = self.bury_exhausted().await {
+            tracing::warn!(error = %e, "could not look for jobs that used up their attempts");
+        }
         if prune && let Err(e) = self.store.prune_jobs(now_ms() - KEEP_FINISHED_MS).await {
             tracing::warn!(error = %e, "could not delete old finished jobs");
         }
+    }
+
+    /// Marks dead the jobs whose last attempt's worker died (see [`Store::bury_exhausted`]) and
+    /// runs their dead hooks; returns how many.
+    pub async fn bury_exhausted(&self) -> StoreResult<usize> {
+        let buried = self.store.bury_exhausted().await?;
+        for job in &buried {
+            Counters::inc(&self.counters.jobs_dead);
+            tracing::error!(job = %job.id, kind = %job.kind, attempts = job.attempts, "job dead: its worker stopped during every attempt");
+            if let Some(handler) = self.registry.get(&job.kind) {
+                handler
+                    .on_dead(
+                        &self.ctx,
+                        job,
+                        "the worker running its last attempt stopped before finishing (its lease expired)",
+                    )
+                    .await;
+            }
+        }
+        Ok(buried.len())
     }
 
     async fn ensure_periodic(&self) -> StoreResult<()> {
@@ -124,16 +148,18 @@ impl<C: Clone + Send + Sync + 'static> Worker<C> {
     }
 
     /// Runs one claimed job to completion or failure (public for tests that drive jobs by hand).
+    /// While it runs, its lease is renewed every third of the lease, so a slow but live attempt
+    /// is never handed to a second worker.
     pub async fn run_one(&self, worker: &str, job: Job) {
         let Some(handler) = self.registry.get(&job.kind) else {
             let error = format!("no handler is registered for job kind {}", job.kind);
-            self.failed(worker, &job, &error).await;
+            self.record_failure(worker, &job, &error).await;
             return;
         };
         let every_ms = handler.every_ms;
         let (me, task_job, task_worker) = (self.clone(), job.clone(), worker.to_string());
         // A panic inside a handler is caught here and counts as a failed attempt.
-        let outcome = tokio::spawn(async move {
+        let mut task = tokio::spawn(async move {
             let handler = me
                 .registry
                 .get(&task_job.kind)
@@ -143,8 +169,19 @@ impl<C: Clone + Send + Sync + 'static> Worker<C> {
                 worker: &task_worker,
             };
             handler.run(&me.ctx, &task_job, owner).await
-        })
-        .await;
+        });
+        let every = Duration::from_millis((self.lease_ms / 3).max(1) as u64);
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut task => break outcome,
+                _ = renew.tick() => match self.store.renew_job(&job, worker, self.lease_ms).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(job = %job.id, kind = %job.kind, "lost the job's lease while running it; its result will not be recorded"),
+                    Err(e) => tracing::warn!(error = %e, job = %job.id, "could not renew the job's lease; retrying"),
+                },
+            }
+        };
         let result = match outcome {
             Ok(r) => r,
             Err(e) if e.is_panic() => Err(format!("job panicked: {e}")),
@@ -153,10 +190,16 @@ impl<C: Clone + Send + Sync + 'static> Worker<C> {
         match result {
             Ok(done) => {
                 Counters::inc(&self.counters.jobs_succeeded);
-                if done == Done::ByWorker
-                    && let Err(e) = self.store.complete_job(&job, worker).await
-                {
-                    tracing::warn!(error = %e, job = %job.id, "could not mark job done; it will run again");
+                if done == Done::ByWorker {
+                    match self.store.complete_job(&job, worker).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(job = %job.id, kind = %job.kind, "finished a job this worker no longer owned; its owner records the outcome")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, job = %job.id, "could not mark job done; it will run again")
+                        }
+                    }
                 }
                 if let Some(every) = every_ms
                     && let Some(next) = handler.next_run(now_ms() + every)
@@ -165,12 +208,13 @@ impl<C: Clone + Send + Sync + 'static> Worker<C> {
                     tracing::warn!(error = %e, kind = %job.kind, "could not queue the next periodic run");
                 }
             }
-            Err(error) => self.failed(worker, &job, &error).await,
+            Err(error) => self.record_failure(worker, &job, &error).await,
         }
     }
 
-    /// Records a failed attempt; on the last one the job is dead and its handler's hook runs.
-    async fn failed(&self, worker: &str, job: &Job, error: &str) {
+    /// Records a failed attempt by `worker`; on the last one the job is dead and its handler's
+    /// dead hook runs, only if `worker` still owned the job (public for tests).
+    pub async fn record_failure(&self, worker: &str, job: &Job, error: &str) {
         Counters::inc(&self.counters.jobs_failed);
         tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %error, "job failed");
         match self
@@ -178,14 +222,17 @@ impl<C: Clone + Send + Sync + 'static> Worker<C> {
             .fail_job(job, worker, error, self.backoff_base_ms)
             .await
         {
-            Ok(true) => {
+            Ok(Failed::Dead) => {
                 Counters::inc(&self.counters.jobs_dead);
                 tracing::error!(job = %job.id, kind = %job.kind, %error, "job dead after its last attempt");
                 if let Some(handler) = self.registry.get(&job.kind) {
                     handler.on_dead(&self.ctx, job, error).await;
                 }
             }
-            Ok(false) => {}
+            Ok(Failed::Retrying) => {}
+            Ok(Failed::NotOwner) => {
+                tracing::warn!(job = %job.id, kind = %job.kind, "a failed attempt of a job this worker no longer owned; its owner records the outcome")
+            }
             Err(e) => tracing::warn!(error = %e, "could not record the job failure"),
         }
     }

@@ -23,6 +23,7 @@ use crate::search::{PendingChange, VectorRecord};
 use crate::store::tenants::{TENANT_COLUMNS, TenantRow};
 use crate::store::{Store, StoreError, StoreResult, Tenant, Tx, now_ms};
 use crate::workspace::api_keys::{AuthError, IssuedKey, Principal, scopes};
+use crate::workspace::sessions::TokenPurpose;
 use crate::workspace::{namespace_for, sample_data};
 use crate::{with_conn, with_reader};
 
@@ -369,8 +370,15 @@ pub async fn run(
         .await
     {
         Ok(_) => {
-            if let Some(job) = job {
-                tx.complete_job(job).await.map_err(|e| err(&e))?;
+            // Not owning the job any more (its lease expired under a slow attempt) changes
+            // nothing here: the step records make the other attempt find this work done.
+            if let Some(job) = job
+                && !tx.complete_job(job).await.map_err(|e| err(&e))?
+            {
+                tracing::warn!(
+                    job = job.id,
+                    "provisioning finished a job this worker no longer owned"
+                );
             }
             tx.commit().await.map_err(|e| err(&e))?;
             if let Some(c) = first.change {
@@ -396,7 +404,11 @@ async fn queue_welcome_in(
 ) -> anyhow::Result<Option<String>> {
     let hours = app.settings.jwt_expiry_hours;
     let token = tx
-        .create_login_token(&tenant.id, "magic_login", i64::from(hours) * 3_600_000)
+        .create_login_token(
+            &tenant.id,
+            TokenPurpose::MagicLogin,
+            i64::from(hours) * 3_600_000,
+        )
         .await?;
     let base = &app.settings.app_url;
     let login_url = base.join(&format!("login/magic?token={token}"))?;
@@ -443,6 +455,17 @@ async fn first_transaction(
         // Pinecone must answer and have our dimensions before we count on it.
         app.vectors.prepare_namespace().await.map_err(|e| err(&e))?;
     }
+    // Embedding may be a remote call: done before the transaction, which on SQLite holds the
+    // only writer of the process, so a slow embeddings API never stalls every other write.
+    let sample_vectors = if load_samples && embedded {
+        Some(
+            sample_data::vector_records(&app.embedder)
+                .await
+                .map_err(|e| e.to_string()),
+        )
+    } else {
+        None
+    };
     let mut tx = if embedded {
         app.store.begin().await
     } else {
@@ -469,8 +492,8 @@ async fn first_transaction(
             )
             .await
             .map_err(|e| e.to_string());
-        if let (Ok(key), true) = (&issued, embedded) {
-            match write_samples_in(app, &mut tx, tenant_id, namespace, key).await {
+        if let (Ok(key), Some(vectors)) = (&issued, sample_vectors) {
+            match write_samples_in(app, &mut tx, tenant_id, namespace, key, vectors).await {
                 Ok((n, c)) => {
                     first.samples = Some(Ok(n));
                     first.change = Some(c);
@@ -525,34 +548,34 @@ async fn sample_outcome(
     }
 }
 
-/// The sample vectors, once the temporary credential (as authenticated by the caller) is
-/// known to allow writing sample data for this tenant.
-async fn sample_records(
-    app: &AppState,
+/// Whether the temporary credential (as authenticated by the caller) allows writing sample
+/// data for this tenant.
+fn may_write_samples(
     tenant_id: &TenantId,
     principal: Result<Principal, AuthError>,
-) -> Result<Vec<VectorRecord>, String> {
+) -> Result<(), String> {
     let principal = principal.map_err(|e| e.to_string())?;
     if principal.tenant_id != *tenant_id || !principal.has_scope(scopes::SAMPLE_DATA_WRITE) {
         return Err("temporary credential does not allow sample data writes".to_string());
     }
-    sample_data::vector_records(&app.embedder)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(())
 }
 
-/// Embedded store: authenticates the temporary credential and writes the sample vectors, all
-/// inside the transaction that issued it. Returns how many documents and the change to apply.
+/// Embedded store: authenticates the temporary credential and writes the sample vectors
+/// (embedded before the transaction began), all inside the transaction that issued it.
+/// Returns how many documents and the change to apply.
 async fn write_samples_in(
     app: &AppState,
     tx: &mut Tx,
     tenant_id: &TenantId,
     namespace: &str,
     temp: &IssuedKey,
+    vectors: Result<Vec<VectorRecord>, String>,
 ) -> Result<(usize, PendingChange), String> {
     let token = secrecy::ExposeSecret::expose_secret(&temp.token);
     let principal = tx.authenticate_api_key(&app.signer, token).await;
-    let records = sample_records(app, tenant_id, principal).await?;
+    may_write_samples(tenant_id, principal)?;
+    let records = vectors?;
     let change = app
         .vectors
         .upsert_in(tx, namespace, &records)
@@ -570,7 +593,10 @@ async fn load_sample_data(
 ) -> Result<usize, String> {
     let token = secrecy::ExposeSecret::expose_secret(&temp.token);
     let principal = app.store.authenticate_api_key(&app.signer, token).await;
-    let records = sample_records(app, tenant_id, principal).await?;
+    may_write_samples(tenant_id, principal)?;
+    let records = sample_data::vector_records(&app.embedder)
+        .await
+        .map_err(|e| e.to_string())?;
     app.vectors
         .upsert(namespace, &records)
         .await
@@ -597,13 +623,17 @@ pub async fn give_up(
     }
 }
 
-/// Moves tenants stuck in `provisioning` past the timeout to `failed`. Returns how many.
+/// Moves tenants stuck in `provisioning` past the timeout to `failed`. Returns how many. The
+/// timeout counts from when provisioning (last) started, as the status history records it,
+/// not from the tenant row's last change.
 pub async fn sweep(app: &AppState) -> StoreResult<usize> {
     let timeout = app.settings.provisioning_timeout_seconds;
     let cutoff = now_ms() - (timeout as i64) * 1000;
     let stuck: Vec<String> = with_reader!(&app.store, |pool| {
         sqlx::query_scalar(
-            "SELECT id FROM tenants WHERE status = 'provisioning' AND updated_at < $1 LIMIT 500",
+            "SELECT t.id FROM tenants t WHERE t.status = 'provisioning' AND \
+             (SELECT MAX(h.at) FROM tenant_status_history h \
+              WHERE h.tenant_id = t.id AND h.to_status = 'provisioning') < $1 LIMIT 500",
         )
         .bind(cutoff)
         .fetch_all(pool)
@@ -659,7 +689,10 @@ pub async fn retry(
         }));
     }
     let mut tx = app.store.begin().await?;
-    if tenant.status != TenantStatus::Provisioning {
+    if tenant.status == TenantStatus::Provisioning {
+        tx.record_forced_restart(tenant_id, &format!("forced retry by {actor}"), actor)
+            .await?;
+    } else {
         tx.transition_tenant(
             tenant_id,
             TenantStatus::Provisioning,
@@ -668,35 +701,10 @@ pub async fn retry(
         )
         .await?;
     }
-    tx.enqueue(job(tenant_id, app.settings.max_provisioning_retries))
+    // A job already queued (waiting out a backoff) runs now, with a fresh attempt budget.
+    tx.enqueue_fresh(job(tenant_id, app.settings.max_provisioning_retries))
         .await?;
     tx.commit().await?;
     app.jobs_ready.notify_one();
     Ok(TenantStatus::Provisioning)
-}
-
-impl Tx {
-    /// Creates a single-use login token; only its hash is stored. Returns the token.
-    pub async fn create_login_token(
-        &mut self,
-        tenant: &TenantId,
-        purpose: &str,
-        ttl_ms: i64,
-    ) -> StoreResult<String> {
-        let token = crate::workspace::sessions::new_session_token();
-        let now = now_ms();
-        with_conn!(self, |conn| {
-            sqlx::query(
-                "INSERT INTO login_tokens (token_hash, tenant_id, purpose, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(crate::workspace::token_hash(&token))
-            .bind(tenant.as_str())
-            .bind(purpose)
-            .bind(now + ttl_ms)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        });
-        Ok(token)
-    }
 }

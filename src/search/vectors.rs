@@ -22,9 +22,18 @@ use crate::{with_conn, with_reader};
 use super::pinecone::PineconeClient;
 use super::{Match, VectorError, VectorRecord};
 
-/// Most vectors kept in memory across all cached namespaces (~150 MB at 384 dimensions); the
-/// least recently queried namespaces are dropped first.
-const CACHE_MAX_VECTORS: usize = 100_000;
+/// The in-memory copies of embedded namespaces, bounded in bytes across all tenants
+/// (`VECTOR_CACHE_MB`): the least recently queried namespaces are dropped first, and a
+/// namespace larger than the whole budget is answered from a copy that is not kept. A namespace
+/// is loaded once however many queries ask for it at the same moment (single flight).
+struct Cache {
+    entries: Mutex<HashMap<String, Cached>>,
+    /// One lock per namespace being loaded: concurrent misses wait for the first load.
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    budget_bytes: usize,
+    /// Loads from the database so far (a measure of cache misses).
+    loads: std::sync::atomic::AtomicU64,
+}
 
 /// The tenant vector store.
 #[derive(Clone)]
@@ -40,7 +49,7 @@ pub struct VectorStore {
 enum Backend {
     Embedded {
         store: Store,
-        cache: Arc<Mutex<HashMap<String, Cached>>>,
+        cache: Arc<Cache>,
     },
     Pinecone {
         store: Store,
@@ -67,7 +76,28 @@ struct NamespaceIndex {
     metadata: Vec<Arc<str>>,
 }
 
+impl Cache {
+    /// The cached copy when it is at least `version`, noting its use.
+    fn fresh(&self, namespace: &str, version: i64) -> Option<Arc<NamespaceIndex>> {
+        let mut entries = self.entries.lock().expect("vector cache lock");
+        let entry = entries.get_mut(namespace)?;
+        if entry.index.version < version {
+            return None;
+        }
+        entry.last_used = Instant::now();
+        Some(entry.index.clone())
+    }
+}
+
 impl NamespaceIndex {
+    /// Memory the copy holds, roughly: the vectors, the ids (twice: list and position map,
+    /// with the map's per-entry overhead) and the metadata.
+    fn approx_bytes(&self) -> usize {
+        let ids: usize = self.ids.iter().map(|id| 2 * id.len() + 64).sum();
+        let metadata: usize = self.metadata.iter().map(|m| m.len() + 16).sum();
+        self.values.len() * std::mem::size_of::<f32>() + ids + metadata
+    }
+
     fn empty(version: i64, dim: usize) -> Self {
         Self {
             version,
@@ -194,11 +224,17 @@ pub struct PendingChange {
 
 impl VectorStore {
     /// The embedded backend over our own database.
-    pub fn embedded(store: Store, dimension: usize) -> Self {
+    /// The embedded store, keeping at most `cache_bytes` of namespaces in memory.
+    pub fn embedded(store: Store, dimension: usize, cache_bytes: usize) -> Self {
         Self {
             backend: Backend::Embedded {
                 store,
-                cache: Arc::default(),
+                cache: Arc::new(Cache {
+                    entries: Mutex::default(),
+                    loading: Mutex::default(),
+                    budget_bytes: cache_bytes,
+                    loads: std::sync::atomic::AtomicU64::new(0),
+                }),
             },
             dimension,
             outage: Arc::new(AtomicBool::new(false)),
@@ -416,7 +452,7 @@ impl VectorStore {
         let Backend::Embedded { cache, .. } = &self.backend else {
             return;
         };
-        let mut cache = cache.lock().expect("vector cache lock");
+        let mut cache = cache.entries.lock().expect("vector cache lock");
         let Some(entry) = cache.get_mut(&change.namespace) else {
             return;
         };
@@ -479,7 +515,7 @@ impl VectorStore {
     async fn current_index(
         &self,
         store: &Store,
-        cache: &Mutex<HashMap<String, Cached>>,
+        cache: &Cache,
         namespace: &str,
     ) -> Result<Arc<NamespaceIndex>, VectorError> {
         // Version first, rows second: a write landing in between makes the copy look older than
@@ -491,15 +527,39 @@ impl VectorStore {
                 .await?
         });
         let (version, dim) = row.ok_or_else(|| VectorError::NoNamespace(namespace.into()))?;
-        {
-            let mut cache = cache.lock().expect("vector cache lock");
-            if let Some(entry) = cache.get_mut(namespace)
-                && entry.index.version == version
-            {
-                entry.last_used = Instant::now();
-                return Ok(entry.index.clone());
-            }
+        if let Some(index) = cache.fresh(namespace, version) {
+            return Ok(index);
         }
+        // Single flight: the first miss loads, the others wait for it and take its copy.
+        let gate = cache
+            .loading
+            .lock()
+            .expect("vector cache lock")
+            .entry(namespace.to_string())
+            .or_default()
+            .clone();
+        let _loading = gate.lock().await;
+        if let Some(index) = cache.fresh(namespace, version) {
+            return Ok(index);
+        }
+        let loaded = self.load(store, cache, namespace, version, dim).await;
+        cache
+            .loading
+            .lock()
+            .expect("vector cache lock")
+            .remove(namespace);
+        loaded
+    }
+
+    async fn load(
+        &self,
+        store: &Store,
+        cache: &Cache,
+        namespace: &str,
+        version: i64,
+        dim: i64,
+    ) -> Result<Arc<NamespaceIndex>, VectorError> {
+        cache.loads.fetch_add(1, Ordering::Relaxed);
         let rows: Vec<(String, Vec<u8>, String)> = with_reader!(store, |pool| {
             sqlx::query_as("SELECT id, embedding, metadata FROM vectors WHERE namespace = $1")
                 .bind(namespace)
@@ -514,14 +574,47 @@ impl VectorStore {
             }
         }
         let index = Arc::new(index);
-        let mut cache = cache.lock().expect("vector cache lock");
-        let cached = Cached {
-            index: index.clone(),
-            last_used: Instant::now(),
-        };
-        cache.insert(namespace.to_string(), cached);
-        evict(&mut cache);
+        if index.approx_bytes() <= cache.budget_bytes {
+            let mut entries = cache.entries.lock().expect("vector cache lock");
+            entries.insert(
+                namespace.to_string(),
+                Cached {
+                    index: index.clone(),
+                    last_used: Instant::now(),
+                },
+            );
+            evict(&mut entries, cache.budget_bytes);
+        } else {
+            tracing::warn!(
+                namespace,
+                bytes = index.approx_bytes(),
+                budget = cache.budget_bytes,
+                "namespace larger than VECTOR_CACHE_MB: answered without keeping it in memory"
+            );
+        }
         Ok(index)
+    }
+
+    /// How many times an embedded namespace was loaded from the database.
+    pub fn namespace_loads(&self) -> u64 {
+        match &self.backend {
+            Backend::Embedded { cache, .. } => cache.loads.load(Ordering::Relaxed),
+            Backend::Pinecone { .. } => 0,
+        }
+    }
+
+    /// Bytes held by the in-memory copies of embedded namespaces.
+    pub fn cached_bytes(&self) -> usize {
+        match &self.backend {
+            Backend::Embedded { cache, .. } => cache
+                .entries
+                .lock()
+                .expect("vector cache lock")
+                .values()
+                .map(|c| c.index.approx_bytes())
+                .sum(),
+            Backend::Pinecone { .. } => 0,
+        }
     }
 
     /// Number of vectors in a namespace.
@@ -574,10 +667,11 @@ async fn bump_version(
     Ok(version)
 }
 
-/// Drops least recently used namespaces until the cache holds at most [`CACHE_MAX_VECTORS`].
-fn evict(cache: &mut HashMap<String, Cached>) {
-    let mut total: usize = cache.values().map(|c| c.index.ids.len()).sum();
-    while total > CACHE_MAX_VECTORS && cache.len() > 1 {
+/// Drops least recently used namespaces until the cache holds at most `budget` bytes (the
+/// newest entry always stays: it is the one being answered).
+fn evict(cache: &mut HashMap<String, Cached>, budget: usize) {
+    let mut total: usize = cache.values().map(|c| c.index.approx_bytes()).sum();
+    while total > budget && cache.len() > 1 {
         let Some(oldest) = cache
             .iter()
             .min_by_key(|(_, c)| c.last_used)
@@ -586,7 +680,7 @@ fn evict(cache: &mut HashMap<String, Cached>) {
             break;
         };
         if let Some(c) = cache.remove(&oldest) {
-            total -= c.index.ids.len();
+            total -= c.index.approx_bytes();
         }
     }
 }
@@ -649,21 +743,31 @@ mod tests {
     }
 
     #[test]
-    fn eviction_drops_the_least_recently_used_namespace() {
-        let mut cache = HashMap::new();
-        let mut old = NamespaceIndex::empty(1, 1);
-        for n in 0..CACHE_MAX_VECTORS {
-            old.upsert(&n.to_string(), &[1.0], Arc::from(""));
-        }
-        let mut new = NamespaceIndex::empty(1, 1);
-        new.upsert("x", &[1.0], Arc::from(""));
+    fn eviction_keeps_the_cache_within_its_bytes() {
+        let filled = |n: usize| {
+            let mut i = NamespaceIndex::empty(1, 384);
+            for k in 0..n {
+                i.upsert(&format!("doc_{k}#0"), &[1.0; 384], Arc::from("{}"));
+            }
+            i
+        };
         let cached = |index, age| Cached {
             index: Arc::new(index),
             last_used: Instant::now() - std::time::Duration::from_secs(age),
         };
-        cache.insert("old".to_string(), cached(old, 60));
-        cache.insert("new".to_string(), cached(new, 0));
-        evict(&mut cache);
-        assert!(cache.contains_key("new") && !cache.contains_key("old"));
+        let one = filled(100).approx_bytes();
+        assert!(one >= 100 * 384 * 4, "the vectors alone: {one}");
+        let mut cache = HashMap::new();
+        cache.insert("oldest".to_string(), cached(filled(100), 60));
+        cache.insert("older".to_string(), cached(filled(100), 30));
+        cache.insert("new".to_string(), cached(filled(100), 0));
+        evict(&mut cache, 2 * one);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.contains_key("new") && cache.contains_key("older"));
+        let total: usize = cache.values().map(|c| c.index.approx_bytes()).sum();
+        assert!(total <= 2 * one);
+        evict(&mut cache, 1);
+        assert_eq!(cache.len(), 1, "the newest stays, whatever the budget");
+        assert!(cache.contains_key("new"));
     }
 }

@@ -106,6 +106,13 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether this is the database being unreachable for a moment (restarting, failing over,
+    /// out of connections, busy) rather than anything about the request: callers answer 503
+    /// with `Retry-After`, never 500.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Database(e) if is_unavailable(e))
+    }
+
     /// Maps a unique-constraint violation to `Conflict(what)`, anything else to `Database`.
     pub(crate) fn unique(e: sqlx::Error, what: &'static str) -> Self {
         match &e {
@@ -116,6 +123,30 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Connection-level failures: the pool has no connection to give or was closed, the connection
+/// broke (I/O, TLS, protocol), PostgreSQL's SQLSTATE class 08 (connection exception) or
+/// 57P01-57P03 (the server is shutting down, crashed or not yet accepting connections), 53300
+/// (too many connections), or SQLite's busy/locked database.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or_default();
+            code.starts_with("08")
+                || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+                // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6), with extended codes.
+                || code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+        }
+        _ => false,
+    }
+}
 
 impl Store {
     /// Connects to `url` (`sqlite:…` or `postgres://…`) and applies pending migrations.

@@ -228,6 +228,65 @@ impl Tx {
         Ok(())
     }
 
+    /// Frees a tenant's email for a new signup (see `domain::tenant::releases_email`): the
+    /// old row keeps its address for display and history, but no longer claims it.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
+    pub async fn release_email(&mut self, id: &TenantId) -> StoreResult<()> {
+        with_conn!(self, |conn| {
+            sqlx::query(
+                "UPDATE tenants SET email_normalized = email_normalized || '#released:' || id \
+                 WHERE id = $1 AND email_normalized NOT LIKE '%#released:%'",
+            )
+            .bind(id.as_str())
+            .execute(&mut *conn)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Records that provisioning of a tenant already in `provisioning` was forced to start
+    /// again: a history row from `provisioning` to `provisioning` with who and why (the status
+    /// itself does not change, so the trigger writes nothing). The sweeper's timeout counts
+    /// from it.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
+    pub async fn record_forced_restart(
+        &mut self,
+        id: &TenantId,
+        reason: &str,
+        actor: &str,
+    ) -> StoreResult<()> {
+        with_conn!(self, |conn| {
+            sqlx::query(
+                "INSERT INTO tenant_status_history (tenant_id, from_status, to_status, reason, actor, at) \
+                 VALUES ($1, 'provisioning', 'provisioning', $2, $3, $4)",
+            )
+            .bind(id.as_str())
+            .bind(reason)
+            .bind(actor)
+            .bind(now_ms())
+            .execute(&mut *conn)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Replaces a tenant's password hash.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
+    pub async fn set_password_hash(&mut self, id: &TenantId, hash: &str) -> StoreResult<()> {
+        let n = with_conn!(self, |conn| {
+            sqlx::query("UPDATE tenants SET password_hash = $2 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(hash)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound("tenant"));
+        }
+        Ok(())
+    }
+
     /// Moves a tenant to `to` if the lifecycle allows it from its current status, recording the
     /// change in the history within this transaction. Returns the status it moved from.
     #[tracing::instrument(skip_all, fields(tenant_id = %id, to = %to))]

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::config::SigningSecret;
 use crate::domain::TenantId;
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
 use crate::{with_conn, with_pool, with_reader};
@@ -18,10 +19,12 @@ pub mod scopes {
     pub const DOCUMENTS_WRITE: &str = "documents:write";
     pub const QUERY: &str = "query";
     pub const KEYS_MANAGE: &str = "keys:manage";
+    /// Read the plan usage (`GET /v1/usage`).
+    pub const USAGE_READ: &str = "usage:read";
     /// Provisioning's temporary credential: may only write the sample documents.
     pub const SAMPLE_DATA_WRITE: &str = "sample_data:write";
     /// The scopes of a tenant's first key.
-    pub const DEFAULT: &[&str] = &[DOCUMENTS_WRITE, QUERY, KEYS_MANAGE];
+    pub const DEFAULT: &[&str] = &[DOCUMENTS_WRITE, QUERY, KEYS_MANAGE, USAGE_READ];
 }
 
 /// Prefix that makes our keys recognisable in logs and secret scanners.
@@ -84,52 +87,85 @@ impl From<sqlx::Error> for AuthError {
     }
 }
 
-/// Signs and checks keys with `JWT_SECRET`.
+/// Signs keys with the current secret (`JWT_SECRET`, named by `JWT_KEY_ID`) and checks them
+/// against every configured secret, picked by the token's `kid`: rotating the secret (the old
+/// one moved to `JWT_PREVIOUS_SECRETS`) leaves every issued key working.
 #[derive(Clone)]
 pub struct KeySigner {
-    kid: String,
-    secret: SecretString,
+    /// The current secret first, then earlier ones.
+    secrets: std::sync::Arc<Vec<SigningSecret>>,
 }
 
 impl KeySigner {
-    pub fn new(secret: &SecretString) -> Self {
-        let digest = Sha256::digest(secret.expose_secret().as_bytes());
+    /// `secrets[0]` signs; all of them verify. Panics on an empty list (start-up error).
+    pub fn new(secrets: Vec<SigningSecret>) -> Self {
+        assert!(!secrets.is_empty(), "a key signer needs a secret");
         Self {
-            kid: hex::encode(&digest[..6]),
-            secret: secret.clone(),
+            secrets: std::sync::Arc::new(secrets),
         }
     }
 
+    /// One secret, named `kid` (tests and tools).
+    pub fn single(kid: &str, secret: &SecretString) -> Self {
+        Self::new(vec![SigningSecret {
+            kid: kid.to_string(),
+            secret: secret.clone(),
+        }])
+    }
+
+    /// The `kid` new keys carry.
     pub fn kid(&self) -> &str {
-        &self.kid
+        &self.secrets[0].kid
     }
 
     /// The token for these claims (deterministic: HS256 over the same claims gives the same key).
     pub fn sign(&self, claims: &Claims) -> String {
+        let current = &self.secrets[0];
         let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(self.kid.clone());
+        header.kid = Some(current.kid.clone());
         let jwt = jsonwebtoken::encode(
             &header,
             claims,
-            &EncodingKey::from_secret(self.secret.expose_secret().as_bytes()),
+            &EncodingKey::from_secret(current.secret.expose_secret().as_bytes()),
         )
         .expect("HS256 signing of plain claims cannot fail");
         format!("{TOKEN_PREFIX}{jwt}")
+    }
+
+    /// The secret a token's `kid` names. Keys issued before key ids were names carry the first
+    /// 12 hex digits of SHA-256(secret) as their `kid`; they are still recognised, and no new
+    /// key is given such an id.
+    fn secret_for(&self, kid: &str) -> Option<&SecretString> {
+        self.secrets
+            .iter()
+            .find(|s| s.kid == kid)
+            .or_else(|| {
+                self.secrets.iter().find(|s| {
+                    let digest = Sha256::digest(s.secret.expose_secret().as_bytes());
+                    hex::encode(&digest[..6]) == kid
+                })
+            })
+            .map(|s| &s.secret)
     }
 
     /// Checks signature, algorithm, `kid` and `exp`; does not consult the database.
     pub fn decode(&self, token: &str) -> Result<Claims, AuthError> {
         let jwt = token.strip_prefix(TOKEN_PREFIX).ok_or(AuthError::Invalid)?;
         let header = jsonwebtoken::decode_header(jwt).map_err(|_| AuthError::Invalid)?;
-        if header.alg != Algorithm::HS256 || header.kid.as_deref() != Some(self.kid.as_str()) {
+        if header.alg != Algorithm::HS256 {
             return Err(AuthError::Invalid);
         }
+        let secret = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.secret_for(kid))
+            .ok_or(AuthError::Invalid)?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.required_spec_claims = HashSet::new();
         validation.leeway = 0;
         let data = jsonwebtoken::decode::<Claims>(
             jwt,
-            &DecodingKey::from_secret(self.secret.expose_secret().as_bytes()),
+            &DecodingKey::from_secret(secret.expose_secret().as_bytes()),
             &validation,
         )
         .map_err(|e| match e.kind() {
@@ -189,6 +225,31 @@ fn verified_from(claims: &Claims, row: Option<KeyRow>) -> Result<VerifiedKey, Au
         status: status.parse().map_err(|_| AuthError::Invalid)?,
         expires_at,
     })
+}
+
+impl Tx {
+    /// Live (unrevoked, unexpired) keys of a tenant, counted with the tenant's row locked so two
+    /// concurrent creations cannot both pass the limit (SQLite has one writer already).
+    pub async fn live_api_keys_locked(&mut self, tenant: &TenantId) -> StoreResult<i64> {
+        let now = now_ms();
+        if let Tx::Postgres(t) = self {
+            sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+                .bind(tenant.as_str())
+                .execute(&mut **t)
+                .await?;
+        }
+        Ok(with_conn!(self, |conn| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL \
+                 AND (expires_at IS NULL OR expires_at > $2) AND scopes <> $3",
+            )
+            .bind(tenant.as_str())
+            .bind(now)
+            .bind(scopes::SAMPLE_DATA_WRITE)
+            .fetch_one(&mut *conn)
+            .await?
+        }))
+    }
 }
 
 impl Tx {
@@ -361,6 +422,43 @@ impl Store {
         }))
     }
 
+    /// One page of a tenant's keys, newest first, strictly before the `(created_at, id)` given.
+    pub async fn api_keys_page(
+        &self,
+        tenant: &TenantId,
+        limit: i64,
+        before: Option<(i64, String)>,
+    ) -> StoreResult<Vec<ApiKeyRow>> {
+        let (before_at, before_id) = before.unwrap_or((i64::MAX, String::new()));
+        Ok(with_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, tenant_id, name, scopes, prefix, created_at, last_used_at, expires_at, revoked_at \
+                 FROM api_keys WHERE tenant_id = $1 AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+                 ORDER BY created_at DESC, id DESC LIMIT $4",
+            )
+            .bind(tenant.as_str())
+            .bind(before_at)
+            .bind(&before_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Erases what would let a key kept for reveal be shown, for keys created before `before`:
+    /// past the reveal window the first key is never shown (the customer creates a new one).
+    pub async fn forget_stale_reveals(&self, before: i64) -> StoreResult<u64> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE api_keys SET reveal_jti = NULL WHERE reveal_jti IS NOT NULL AND created_at < $1",
+            )
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        }))
+    }
+
     /// Returns the token of a key kept for reveal and erases what made that possible, so it is
     /// shown exactly once. `None` when it was already shown (or never kept).
     pub async fn reveal_api_key_once(
@@ -412,7 +510,10 @@ mod tests {
     use base64::Engine;
 
     fn signer() -> KeySigner {
-        KeySigner::new(&SecretString::from("test-secret-of-sufficient-length"))
+        KeySigner::single(
+            "k1",
+            &SecretString::from("test-secret-of-sufficient-length"),
+        )
     }
 
     fn claims() -> Claims {
@@ -437,7 +538,10 @@ mod tests {
     #[test]
     fn refuses_other_secrets_alg_none_and_tampering() {
         let t = signer().sign(&claims());
-        let other = KeySigner::new(&SecretString::from("another-secret-of-sufficient-length"));
+        let other = KeySigner::single(
+            "k1",
+            &SecretString::from("another-secret-of-sufficient-length"),
+        );
         assert_eq!(other.decode(&t), Err(AuthError::Invalid));
         let jwt = t.strip_prefix(TOKEN_PREFIX).unwrap();
         let parts: Vec<&str> = jwt.split('.').collect();
@@ -459,6 +563,51 @@ mod tests {
             Err(AuthError::Invalid),
             "prefix required"
         );
+    }
+
+    #[test]
+    fn the_kid_is_a_name_not_a_digest_of_the_secret() {
+        let t = signer().sign(&claims());
+        let header = jsonwebtoken::decode_header(t.strip_prefix(TOKEN_PREFIX).unwrap()).unwrap();
+        assert_eq!(header.kid.as_deref(), Some("k1"));
+    }
+
+    #[test]
+    fn a_rotated_secret_still_verifies_the_keys_it_signed() {
+        let old_secret = SecretString::from("test-secret-of-sufficient-length");
+        let old = signer();
+        let issued = old.sign(&claims());
+        let rotated = KeySigner::new(vec![
+            SigningSecret {
+                kid: "k2".into(),
+                secret: SecretString::from("the-new-secret-of-sufficient-length"),
+            },
+            SigningSecret {
+                kid: "k1".into(),
+                secret: old_secret,
+            },
+        ]);
+        assert_eq!(rotated.decode(&issued).unwrap(), claims());
+        let fresh = rotated.sign(&claims());
+        assert_ne!(fresh, issued);
+        assert_eq!(rotated.decode(&fresh).unwrap(), claims());
+        // The old signer alone does not know the new secret's keys.
+        assert_eq!(old.decode(&fresh), Err(AuthError::Invalid));
+        // Dropping the old secret ends its keys.
+        let only_new = KeySigner::single(
+            "k2",
+            &SecretString::from("the-new-secret-of-sufficient-length"),
+        );
+        assert_eq!(only_new.decode(&issued), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn keys_from_before_named_kids_still_verify() {
+        let secret = SecretString::from("test-secret-of-sufficient-length");
+        let digest = Sha256::digest(secret.expose_secret().as_bytes());
+        let legacy_kid = hex::encode(&digest[..6]);
+        let legacy = KeySigner::single(&legacy_kid, &secret).sign(&claims());
+        assert_eq!(signer().decode(&legacy).unwrap(), claims());
     }
 
     #[test]

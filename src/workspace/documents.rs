@@ -159,9 +159,17 @@ pub fn sample_document_id(sample: &SampleDocument) -> String {
     format!("sample_{}", sample.id)
 }
 
-/// Documents that count towards a tenant's plan (sample documents do not).
-const COUNT_FOR_PLAN_SQL: &str =
-    "SELECT COUNT(*) FROM documents WHERE tenant_id = $1 AND NOT sample";
+/// What a tenant's documents take up against its plan (sample documents do not count).
+const FOOTPRINT_SQL: &str = "SELECT COUNT(*) AS documents, CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS bytes, \
+     CAST(COALESCE(SUM(chunk_count), 0) AS BIGINT) AS chunks FROM documents WHERE tenant_id = $1 AND NOT sample";
+
+/// A tenant's stored documents, bytes and chunks that count towards its plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Footprint {
+    pub documents: i64,
+    pub bytes: i64,
+    pub chunks: i64,
+}
 
 impl Tx {
     /// Deletes a document row of a tenant; false if there was none.
@@ -263,10 +271,10 @@ impl Tx {
         Ok(())
     }
 
-    /// Documents of the tenant that count towards its plan (samples do not). On PostgreSQL the
-    /// tenant row is locked first, so concurrent uploads of one tenant cannot both take the last
-    /// slot (SQLite transactions are already serial).
-    async fn count_documents_for_limit(&mut self, tenant: &TenantId) -> StoreResult<i64> {
+    /// What the tenant's documents take up against its plan (samples do not count). On
+    /// PostgreSQL the tenant row is locked first, so concurrent uploads of one tenant cannot both
+    /// take the last room (SQLite transactions are already serial).
+    async fn footprint_for_limit(&mut self, tenant: &TenantId) -> StoreResult<Footprint> {
         if let Tx::Postgres(t) = self {
             sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
                 .bind(tenant.as_str())
@@ -274,7 +282,7 @@ impl Tx {
                 .await?;
         }
         Ok(with_conn!(self, |conn| {
-            sqlx::query_scalar(COUNT_FOR_PLAN_SQL)
+            sqlx::query_as(FOOTPRINT_SQL)
                 .bind(tenant.as_str())
                 .fetch_one(&mut *conn)
                 .await?
@@ -338,8 +346,13 @@ impl Store {
 
     /// How many of the tenant's documents count towards its plan.
     pub async fn count_documents(&self, tenant: &TenantId) -> StoreResult<i64> {
+        Ok(self.footprint(tenant).await?.documents)
+    }
+
+    /// What the tenant's documents take up against its plan.
+    pub async fn footprint(&self, tenant: &TenantId) -> StoreResult<Footprint> {
         Ok(with_reader!(self, |pool| {
-            sqlx::query_scalar(COUNT_FOR_PLAN_SQL)
+            sqlx::query_as(FOOTPRINT_SQL)
                 .bind(tenant.as_str())
                 .fetch_one(pool)
                 .await?
@@ -368,8 +381,31 @@ fn limit_reached(
     }
 }
 
-fn document_limit(app: &AppState, plan: Plan, max: u64) -> WorkspaceError {
-    limit_reached(app, plan, "documents", max, |l| l.max_documents)
+/// The first of the plan's storage limits that a document of `bytes` and `chunks` would pass,
+/// given what is stored already.
+fn storage_limit(
+    app: &AppState,
+    plan: Plan,
+    stored: Footprint,
+    bytes: usize,
+    chunks: usize,
+) -> Option<WorkspaceError> {
+    let limits = app.settings.plans.limits(plan);
+    let over = |max: Option<u64>, after: i64| max.filter(|m| after > *m as i64);
+    if let Some(max) = over(limits.max_documents, stored.documents + 1) {
+        return Some(limit_reached(app, plan, "documents", max, |l| {
+            l.max_documents
+        }));
+    }
+    if let Some(max) = over(limits.max_bytes, stored.bytes + bytes as i64) {
+        return Some(limit_reached(app, plan, "bytes of documents", max, |l| {
+            l.max_bytes
+        }));
+    }
+    if let Some(max) = over(limits.max_chunks, stored.chunks + chunks as i64) {
+        return Some(limit_reached(app, plan, "chunks", max, |l| l.max_chunks));
+    }
+    None
 }
 
 /// Answers a tenant's query: the monthly quota, the search, then (only for a query that
@@ -407,22 +443,21 @@ pub async fn ingest(
     doc: NewDocument,
 ) -> Result<Document, WorkspaceError> {
     let started = Instant::now();
-    let max = app.settings.plans.limits(plan).max_documents;
-    // A cheap early refusal before embedding; the transaction below checks again.
-    if let Some(max) = max
-        && app.store.count_documents(tenant).await? >= max as i64
-    {
-        return Err(document_limit(app, plan, max));
+    let bytes = doc.content.len();
+    // A cheap early refusal before embedding (documents and bytes: the chunks are not known
+    // yet); the transaction below checks everything again.
+    let stored = app.store.footprint(tenant).await?;
+    if let Some(e) = storage_limit(app, plan, stored, bytes, 0) {
+        return Err(e);
     }
     let id = format!("doc_{}", ulid::Ulid::new());
     let namespace = namespace_for(tenant);
     let records = vectorize(&app.embedder, &id, &doc.title, &doc.content, false).await?;
 
     let mut tx = app.store.begin().await?;
-    if let Some(max) = max
-        && tx.count_documents_for_limit(tenant).await? >= max as i64
-    {
-        return Err(document_limit(app, plan, max));
+    let stored = tx.footprint_for_limit(tenant).await?;
+    if let Some(e) = storage_limit(app, plan, stored, bytes, records.len()) {
+        return Err(e);
     }
     let created_at = tx
         .insert_document_row(tenant, &id, &doc, records.len(), false)

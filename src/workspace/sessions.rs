@@ -1,6 +1,7 @@
 //! Login sessions: server-side rows behind an opaque cookie (32 random bytes, base64url; only the
-//! SHA-256 is stored), the per-email failure counter that locks out password guessing, and the
-//! single-use magic login links of the welcome email.
+//! SHA-256 is stored); the sign-in attempts that lock out password guessing, per (email, client
+//! address) and per client address; and the single-use links of the welcome email (sign-in) and
+//! of "forgot password" (reset).
 
 use secrecy::SecretString;
 
@@ -10,10 +11,53 @@ use crate::jobs::{Done, JobKind, JobRef, Task};
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
 use crate::{with_conn, with_pool, with_reader};
 
-/// Failed password attempts for one email that lock it…
+/// Failed password attempts for one email from one client address that lock that pair…
 pub const MAX_LOGIN_FAILURES: usize = 5;
-/// …when they all happened within this window (15 minutes).
+/// …when they all happened within this window (15 minutes; also the per-address window).
 pub const FAILURE_WINDOW_MS: i64 = 15 * 60_000;
+
+/// What a single-use token in `login_tokens` is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    /// The welcome email's sign-in link.
+    MagicLogin,
+    /// A "forgot password" link.
+    PasswordReset,
+}
+
+impl TokenPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenPurpose::MagicLogin => "magic_login",
+            TokenPurpose::PasswordReset => "password_reset",
+        }
+    }
+}
+
+/// A password sign-in attempt, recorded before its hash runs: it counts as a failure until it
+/// succeeds, so concurrent guesses cannot all pass the check before any failure is recorded.
+#[derive(Debug, Clone)]
+pub struct LoginAttempt {
+    /// ULID: orders attempts made in the same millisecond.
+    pub id: String,
+    pub email: String,
+    /// The client address key (an IPv6 client is its /64).
+    pub client: String,
+}
+
+/// Whether an attempt may go on to check the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptCheck {
+    Allowed,
+    /// This email from this address is locked until then (ms).
+    Locked {
+        until: i64,
+    },
+    /// This address made too many failed attempts across all emails, until then (ms).
+    AddressLimited {
+        until: i64,
+    },
+}
 
 /// Length of a session token: 32 bytes in unpadded base64url.
 const TOKEN_LEN: usize = 43;
@@ -77,10 +121,10 @@ fn plausible_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// When a lock on an email ends, given its failure times within the window, newest first: the
-/// lock holds until the `MAX_LOGIN_FAILURES`-th newest failure leaves the window.
-pub fn locked_until(failures_newest_first: &[i64], now: i64) -> Option<i64> {
-    let nth = *failures_newest_first.get(MAX_LOGIN_FAILURES - 1)?;
+/// When a lock ends, given failure times within the window, newest first: it holds until the
+/// `max`-th newest failure leaves the window.
+pub fn locked_until(failures_newest_first: &[i64], max: usize, now: i64) -> Option<i64> {
+    let nth = *failures_newest_first.get(max.checked_sub(1)?)?;
     let until = nth + FAILURE_WINDOW_MS;
     (until > now).then_some(until)
 }
@@ -130,7 +174,7 @@ impl Tx {
     }
 
     /// A successful sign-in in this transaction: a new session, and the email's failed attempts
-    /// forgotten.
+    /// from every address forgotten (whoever signs in this way has proved they own it).
     pub async fn start_session(
         &mut self,
         tenant: &TenantId,
@@ -143,11 +187,11 @@ impl Tx {
         Ok(session)
     }
 
-    /// Forgets the failed attempts of an email (after a successful sign-in).
+    /// Forgets the failed attempts of an email, from every address.
     #[tracing::instrument(skip_all)]
     pub async fn clear_login_failures(&mut self, email_normalized: &str) -> StoreResult<()> {
         with_conn!(self, |conn| {
-            sqlx::query("DELETE FROM login_failures WHERE email = $1")
+            sqlx::query("DELETE FROM login_attempts WHERE email = $1")
                 .bind(email_normalized)
                 .execute(&mut *conn)
                 .await?;
@@ -155,10 +199,62 @@ impl Tx {
         Ok(())
     }
 
-    /// Consumes a magic login token, at most once whatever the concurrency: the single
-    /// conditional update decides; the follow-up read only explains a refusal.
-    #[tracing::instrument(skip_all)]
+    /// Creates a single-use token for `purpose`, valid for `ttl_ms`; only its hash is stored.
+    /// Returns the token.
+    pub async fn create_login_token(
+        &mut self,
+        tenant: &TenantId,
+        purpose: TokenPurpose,
+        ttl_ms: i64,
+    ) -> StoreResult<String> {
+        let token = new_session_token();
+        let now = now_ms();
+        with_conn!(self, |conn| {
+            sqlx::query(
+                "INSERT INTO login_tokens (token_hash, tenant_id, purpose, expires_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(token_hash(&token))
+            .bind(tenant.as_str())
+            .bind(purpose.as_str())
+            .bind(now + ttl_ms)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        });
+        Ok(token)
+    }
+
+    /// Ends every live session of a tenant (a new password, a removed member).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn revoke_all_sessions(&mut self, tenant: &TenantId) -> StoreResult<u64> {
+        Ok(with_conn!(self, |conn| {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $2 WHERE tenant_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(tenant.as_str())
+            .bind(now_ms())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+        }))
+    }
+
+    /// Consumes a magic login token, at most once whatever the concurrency (see
+    /// [`Tx::consume_login_token`]).
     pub async fn consume_magic_token(&mut self, token: &str) -> StoreResult<MagicToken> {
+        self.consume_login_token(token, TokenPurpose::MagicLogin)
+            .await
+    }
+
+    /// Consumes a single-use token for `purpose`, at most once whatever the concurrency: the
+    /// single conditional update decides; the follow-up read only explains a refusal.
+    #[tracing::instrument(skip_all, fields(purpose = purpose.as_str()))]
+    pub async fn consume_login_token(
+        &mut self,
+        token: &str,
+        purpose: TokenPurpose,
+    ) -> StoreResult<MagicToken> {
         if !plausible_token(token) {
             return Ok(MagicToken::Unknown);
         }
@@ -166,11 +262,12 @@ impl Tx {
         let now = now_ms();
         with_conn!(self, |conn| {
             let consumed: Option<String> = sqlx::query_scalar(
-                "UPDATE login_tokens SET used_at = $2 WHERE token_hash = $1 AND purpose = 'magic_login' \
+                "UPDATE login_tokens SET used_at = $2 WHERE token_hash = $1 AND purpose = $3 \
                  AND used_at IS NULL AND expires_at > $2 RETURNING tenant_id",
             )
             .bind(&hash)
             .bind(now)
+            .bind(purpose.as_str())
             .fetch_optional(&mut *conn)
             .await?;
             if let Some(id) = consumed {
@@ -178,9 +275,10 @@ impl Tx {
             }
             let row: Option<(Option<i64>, i64)> = sqlx::query_as(
                 "SELECT used_at, expires_at FROM login_tokens \
-                 WHERE token_hash = $1 AND purpose = 'magic_login'",
+                 WHERE token_hash = $1 AND purpose = $2",
             )
             .bind(&hash)
+            .bind(purpose.as_str())
             .fetch_optional(&mut *conn)
             .await?;
             Ok(match row {
@@ -291,46 +389,183 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Records a failed sign-in attempt for an email (known or not: the lock must not reveal
-    /// which addresses have accounts).
+    /// Whether a token is live (unused, unexpired) for `purpose`, without consuming it: what a
+    /// page shows before the visitor confirms.
+    pub async fn login_token_state(
+        &self,
+        token: &str,
+        purpose: TokenPurpose,
+    ) -> StoreResult<MagicToken> {
+        if !plausible_token(token) {
+            return Ok(MagicToken::Unknown);
+        }
+        let row: Option<(String, Option<i64>, i64)> = with_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT tenant_id, used_at, expires_at FROM login_tokens \
+                 WHERE token_hash = $1 AND purpose = $2",
+            )
+            .bind(token_hash(token))
+            .bind(purpose.as_str())
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(match row {
+            None => MagicToken::Unknown,
+            Some((_, Some(_), _)) => MagicToken::AlreadyUsed,
+            Some((_, None, expires)) if expires <= now_ms() => MagicToken::Expired,
+            Some((id, None, _)) => MagicToken::Consumed(tenant_id(id)?),
+        })
+    }
+
+    /// Records a password sign-in attempt before its hash runs, then decides whether it may go
+    /// on: not while the (email, address) pair is locked by the failures before it, nor while
+    /// the address made `per_client_limit` failures (0 = no limit) across all emails. A refused
+    /// attempt is forgotten at once (it checked no password, so it is not a guess); an allowed
+    /// one counts as a failure until [`Store::forget_login_attempt`].
     #[tracing::instrument(skip_all)]
-    pub async fn record_login_failure(&self, email_normalized: &str, at: i64) -> StoreResult<()> {
+    pub async fn begin_login_attempt(
+        &self,
+        email_normalized: &str,
+        client: &str,
+        per_client_limit: u32,
+        now: i64,
+    ) -> StoreResult<(LoginAttempt, AttemptCheck)> {
+        let attempt = LoginAttempt {
+            id: ulid::Ulid::new().to_string(),
+            email: email_normalized.to_string(),
+            client: client.to_string(),
+        };
         with_pool!(self, |pool| {
-            sqlx::query("INSERT INTO login_failures (email, failed_at) VALUES ($1, $2)")
-                .bind(email_normalized)
-                .bind(at)
+            sqlx::query(
+                "INSERT INTO login_attempts (id, email, client, attempted_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&attempt.id)
+            .bind(&attempt.email)
+            .bind(&attempt.client)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        let since = now - FAILURE_WINDOW_MS;
+        // Only the attempts recorded before this one decide (ULIDs sort by time): of fifty
+        // concurrent guesses, the first five check a password and the rest are refused.
+        let pair: Vec<i64> = with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT attempted_at FROM login_attempts WHERE email = $1 AND client = $2 \
+                 AND attempted_at > $3 AND id < $4 ORDER BY attempted_at DESC LIMIT $5",
+            )
+            .bind(&attempt.email)
+            .bind(&attempt.client)
+            .bind(since)
+            .bind(&attempt.id)
+            .bind(MAX_LOGIN_FAILURES as i64)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut check = match locked_until(&pair, MAX_LOGIN_FAILURES, now) {
+            Some(until) => AttemptCheck::Locked { until },
+            None => AttemptCheck::Allowed,
+        };
+        if check == AttemptCheck::Allowed && per_client_limit > 0 {
+            let address: Vec<i64> = with_pool!(self, |pool| {
+                sqlx::query_scalar(
+                    "SELECT attempted_at FROM login_attempts WHERE client = $1 \
+                     AND attempted_at > $2 AND id < $3 ORDER BY attempted_at DESC LIMIT $4",
+                )
+                .bind(&attempt.client)
+                .bind(since)
+                .bind(&attempt.id)
+                .bind(i64::from(per_client_limit))
+                .fetch_all(pool)
+                .await?
+            });
+            if let Some(until) = locked_until(&address, per_client_limit as usize, now) {
+                check = AttemptCheck::AddressLimited { until };
+            }
+        }
+        if check != AttemptCheck::Allowed {
+            self.drop_login_attempt(&attempt).await?;
+        }
+        Ok((attempt, check))
+    }
+
+    /// After the password was checked: until when the pair is locked, counting every failure
+    /// recorded meanwhile, and this attempt too when `counting_this_one` (a wrong password).
+    /// After the right password this attempt does not count, but the others do: the lock holds
+    /// even against the right password.
+    #[tracing::instrument(skip_all)]
+    pub async fn login_locked_after(
+        &self,
+        attempt: &LoginAttempt,
+        counting_this_one: bool,
+        now: i64,
+    ) -> StoreResult<Option<i64>> {
+        let failures: Vec<i64> = with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT attempted_at FROM login_attempts WHERE email = $1 AND client = $2 \
+                 AND attempted_at > $3 AND (id <> $4 OR $6) ORDER BY attempted_at DESC LIMIT $5",
+            )
+            .bind(&attempt.email)
+            .bind(&attempt.client)
+            .bind(now - FAILURE_WINDOW_MS)
+            .bind(&attempt.id)
+            .bind(MAX_LOGIN_FAILURES as i64)
+            .bind(counting_this_one)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(locked_until(&failures, MAX_LOGIN_FAILURES, now))
+    }
+
+    /// A signed-in attempt: it and the pair's earlier failures no longer count.
+    #[tracing::instrument(skip_all)]
+    pub async fn forget_login_attempt(&self, attempt: &LoginAttempt) -> StoreResult<()> {
+        with_pool!(self, |pool| {
+            sqlx::query("DELETE FROM login_attempts WHERE email = $1 AND client = $2")
+                .bind(&attempt.email)
+                .bind(&attempt.client)
                 .execute(pool)
                 .await?;
         });
         Ok(())
     }
 
-    /// Until when an email is locked out of password sign-in, if it is now.
-    #[tracing::instrument(skip_all)]
-    pub async fn login_locked_until(
-        &self,
-        email_normalized: &str,
-        now: i64,
-    ) -> StoreResult<Option<i64>> {
-        let recent: Vec<i64> = with_reader!(self, |pool| {
-            sqlx::query_scalar(
-                "SELECT failed_at FROM login_failures WHERE email = $1 AND failed_at > $2 \
-                 ORDER BY failed_at DESC LIMIT $3",
-            )
-            .bind(email_normalized)
-            .bind(now - FAILURE_WINDOW_MS)
-            .bind(MAX_LOGIN_FAILURES as i64)
-            .fetch_all(pool)
-            .await?
+    async fn drop_login_attempt(&self, attempt: &LoginAttempt) -> StoreResult<()> {
+        with_pool!(self, |pool| {
+            sqlx::query("DELETE FROM login_attempts WHERE id = $1")
+                .bind(&attempt.id)
+                .execute(pool)
+                .await?;
         });
-        Ok(locked_until(&recent, now))
+        Ok(())
     }
 
-    /// Deletes failed attempts older than `before`; returns how many.
+    /// Records a failed attempt at `at` (tests, and imports of earlier failures).
+    pub async fn record_login_failure(
+        &self,
+        email_normalized: &str,
+        client: &str,
+        at: i64,
+    ) -> StoreResult<()> {
+        with_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO login_attempts (id, email, client, attempted_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(ulid::Ulid::new().to_string())
+            .bind(email_normalized)
+            .bind(client)
+            .bind(at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Deletes attempts older than `before`; returns how many.
     #[tracing::instrument(skip_all)]
     pub async fn prune_login_failures(&self, before: i64) -> StoreResult<u64> {
         Ok(with_pool!(self, |pool| {
-            sqlx::query("DELETE FROM login_failures WHERE failed_at < $1")
+            sqlx::query("DELETE FROM login_attempts WHERE attempted_at < $1")
                 .bind(before)
                 .execute(pool)
                 .await?
@@ -361,8 +596,8 @@ impl Store {
 /// How often expired sessions, login links and old login failures are deleted.
 pub const PRUNE_EVERY_MS: i64 = 3_600_000;
 
-/// Periodic: deletes sessions and login links a day after they expired, and login failures a
-/// day after they stopped counting.
+/// Periodic: deletes sessions and login links a day after they expired, login failures a day
+/// after they stopped counting, and what could still reveal a first API key after its window.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Prune {}
 
@@ -379,6 +614,12 @@ impl Task for Prune {
             .map_err(|e| e.to_string())?;
         store
             .prune_sessions(day_ago)
+            .await
+            .map_err(|e| e.to_string())?;
+        // First keys nobody looked at within the reveal window are never shown.
+        let window_ms = i64::from(app.settings.first_key_reveal_minutes) * 60_000;
+        store
+            .forget_stale_reveals(now_ms() - window_ms)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Done::ByWorker)
@@ -423,10 +664,14 @@ mod tests {
     fn four_failures_do_not_lock() {
         let now = 1_000_000_000;
         assert_eq!(
-            locked_until(&[now - 1, now - 2, now - 3, now - 4], now),
+            locked_until(
+                &[now - 1, now - 2, now - 3, now - 4],
+                MAX_LOGIN_FAILURES,
+                now
+            ),
             None
         );
-        assert_eq!(locked_until(&[], now), None);
+        assert_eq!(locked_until(&[], MAX_LOGIN_FAILURES, now), None);
     }
 
     #[test]
@@ -440,7 +685,7 @@ mod tests {
             now - 60_000,
         ];
         assert_eq!(
-            locked_until(&failures, now),
+            locked_until(&failures, MAX_LOGIN_FAILURES, now),
             Some(now - 60_000 + FAILURE_WINDOW_MS)
         );
     }
@@ -449,6 +694,9 @@ mod tests {
     fn a_lock_ends_when_the_failures_age_out() {
         let now = 1_000_000_000;
         let old = now - FAILURE_WINDOW_MS;
-        assert_eq!(locked_until(&[old, old, old, old, old], now), None);
+        assert_eq!(
+            locked_until(&[old, old, old, old, old], MAX_LOGIN_FAILURES, now),
+            None
+        );
     }
 }

@@ -92,9 +92,34 @@ async fn welcome_link(app: &TestApp, tenant_id: &str) -> String {
     link
 }
 
+/// Follows a sign-in link as a person does: the page (which consumes nothing), then its button.
+/// Returns the button's answer.
+async fn follow_magic_link(app: &TestApp, link: &str) -> Response {
+    let page = app.client.get(link).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the confirmation page");
+    assert!(
+        page.headers().get(SET_COOKIE).is_none(),
+        "a GET signs no one in"
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("action=\"/login/magic\""), "{html}");
+    confirm_magic_link(app, link).await
+}
+
+/// The confirmation page's button: POSTs the link's token.
+async fn confirm_magic_link(app: &TestApp, link: &str) -> Response {
+    let token = link.split("token=").nth(1).unwrap();
+    app.client
+        .post(app.url("/login/magic"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn failure_rows(app: &TestApp, email: &str) -> i64 {
     onboard::with_pool!(&app.store, |pool| {
-        sqlx::query_scalar("SELECT COUNT(*) FROM login_failures WHERE email = $1")
+        sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts WHERE email = $1")
             .bind(email)
             .fetch_one(pool)
             .await
@@ -300,7 +325,7 @@ async fn five_failures_lock_the_email_even_for_the_right_password_until_they_age
 
     // Sixteen minutes later the failures are outside the window.
     onboard::with_pool!(&app.store, |pool| {
-        sqlx::query("UPDATE login_failures SET failed_at = failed_at - $1 WHERE email = $2")
+        sqlx::query("UPDATE login_attempts SET attempted_at = attempted_at - $1 WHERE email = $2")
             .bind(16 * 60_000_i64)
             .bind(&t.email)
             .execute(pool)
@@ -334,8 +359,15 @@ async fn magic_link_from_the_welcome_email_signs_in_exactly_once(backend: Backen
     let app = spawn_app(backend).await;
     let t = app.active_tenant("magic@example.com", "pro").await;
     let link = welcome_link(&app, &t.tenant_id).await;
+    // A link scanner (or a preview) fetching the link uses nothing up.
+    for _ in 0..2 {
+        let scanned = app.client.get(&link).send().await.unwrap();
+        assert_eq!(scanned.status(), 200);
+        assert!(scanned.headers().get(SET_COOKIE).is_none());
+        assert_eq!(scanned.headers()[CACHE_CONTROL], "no-store");
+    }
 
-    let resp = app.client.get(&link).send().await.unwrap();
+    let resp = follow_magic_link(&app, &link).await;
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()[LOCATION], "/account");
     assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
@@ -357,7 +389,7 @@ async fn magic_link_from_the_welcome_email_signs_in_exactly_once(backend: Backen
     });
     assert_eq!(method, "magic_link");
 
-    let again = app.client.get(&link).send().await.unwrap();
+    let again = confirm_magic_link(&app, &link).await;
     assert_eq!(again.status(), 410);
     assert_eq!(again.headers()[CACHE_CONTROL], "no-store");
     assert!(again.headers().get(SET_COOKIE).is_none());
@@ -372,7 +404,11 @@ async fn expired_unknown_or_missing_magic_tokens_get_an_explaining_page(backend:
     let id = TenantId::parse(&t.tenant_id).unwrap();
     let mut tx = app.store.begin().await.unwrap();
     let expired = tx
-        .create_login_token(&id, "magic_login", -1_000)
+        .create_login_token(
+            &id,
+            onboard::workspace::sessions::TokenPurpose::MagicLogin,
+            -1_000,
+        )
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -533,7 +569,7 @@ async fn first_login_is_recorded_once_after_two_logins(backend: Backend) {
     assert!(first(app.store.milestones(&id).await.unwrap()).is_empty());
     signed_in(&app, &t).await;
     let link = welcome_link(&app, &t.tenant_id).await;
-    assert_eq!(app.client.get(&link).send().await.unwrap().status(), 303);
+    assert_eq!(follow_magic_link(&app, &link).await.status(), 303);
     // A second process (no memo) must not record it again either.
     let app = app.restart().await;
     signed_in(&app, &t).await;
@@ -669,11 +705,11 @@ async fn old_login_failures_are_pruned(backend: Backend) {
     let now = onboard::store::now_ms();
     let day = 86_400_000;
     app.store
-        .record_login_failure("old@example.com", now - 2 * day)
+        .record_login_failure("old@example.com", "127.0.0.1", now - 2 * day)
         .await
         .unwrap();
     app.store
-        .record_login_failure("new@example.com", now - 1_000)
+        .record_login_failure("new@example.com", "127.0.0.1", now - 1_000)
         .await
         .unwrap();
     let pruned = app.store.prune_login_failures(now - day).await.unwrap();

@@ -300,11 +300,11 @@ async fn events_delivered_three_times_concurrently_provision_once(backend: Backe
 }
 
 /// A tenant that paid while the vector store was down, after its `retries` attempts: the app
-/// (vector store still down), the tenant id and its `failed` view.
+/// (vector store still down), the tenant id and its checkout session.
 async fn tenant_failed_by_a_vector_outage(
     backend: Backend,
     retries: &str,
-) -> (TestApp, String, Value) {
+) -> (TestApp, String, String) {
     let app = spawn_app_with(
         backend,
         &[
@@ -321,15 +321,22 @@ async fn tenant_failed_by_a_vector_outage(
             .status(),
         200
     );
-    let failed = app.wait_for_status(&tid, "failed", 20).await;
-    (app, tid, failed)
+    app.wait_for_status(&tid, "failed", 20).await;
+    (app, tid, session)
 }
 
 async fn a_failing_vector_store_fails_the_tenant_after_retries_and_retry_recovers(
     backend: Backend,
 ) {
-    let (app, tid, failed) = tenant_failed_by_a_vector_outage(backend, "3").await;
-    let reason = failed["status_reason"].as_str().unwrap();
+    let (app, tid, session) = tenant_failed_by_a_vector_outage(backend, "3").await;
+    let reason = app
+        .store
+        .tenant(&TenantId::parse(&tid).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .status_reason
+        .unwrap_or_default();
     assert!(
         reason.contains("after 3 attempts") && reason.contains("namespace"),
         "{reason}"
@@ -341,7 +348,7 @@ async fn a_failing_vector_store_fails_the_tenant_after_retries_and_retry_recover
     app.state.vectors.simulate_outage(false);
     let resp = app
         .client
-        .post(app.url(&format!("/tenant/{tid}/retry")))
+        .post(app.url(&format!("/tenant/{tid}/retry?session_id={session}")))
         .send()
         .await
         .unwrap();
@@ -349,7 +356,7 @@ async fn a_failing_vector_store_fails_the_tenant_after_retries_and_retry_recover
     app.wait_for_status(&tid, "active", 20).await;
     let resp = app
         .client
-        .post(app.url(&format!("/tenant/{tid}/retry")))
+        .post(app.url(&format!("/tenant/{tid}/retry?session_id={session}")))
         .send()
         .await
         .unwrap();
@@ -438,6 +445,7 @@ async fn signup_with_stripe_sends_the_exact_checkout_request(backend: Backend) {
         backend,
         &[
             ("STRIPE_SECRET_KEY", "sk_test_123"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_test_fake_stripe_secret"),
             ("STRIPE_API_BASE", &stripe.uri()),
             ("STRIPE_PRICE_ID_PRO", "price_TestPro"),
         ],
@@ -548,6 +556,7 @@ async fn stripe_errors_answer_502_and_store_nothing(backend: Backend) {
         backend,
         &[
             ("STRIPE_SECRET_KEY", "sk_test_123"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_test_fake_stripe_secret"),
             ("STRIPE_API_BASE", &stripe.uri()),
             ("STRIPE_PRICE_ID_PRO", "price_bad"),
         ],

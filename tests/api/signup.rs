@@ -251,7 +251,8 @@ async fn signup_stores_only_an_argon2id_hash_and_a_history_row(backend: Backend)
     assert!(!t.password_hash.contains(TEST_PASSWORD));
     assert!(onboard::domain::password::verify(
         TEST_PASSWORD,
-        &t.password_hash
+        &t.password_hash,
+        &mut onboard::domain::password::HashMemory::new()
     ));
     let history = app.store.status_history(&id).await.unwrap();
     assert_eq!(history.len(), 1);

@@ -125,10 +125,12 @@ async fn killing_a_worker_mid_provisioning_loses_nothing_and_repeats_nothing(bac
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(onboard_postgres_tests),
+    ignore = "set TEST_DATABASE_URL to run on PostgreSQL"
+)]
 async fn two_worker_processes_on_postgres_provision_200_tenants_exactly_once() {
-    let Some(backend) = Backend::postgres("two_worker_processes_on_postgres") else {
-        return;
-    };
+    let backend = Backend::postgres();
     let app = spawn_app_without_worker(backend, &[]).await;
     let _a = WorkerProcess::start(&app, &[]);
     let _b = WorkerProcess::start(&app, &[]);

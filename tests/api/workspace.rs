@@ -50,7 +50,7 @@ fn hs(alg: jsonwebtoken::Algorithm, kid: &str, claims: &Value, secret: &[u8]) ->
 }
 
 async fn get_status(app: &TestApp, key: &str) -> reqwest::Response {
-    app.call(Method::GET, "/v1/usage", key).await
+    app.call(Method::GET, "/v1/documents?limit=1", key).await
 }
 
 async fn requests_without_a_valid_key_are_refused(backend: Backend) {

@@ -57,7 +57,7 @@ pub(crate) async fn account_page(
     };
     let keys = state
         .store
-        .list_api_keys(&tenant.id)
+        .api_keys_page(&tenant.id, 100, None)
         .await?
         .into_iter()
         .map(|k| KeyView {

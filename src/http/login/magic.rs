@@ -1,11 +1,17 @@
-//! The welcome email's single-use magic sign-in link, `GET /login/magic?token=…`.
+//! The welcome email's single-use magic sign-in link. `GET /login/magic?token=…` only shows a
+//! page asking to confirm, whose button POSTs the token: link scanners and previews that fetch
+//! every link in an email never use it up. Only `POST /login/magic` consumes it.
 
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use askama::Template;
+use axum::extract::{RawForm, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::session::{no_store, started_cookie, with_cookie};
-use super::{after_session_start, login_refusal, normalized_email, session_ttl_ms};
+use super::{
+    after_session_start, cross_site_refused, is_cross_site, login_refusal, normalized_email,
+    session_ttl_ms,
+};
 use crate::http::AppState;
 use crate::http::error::{ApiError, AppResult};
 use crate::workspace::sessions::{LoginMethod, MagicToken};
@@ -23,18 +29,16 @@ fn token_param(query: Option<&str>) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// `GET /login/magic?token=…`: the welcome email's link. Consuming the token, checking the
-/// tenant and starting the session are one transaction: a refused sign-in leaves the link
-/// unused, and two clicks at once start one session.
-pub(crate) async fn magic_link(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let mut resp = match magic_login(&state, query.as_deref()).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    };
-    // The URL carries the token: never pass it on in a Referer.
+#[derive(Template)]
+#[template(path = "magic_confirm.html")]
+struct ConfirmPage<'a> {
+    company_name: &'a str,
+    email: &'a str,
+    token: &'a str,
+}
+
+/// Never pass a URL that carries a token on in a Referer.
+fn no_referrer(mut resp: Response) -> Response {
     resp.headers_mut().insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
@@ -42,17 +46,90 @@ pub(crate) async fn magic_link(
     resp
 }
 
-async fn magic_login(state: &AppState, query: Option<&str>) -> AppResult<Response> {
+/// `GET /login/magic?token=…`: the welcome email's link. Shows who it signs in and a button
+/// that POSTs the token; consumes nothing.
+pub(crate) async fn magic_link(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    no_referrer(match confirm_page(&state, query.as_deref()).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    })
+}
+
+async fn confirm_page(state: &AppState, query: Option<&str>) -> AppResult<Response> {
     let Some(token) = token_param(query) else {
-        return Ok(magic_link_page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in link is incomplete",
-            "The link has no token. Open the link from your welcome email exactly as it was sent, \
-             or sign in with your email and password.",
-        ));
+        return Ok(incomplete_link());
+    };
+    match state
+        .store
+        .login_token_state(&token, crate::workspace::sessions::TokenPurpose::MagicLogin)
+        .await?
+    {
+        MagicToken::Consumed(tenant_id) => {
+            let tenant = state
+                .store
+                .tenant(&tenant_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("tenant"))?;
+            if let Some(message) = login_refusal(tenant.status, tenant.id.as_str()) {
+                return Ok(magic_link_page(
+                    StatusCode::FORBIDDEN,
+                    "You cannot sign in yet",
+                    &message,
+                ));
+            }
+            let html = ConfirmPage {
+                company_name: &tenant.company_name,
+                email: &tenant.email,
+                token: &token,
+            }
+            .render()
+            .map_err(|e| ApiError::internal("render sign-in confirmation", e))?;
+            let mut resp = Html(html).into_response();
+            no_store(&mut resp);
+            Ok(resp)
+        }
+        other => Ok(refused(&other)),
+    }
+}
+
+fn incomplete_link() -> Response {
+    magic_link_page(
+        StatusCode::BAD_REQUEST,
+        "This sign-in link is incomplete",
+        "The link has no token. Open the link from your welcome email exactly as it was sent, \
+         or sign in with your email and password.",
+    )
+}
+
+/// `POST /login/magic` (form field `token`): the confirmation. Consuming the token, checking the
+/// tenant and starting the session are one transaction: a refused sign-in leaves the link
+/// unused, and two clicks at once start one session.
+pub(crate) async fn magic_link_confirmed(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+) -> Response {
+    if is_cross_site(&headers, &state.settings.app_url) {
+        return cross_site_refused().into_response();
+    }
+    let token = std::str::from_utf8(&form)
+        .ok()
+        .and_then(|f| token_param(Some(f)));
+    no_referrer(match magic_login(&state, token).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    })
+}
+
+async fn magic_login(state: &AppState, token: Option<String>) -> AppResult<Response> {
+    let Some(token) = token else {
+        return Ok(incomplete_link());
     };
     let mut tx = state.store.begin().await?;
-    let (gone, title, message) = match tx.consume_magic_token(&token).await? {
+    match tx.consume_magic_token(&token).await? {
         MagicToken::Consumed(tenant_id) => {
             let tenant = tx
                 .tenant(&tenant_id)
@@ -78,34 +155,38 @@ async fn magic_login(state: &AppState, query: Option<&str>) -> AppResult<Respons
             tx.commit().await?;
             after_session_start(state, &tenant, LoginMethod::MagicLink).await;
             let cookie = started_cookie(state, &session);
-            return with_cookie(Redirect::to("/account").into_response(), &cookie);
+            with_cookie(Redirect::to("/account").into_response(), &cookie)
         }
+        other => {
+            drop(tx);
+            Ok(refused(&other))
+        }
+    }
+}
+
+/// The page for a link that cannot sign anyone in (used, expired or unknown).
+fn refused(outcome: &MagicToken) -> Response {
+    let (status, title, message) = match outcome {
         MagicToken::AlreadyUsed => (
-            true,
+            StatusCode::GONE,
             "This sign-in link was already used",
             "Each sign-in link works once, and this one has been used. Sign in with your email \
              and password instead.",
         ),
         MagicToken::Expired => (
-            true,
+            StatusCode::GONE,
             "This sign-in link has expired",
             "Sign-in links work for a limited time, and this one has expired. Sign in with your \
              email and password instead.",
         ),
-        MagicToken::Unknown => (
-            false,
+        MagicToken::Unknown | MagicToken::Consumed(_) => (
+            StatusCode::BAD_REQUEST,
             "This sign-in link is not valid",
             "We do not recognise this link; it may have been cut off when it was copied. Open \
              it from your welcome email again, or sign in with your email and password.",
         ),
     };
-    drop(tx);
-    let status = if gone {
-        StatusCode::GONE
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    Ok(magic_link_page(status, title, message))
+    magic_link_page(status, title, message)
 }
 
 #[cfg(test)]

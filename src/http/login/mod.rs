@@ -9,6 +9,7 @@
 pub mod account;
 pub mod magic;
 pub mod password;
+pub mod reset;
 pub mod session;
 
 use axum::Router;
@@ -32,7 +33,12 @@ const FORM: &str = "application/x-www-form-urlencoded";
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/login", get(password::login_page))
-        .route("/login/magic", get(magic::magic_link))
+        .route(
+            "/login/magic",
+            get(magic::magic_link).post(magic::magic_link_confirmed),
+        )
+        .route("/login/forgot", get(reset::forgot_form))
+        .route("/login/reset", get(reset::reset_form))
         .route("/account", get(account::account_page))
 }
 

@@ -16,9 +16,10 @@ use super::{
 use crate::domain::{Email, FieldError, TenantStatus, password};
 use crate::http::AppState;
 use crate::http::error::{ApiError, AppResult, ErrorBody};
-use crate::http::extract::parse_json;
+use crate::http::extract::{ClientIp, parse_json};
 use crate::store::{Tenant, ms_to_datetime, now_ms};
-use crate::workspace::sessions::{IssuedSession, LoginMethod};
+use crate::workspace::hashing::HashFor;
+use crate::workspace::sessions::{AttemptCheck, IssuedSession, LoginMethod};
 
 /// Verified when the email has no account, so a miss costs as much time as a wrong password
 /// (same algorithm and parameters as real hashes; a unit test keeps them in step).
@@ -120,13 +121,33 @@ fn locked(until: i64, now: i64) -> ApiError {
     e
 }
 
+fn address_limited(until: i64, now: i64) -> ApiError {
+    let secs = u64::try_from((until - now + 999) / 1000)
+        .unwrap_or(1)
+        .max(1);
+    ApiError::too_many_requests(
+        format!(
+            "Too many failed sign-in attempts from your network: sign-in from it is paused for \
+             {} more minute(s). Try again then.",
+            secs.div_ceil(60)
+        ),
+        secs,
+    )
+}
+
 fn required(field: &'static str, code: &'static str) -> FieldError {
     FieldError::new(field, code, format!("{field} is required"))
 }
 
-/// Checks email and password and starts a session, or says why not.
+/// Checks email and password and starts a session, or says why not. The attempt is recorded
+/// before the password is hashed and checked again after, so concurrent guesses cannot slip
+/// past the lock (see [`crate::store::Store::begin_login_attempt`]).
 #[tracing::instrument(skip_all)]
-async fn password_login(state: &AppState, req: LoginRequest) -> AppResult<(Tenant, IssuedSession)> {
+async fn password_login(
+    state: &AppState,
+    client: &str,
+    req: LoginRequest,
+) -> AppResult<(Tenant, IssuedSession)> {
     let email = Email::parse(
         req.email
             .as_deref()
@@ -138,41 +159,54 @@ async fn password_login(state: &AppState, req: LoginRequest) -> AppResult<(Tenan
         .ok_or_else(|| required("password", "invalid_password"))?;
     let key = email.normalized();
     let now = now_ms();
-    // The lock is checked first: while it lasts, not even the right password gets in.
-    if let Some(until) = state.store.login_locked_until(key, now).await? {
-        return Err(locked(until, now));
+    let (attempt, check) = state
+        .store
+        .begin_login_attempt(key, client, state.settings.login_failures_per_ip, now)
+        .await?;
+    match check {
+        AttemptCheck::Allowed => {}
+        AttemptCheck::Locked { until } => return Err(locked(until, now)),
+        AttemptCheck::AddressLimited { until } => return Err(address_limited(until, now)),
     }
     let tenant = state.store.tenant_by_email(key).await?;
     let stored_hash = tenant.as_ref().map(|t| t.password_hash.clone());
-    // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+    // argon2 takes tens of milliseconds of CPU: off the async workers, in the bounded queue
+    // (a busy queue answers 503 at once; the attempt then stays counted, as a guess would).
     let verified = state
-        .hash(move || match stored_hash {
-            Some(hash) => password::verify(&password, &hash),
+        .hashing
+        .run(HashFor::SignIn, move |memory| match stored_hash {
+            Some(hash) => password::verify(&password, &hash, memory),
             None => {
-                let _ = password::verify(&password, DUMMY_HASH);
+                let _ = password::verify(&password, DUMMY_HASH, memory);
                 false
             }
         })
-        .await
-        .map_err(|e| ApiError::internal("password check task", e))?;
+        .await?;
     let tenant = match tenant {
         Some(t) if verified => t,
         _ => {
+            // This attempt stays recorded as a failure; it may have completed the lock.
             let now = now_ms();
-            state.store.record_login_failure(key, now).await?;
-            if let Some(until) = state.store.login_locked_until(key, now).await? {
+            if let Some(until) = state.store.login_locked_after(&attempt, true, now).await? {
                 return Err(locked(until, now));
             }
             return Err(invalid_credentials());
         }
     };
+    // The right password: still refused if failures meanwhile locked this email here.
+    let now = now_ms();
+    if let Some(until) = state.store.login_locked_after(&attempt, false, now).await? {
+        return Err(locked(until, now));
+    }
     if let Some(message) = login_refusal(tenant.status, tenant.id.as_str()) {
+        state.store.forget_login_attempt(&attempt).await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "account_not_active",
             message,
         ));
     }
+    state.store.forget_login_attempt(&attempt).await?;
     let session = state
         .store
         .start_session(
@@ -225,15 +259,21 @@ fn render_login_page(status: StatusCode, error: Option<&ApiError>, email: &str) 
         (status = 403, description = "The account cannot sign in in its status (the message names it and what to do), or the request came from another site", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is neither JSON nor a form", body = ErrorBody),
-        (status = 429, description = "Too many failed attempts for this email in 15 minutes; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Five failed attempts for this email from this address, or too many from this address across all emails, in 15 minutes; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Too many password checks are queued; see Retry-After", body = ErrorBody),
     ))]
-pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: LoginBody) -> Response {
+pub async fn login(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: LoginBody,
+) -> Response {
     let LoginBody { form, req } = body;
     let email = req.email.clone().unwrap_or_default();
     let outcome = if is_cross_site(&headers, &state.settings.app_url) {
         Err(cross_site_refused())
     } else {
-        password_login(&state, req).await
+        password_login(&state, &ip.key(), req).await
     };
     let answer = match outcome {
         Ok((tenant, session)) => {
@@ -284,10 +324,12 @@ mod tests {
             params(&real),
             "same algorithm and parameters"
         );
-        assert!(!password::verify("SecurePass123!", DUMMY_HASH));
+        let mut memory = password::HashMemory::new();
+        assert!(!password::verify("SecurePass123!", DUMMY_HASH, &mut memory));
         assert!(password::verify(
             "onboard: no account has this email",
-            DUMMY_HASH
+            DUMMY_HASH,
+            &mut memory
         ));
     }
 

@@ -15,8 +15,19 @@ use crate::http::error::{ApiError, AppResult, ErrorBody};
 use crate::store::{Tenant, ms_to_datetime, now_ms};
 use crate::workspace::sessions::{IssuedSession, Session};
 
-/// Name of the session cookie.
+/// Name of the session cookie over plain http (development on a loopback address).
 pub const SESSION_COOKIE: &str = "onboard_session";
+/// Name of the session cookie over https: the `__Host-` prefix makes browsers refuse it unless
+/// it is `Secure`, for `Path=/` and set by this very host (no subdomain can plant or widen it).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-onboard_session";
+
+fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 
 /// The signed-in tenant.
 #[derive(Serialize, Deserialize, utoipa::ToSchema)]
@@ -31,9 +42,10 @@ pub struct SessionResponse {
 
 /// `Set-Cookie` value that stores a session token.
 pub fn session_cookie(token: &str, max_age_secs: i64, secure: bool) -> String {
+    let name = cookie_name(secure);
     let secure = if secure { "; Secure" } else { "" };
     format!(
-        "{SESSION_COOKIE}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        "{name}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
         max_age_secs.max(0)
     )
 }
@@ -47,15 +59,17 @@ pub(crate) fn secure_cookies(state: &AppState) -> bool {
     state.settings.app_url.scheme() == "https"
 }
 
-/// The session token from the request's `Cookie` headers, if any.
-pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
+/// The session token from the request's `Cookie` headers, if any (under the name this
+/// deployment's scheme uses).
+pub(crate) fn session_token(headers: &HeaderMap, secure: bool) -> Option<String> {
+    let name = cookie_name(secure);
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.trim().trim_matches('"').to_string())
         .filter(|v| !v.is_empty())
 }
@@ -86,7 +100,7 @@ pub(crate) async fn current_session(
     state: &AppState,
     headers: &HeaderMap,
 ) -> AppResult<Option<(Session, Tenant)>> {
-    let Some(token) = session_token(headers) else {
+    let Some(token) = session_token(headers, secure_cookies(state)) else {
         return Ok(None);
     };
     let Some((session, tenant)) = state.store.session_with_tenant(&token).await? else {
@@ -132,7 +146,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> AppRes
     if is_cross_site(&headers, &state.settings.app_url) {
         return Err(cross_site_refused());
     }
-    if let Some(token) = session_token(&headers)
+    if let Some(token) = session_token(&headers, secure_cookies(&state))
         && state.store.revoke_session(&token).await?
     {
         tracing::info!("session revoked");
@@ -159,9 +173,13 @@ mod tests {
         );
         let secure = session_cookie("tok", 3600, true);
         assert!(secure.ends_with("; Secure"), "{secure}");
+        assert!(
+            secure.starts_with("__Host-onboard_session=tok; Path=/;"),
+            "{secure}"
+        );
         assert!(secure.contains("HttpOnly") && secure.contains("SameSite=Lax"));
         let cleared = clear_session_cookie(true);
-        assert!(cleared.starts_with("onboard_session=;"), "{cleared}");
+        assert!(cleared.starts_with("__Host-onboard_session=;"), "{cleared}");
         assert!(cleared.contains("Max-Age=0") && cleared.contains("Secure"));
     }
 
@@ -171,15 +189,22 @@ mod tests {
             ("cookie", "theme=dark"),
             ("cookie", "a=b; onboard_session=abc123 ; c=d"),
         ]);
-        assert_eq!(session_token(&h).as_deref(), Some("abc123"));
+        assert_eq!(session_token(&h, false).as_deref(), Some("abc123"));
         assert_eq!(
-            session_token(&headers(&[("cookie", "onboard_session=")])),
+            session_token(&headers(&[("cookie", "onboard_session=")]), false),
             None
         );
         assert_eq!(
-            session_token(&headers(&[("cookie", "other_session=x")])),
+            session_token(&headers(&[("cookie", "other_session=x")]), false),
             None
         );
-        assert_eq!(session_token(&HeaderMap::new()), None);
+        assert_eq!(session_token(&HeaderMap::new(), false), None);
+        // Over https only the __Host- cookie counts.
+        let both = headers(&[(
+            "cookie",
+            "onboard_session=plain; __Host-onboard_session=hosted",
+        )]);
+        assert_eq!(session_token(&both, true).as_deref(), Some("hosted"));
+        assert_eq!(session_token(&both, false).as_deref(), Some("plain"));
     }
 }

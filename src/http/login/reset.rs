@@ -1,0 +1,496 @@
+//! "Forgot password": `POST /login/forgot` emails a single-use link that expires in an hour;
+//! `GET /login/reset?token=…` shows the form for a new password (consuming nothing);
+//! `POST /login/reset` sets it, ends every other session of the account and signs this browser
+//! in. The answer to a forgot request never says whether the email has an account.
+
+use askama::Template;
+use axum::Json;
+use axum::extract::{FromRequest, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
+
+use super::session::{no_store, started_cookie, with_cookie};
+use super::{FORM, after_session_start, cross_site_refused, is_cross_site, login_refusal};
+use crate::domain::{Email, Password, password};
+use crate::email::templates;
+use crate::http::AppState;
+use crate::http::error::{ApiError, AppResult, ErrorBody};
+use crate::http::extract::{ClientIp, parse_json};
+use crate::store::now_ms;
+use crate::workspace::hashing::HashFor;
+use crate::workspace::sessions::{LoginMethod, MagicToken, TokenPurpose};
+
+/// How long a reset link works.
+pub const RESET_TTL_MINUTES: u32 = 60;
+/// Reset emails one address receives per hour, at most (the rest are not sent).
+const EMAILS_PER_ADDRESS_PER_HOUR: u32 = 3;
+/// Reset requests one client address may make per hour.
+const REQUESTS_PER_CLIENT_PER_HOUR: u32 = 20;
+const HOUR_MS: i64 = 3_600_000;
+/// What every forgot request is told, whether or not the email has an account.
+const SENT: &str = "If an account exists for that email, we have sent it a link to choose a new \
+    password. The link works once and expires in an hour.";
+
+/// `POST /login/forgot` fields, as JSON or an HTML form.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ForgotRequest {
+    #[schema(example = "user@example.com")]
+    pub email: Option<String>,
+}
+
+/// `POST /login/reset` fields, as JSON or an HTML form.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ResetRequest {
+    /// The token from the emailed link.
+    pub token: Option<String>,
+    /// The new password, 8 to 128 characters.
+    #[schema(example = "AnotherPass456!")]
+    pub password: Option<String>,
+}
+
+/// The answer to a forgot request.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ForgotResponse {
+    pub message: String,
+}
+
+/// A form body (`form` true) or a JSON one, parsed into `T`.
+pub struct FormOrJson<T> {
+    form: bool,
+    body: T,
+}
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for FormOrJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let mime = crate::http::extract::media_type(req.headers());
+        let form = if mime == FORM {
+            true
+        } else if crate::http::extract::is_json(&mime) {
+            false
+        } else {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the fields as JSON (Content-Type: application/json) or as an HTML form \
+                 (application/x-www-form-urlencoded)",
+            ));
+        };
+        let bytes = crate::http::extract::read_body(req, state).await?;
+        let body = if form {
+            // Lossy decoding, first of a repeated field wins: no form is malformed.
+            let mut seen = serde_json::Map::new();
+            for (k, v) in url::form_urlencoded::parse(&bytes) {
+                seen.entry(k.into_owned())
+                    .or_insert_with(|| serde_json::Value::String(v.into_owned()));
+            }
+            serde_json::from_value(serde_json::Value::Object(seen))
+                .map_err(|e| ApiError::bad_request("invalid_form", e.to_string()))?
+        } else {
+            parse_json(&bytes)?
+        };
+        Ok(FormOrJson { form, body })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "forgot.html")]
+struct ForgotPage<'a> {
+    sent: Option<&'a str>,
+    error: Option<&'a str>,
+    email: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "reset.html")]
+struct ResetPage<'a> {
+    email: &'a str,
+    token: &'a str,
+    error: Option<&'a str>,
+}
+
+fn page(status: StatusCode, html: Result<String, askama::Error>) -> Response {
+    match html {
+        Ok(html) => {
+            let mut resp = (status, Html(html)).into_response();
+            no_store(&mut resp);
+            resp
+        }
+        Err(e) => ApiError::internal("render password page", e).into_response(),
+    }
+}
+
+fn forgot_page(
+    status: StatusCode,
+    sent: Option<&str>,
+    error: Option<&str>,
+    email: &str,
+) -> Response {
+    page(status, ForgotPage { sent, error, email }.render())
+}
+
+/// `GET /login/forgot`: asks for the account's email.
+pub(crate) async fn forgot_form() -> Response {
+    forgot_page(StatusCode::OK, None, None, "")
+}
+
+/// Sends a reset link, if the email has an account that may sign in.
+#[utoipa::path(post, path = "/login/forgot", tag = "login",
+    request_body(content(
+        (ForgotRequest = "application/json"),
+        (ForgotRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 202, description = "Accepted: a link was sent if the email has an account (the answer is the same either way)", body = ForgotResponse),
+        (status = 200, description = "From an HTML form: the page saying so"),
+        (status = 400, description = "The email is missing or malformed; `field` names it", body = ErrorBody),
+        (status = 403, description = "The request came from another site", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is neither JSON nor a form", body = ErrorBody),
+        (status = 429, description = "Too many reset requests from this address; see Retry-After", body = ErrorBody),
+    ))]
+pub async fn forgot(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: FormOrJson<ForgotRequest>,
+) -> Response {
+    let FormOrJson { form, body } = body;
+    let typed = body.email.clone().unwrap_or_default();
+    let outcome = if is_cross_site(&headers, &state.settings.app_url) {
+        Err(cross_site_refused())
+    } else {
+        send_reset_link(&state, &ip, body).await
+    };
+    match (outcome, form) {
+        (Ok(()), true) => forgot_page(StatusCode::OK, Some(SENT), None, ""),
+        (Ok(()), false) => (
+            StatusCode::ACCEPTED,
+            Json(ForgotResponse {
+                message: SENT.into(),
+            }),
+        )
+            .into_response(),
+        (Err(e), true) => forgot_page(e.status, None, Some(&e.message), typed.trim()),
+        (Err(e), false) => e.into_response(),
+    }
+}
+
+async fn send_reset_link(state: &AppState, ip: &ClientIp, req: ForgotRequest) -> AppResult<()> {
+    let email = Email::parse(req.email.as_deref().ok_or_else(|| {
+        crate::domain::FieldError::new("email", "invalid_email", "email is required")
+    })?)?;
+    let now = now_ms();
+    let per_client = state
+        .store
+        .hit_rate_limit(
+            &format!("reset-client:{}", ip.key()),
+            REQUESTS_PER_CLIENT_PER_HOUR,
+            HOUR_MS,
+            now,
+        )
+        .await?;
+    if !per_client.allowed {
+        return Err(ApiError::too_many_requests(
+            format!(
+                "too many password reset requests from your address; try again in {} seconds",
+                per_client.retry_after_secs
+            ),
+            per_client.retry_after_secs,
+        ));
+    }
+    let Some(tenant) = state.store.tenant_by_email(email.normalized()).await? else {
+        tracing::info!("password reset asked for an email with no account");
+        return Ok(());
+    };
+    if login_refusal(tenant.status, tenant.id.as_str()).is_some() {
+        tracing::info!(tenant_id = %tenant.id, status = %tenant.status, "password reset asked for an account that cannot sign in");
+        return Ok(());
+    }
+    // A mailbox is not flooded, whoever asks: past the limit nothing more is sent.
+    let per_address = state
+        .store
+        .hit_rate_limit(
+            &format!("reset-email:{}", email.normalized()),
+            EMAILS_PER_ADDRESS_PER_HOUR,
+            HOUR_MS,
+            now,
+        )
+        .await?;
+    if !per_address.allowed {
+        tracing::warn!(tenant_id = %tenant.id, "password reset emails for this account are paused for the hour");
+        return Ok(());
+    }
+    let mut tx = state.store.begin().await?;
+    let token = tx
+        .create_login_token(
+            &tenant.id,
+            TokenPurpose::PasswordReset,
+            i64::from(RESET_TTL_MINUTES) * 60_000,
+        )
+        .await?;
+    let url = state
+        .settings
+        .app_url
+        .join(&format!("login/reset?token={token}"))
+        .map_err(|e| ApiError::internal("reset link", e))?;
+    let mail = templates::password_reset(
+        tenant.id.as_str(),
+        &tenant.email,
+        &tenant.company_name,
+        url.as_str(),
+        RESET_TTL_MINUTES,
+    );
+    tx.queue_email(&mail, &state.settings.sendgrid_from_email)
+        .await?;
+    tx.commit().await?;
+    state.jobs_ready.notify_one();
+    tracing::info!(tenant_id = %tenant.id, "password reset link sent");
+    Ok(())
+}
+
+fn token_of(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The page for a link that cannot be used (used, expired, unknown or incomplete).
+fn unusable(outcome: Option<&MagicToken>) -> Response {
+    let (status, title, message) = match outcome {
+        Some(MagicToken::AlreadyUsed) => (
+            StatusCode::GONE,
+            "This reset link was already used",
+            "Each reset link works once. Ask for a new one if you still need to change your password.",
+        ),
+        Some(MagicToken::Expired) => (
+            StatusCode::GONE,
+            "This reset link has expired",
+            "Reset links work for an hour. Ask for a new one.",
+        ),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "This reset link is not valid",
+            "We do not recognise this link; it may have been cut off when it was copied. Open it \
+             from the email again, or ask for a new one.",
+        ),
+    };
+    let mut resp = crate::http::message_page(
+        status,
+        title,
+        message,
+        ("/login/forgot", "Ask for a new link"),
+    );
+    no_store(&mut resp);
+    resp
+}
+
+/// `GET /login/reset?token=…`: the form for a new password, if the link is live.
+pub(crate) async fn reset_form(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> AppResult<Response> {
+    let Some(token) = token_of(query.as_deref()) else {
+        return Ok(unusable(None));
+    };
+    match state
+        .store
+        .login_token_state(&token, TokenPurpose::PasswordReset)
+        .await?
+    {
+        MagicToken::Consumed(tenant_id) => {
+            let tenant = state
+                .store
+                .tenant(&tenant_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("tenant"))?;
+            Ok(page(
+                StatusCode::OK,
+                ResetPage {
+                    email: &tenant.email,
+                    token: &token,
+                    error: None,
+                }
+                .render(),
+            ))
+        }
+        other => Ok(unusable(Some(&other))),
+    }
+}
+
+/// Sets a new password with a reset link's token; every other session of the account ends.
+#[utoipa::path(post, path = "/login/reset", tag = "login",
+    request_body(content(
+        (ResetRequest = "application/json"),
+        (ResetRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Password changed and signed in; the `onboard_session` cookie is set", body = super::LoginResponse),
+        (status = 303, description = "From an HTML form: password changed, go to /account (cookie set)"),
+        (status = 400, description = "The password is not acceptable (`field` names it), or the token is unknown", body = ErrorBody),
+        (status = 403, description = "The account cannot sign in in its status, or the request came from another site", body = ErrorBody),
+        (status = 410, description = "The link was already used or has expired", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is neither JSON nor a form", body = ErrorBody),
+        (status = 503, description = "Too many password checks are queued; see Retry-After", body = ErrorBody),
+    ))]
+pub async fn reset(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: FormOrJson<ResetRequest>,
+) -> Response {
+    let FormOrJson { form, body } = body;
+    if is_cross_site(&headers, &state.settings.app_url) {
+        return cross_site_refused().into_response();
+    }
+    let token = body.token.clone().unwrap_or_default();
+    match reset_password(&state, body).await {
+        Ok((tenant, session)) => {
+            let cookie = started_cookie(&state, &session);
+            let resp = if form {
+                Redirect::to("/account").into_response()
+            } else {
+                Json(super::LoginResponse {
+                    tenant_id: tenant.id.to_string(),
+                    status: tenant.status,
+                    redirect: "/account".into(),
+                    expires_at: crate::store::ms_to_datetime(session.expires_at),
+                })
+                .into_response()
+            };
+            with_cookie(resp, &cookie).unwrap_or_else(IntoResponse::into_response)
+        }
+        Err(ResetError::Link(outcome)) if form => unusable(Some(&outcome)),
+        Err(ResetError::Link(outcome)) => {
+            let (status, code) = match outcome {
+                MagicToken::AlreadyUsed | MagicToken::Expired => (StatusCode::GONE, "link_gone"),
+                _ => (StatusCode::BAD_REQUEST, "invalid_token"),
+            };
+            ApiError::new(
+                status,
+                code,
+                "this reset link cannot be used (used, expired or unknown); ask for a new one at POST /login/forgot",
+            )
+            .with_field("token")
+            .into_response()
+        }
+        Err(ResetError::Api(e)) if form && e.status.is_client_error() => {
+            // Back to the form, with the reason, while the link still works.
+            match state
+                .store
+                .login_token_state(&token, TokenPurpose::PasswordReset)
+                .await
+            {
+                Ok(MagicToken::Consumed(tenant_id)) => {
+                    let email = match state.store.tenant(&tenant_id).await {
+                        Ok(Some(t)) => t.email,
+                        _ => String::new(),
+                    };
+                    page(
+                        e.status,
+                        ResetPage {
+                            email: &email,
+                            token: &token,
+                            error: Some(&e.message),
+                        }
+                        .render(),
+                    )
+                }
+                Ok(other) => unusable(Some(&other)),
+                Err(_) => e.into_response(),
+            }
+        }
+        Err(ResetError::Api(e)) => e.into_response(),
+    }
+}
+
+enum ResetError {
+    /// The link cannot be used.
+    Link(MagicToken),
+    Api(ApiError),
+}
+
+macro_rules! reset_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ResetError {
+            fn from(e: $t) -> Self {
+                ResetError::Api(e.into())
+            }
+        }
+    )*};
+}
+reset_error_from!(
+    ApiError,
+    crate::store::StoreError,
+    crate::domain::FieldError,
+    crate::workspace::hashing::HashError
+);
+
+async fn reset_password(
+    state: &AppState,
+    req: ResetRequest,
+) -> Result<
+    (
+        crate::store::Tenant,
+        crate::workspace::sessions::IssuedSession,
+    ),
+    ResetError,
+> {
+    let token = req
+        .token
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(ResetError::Link(MagicToken::Unknown))?;
+    let token = token.trim().to_string();
+    let new_password = Password::parse(req.password.unwrap_or_default())?;
+    // A dead link costs no hash.
+    match state
+        .store
+        .login_token_state(&token, TokenPurpose::PasswordReset)
+        .await?
+    {
+        MagicToken::Consumed(_) => {}
+        other => return Err(ResetError::Link(other)),
+    }
+    let hash = state
+        .hashing
+        .run(HashFor::SignIn, move |memory| {
+            password::hash(&new_password, memory)
+        })
+        .await?;
+    let mut tx = state.store.begin().await?;
+    let tenant_id = match tx
+        .consume_login_token(&token, TokenPurpose::PasswordReset)
+        .await?
+    {
+        MagicToken::Consumed(id) => id,
+        other => return Err(ResetError::Link(other)),
+    };
+    let tenant = tx
+        .tenant(&tenant_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    if let Some(message) = login_refusal(tenant.status, tenant.id.as_str()) {
+        return Err(ResetError::Api(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "account_not_active",
+            message,
+        )));
+    }
+    tx.set_password_hash(&tenant.id, &hash).await?;
+    let ended = tx.revoke_all_sessions(&tenant.id).await?;
+    let session = tx
+        .start_session(
+            &tenant.id,
+            &super::normalized_email(&tenant),
+            LoginMethod::Password,
+            super::session_ttl_ms(state),
+        )
+        .await?;
+    tx.commit().await?;
+    tracing::info!(tenant_id = %tenant.id, sessions_ended = ended, "password reset");
+    after_session_start(state, &tenant, LoginMethod::Password).await;
+    Ok((tenant, session))
+}
