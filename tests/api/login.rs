@@ -22,6 +22,13 @@ store_tests!(
     login_returns_4xx_naming_the_field_for_bad_input,
     cross_site_form_login_is_refused,
     old_login_failures_are_pruned,
+    concurrent_wrong_guesses_cannot_slip_past_the_lock,
+    a_stranger_cannot_lock_the_owner_out_from_another_address,
+    one_address_is_limited_across_all_emails,
+    a_password_reset_link_sets_a_new_password_once_and_ends_other_sessions,
+    forgot_password_never_says_whether_an_account_exists,
+    concurrent_clicks_on_a_magic_link_start_one_session,
+    a_full_hashing_queue_answers_503_at_once,
 );
 
 async fn login_json(app: &TestApp, email: &str, password: &str) -> Response {
@@ -745,4 +752,313 @@ async fn old_login_failures_are_pruned(backend: Backend) {
         app.store.session(&token).await.unwrap().is_some(),
         "a live session survives pruning"
     );
+}
+
+/// A sign-in from `client` (the test server trusts 127.0.0.1 as a proxy).
+async fn login_from(app: &TestApp, client: &str, email: &str, password: &str) -> Response {
+    app.client
+        .post(app.url("/login"))
+        .header("x-forwarded-for", client)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn concurrent_wrong_guesses_cannot_slip_past_the_lock(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("guessed@example.com", "starter").await;
+    let guesses: Vec<_> = (0..50)
+        .map(|i| {
+            let (app, email) = (&app, t.email.clone());
+            async move {
+                login_json(app, &email, &format!("WrongGuess{i:03}!"))
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        })
+        .collect();
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        checked <= 5,
+        "at most five guesses checked a password: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    // The lock holds against the right password.
+    let right = login_json(&app, &t.email, &t.password).await;
+    assert!(right.headers().get(SET_COOKIE).is_none());
+    assert_error(right, 429, "login_locked").await;
+}
+
+async fn a_stranger_cannot_lock_the_owner_out_from_another_address(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, &[("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let t = app.active_tenant("owner@example.com", "starter").await;
+    for _ in 0..5 {
+        login_from(&app, "203.0.113.66", &t.email, "WrongPass123!").await;
+    }
+    let stranger = login_from(&app, "203.0.113.66", &t.email, &t.password).await;
+    assert_error(stranger, 429, "login_locked").await;
+    // The owner, elsewhere, signs in.
+    let owner = login_from(&app, "198.51.100.7", &t.email, &t.password).await;
+    assert_eq!(owner.status(), 200);
+    // An IPv6 attacker hopping addresses inside its /64 is one client.
+    for i in 1..=5 {
+        login_from(
+            &app,
+            &format!("2001:db8:7:7::{i}"),
+            &t.email,
+            "WrongPass123!",
+        )
+        .await;
+    }
+    let hopped = login_from(&app, "2001:db8:7:7::99", &t.email, &t.password).await;
+    assert_error(hopped, 429, "login_locked").await;
+}
+
+async fn one_address_is_limited_across_all_emails(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(
+        backend,
+        &[
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+            ("LOGIN_FAILURES_PER_IP", "4"),
+        ],
+    )
+    .await;
+    for i in 0..4 {
+        let resp = login_from(
+            &app,
+            "192.0.2.50",
+            &format!("spray-{i}@example.com"),
+            "Spring2026!",
+        )
+        .await;
+        assert_eq!(resp.status(), 401, "attempt {i}");
+    }
+    let resp = login_from(&app, "192.0.2.50", "spray-9@example.com", "Spring2026!").await;
+    assert!(resp.headers().get(RETRY_AFTER).is_some());
+    let err = assert_error(resp, 429, "rate_limited").await;
+    assert!(
+        err["message"].as_str().unwrap().contains("network"),
+        "{err}"
+    );
+    // Another address is not affected.
+    let resp = login_from(&app, "192.0.2.51", "spray-9@example.com", "Spring2026!").await;
+    assert_eq!(resp.status(), 401);
+}
+
+/// The reset link of the newest password-reset email to `tenant_id`, from the outbox.
+async fn reset_link(app: &TestApp, tenant_id: &str, after: usize) -> String {
+    let text = eventually("the reset email", 30, || async {
+        let emails: Vec<_> = app
+            .store
+            .list_emails(Some(tenant_id), 20)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "password_reset")
+            .collect();
+        (emails.len() > after).then(|| emails[0].text_body.clone())
+    })
+    .await;
+    text.split_whitespace()
+        .find(|w| w.contains("/login/reset?token="))
+        .expect("the reset link in the email")
+        .to_string()
+}
+
+async fn forgot(app: &TestApp, email: &str) -> Response {
+    app.client
+        .post(app.url("/login/forgot"))
+        .form(&[("email", email)])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn a_password_reset_link_sets_a_new_password_once_and_ends_other_sessions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("forgetful@example.com", "starter").await;
+    let other_session = signed_in(&app, &t).await;
+    let page = forgot(&app, &t.email).await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("If an account exists"));
+    let link = reset_link(&app, &t.tenant_id, 0).await;
+    assert!(link.starts_with(&app.url("/login/reset?token=")), "{link}");
+    // Opening the link changes nothing (a scanner may); it shows the form.
+    for _ in 0..2 {
+        let form = app.client.get(&link).send().await.unwrap();
+        assert_eq!(form.status(), 200);
+        assert_eq!(form.headers()[CACHE_CONTROL], "no-store");
+        assert!(form.text().await.unwrap().contains("name=\"password\""));
+    }
+    let token = link.split("token=").nth(1).unwrap();
+    let post = |password: &'static str| {
+        let app = &app;
+        let token = token.to_string();
+        async move {
+            app.client
+                .post(app.url("/login/reset"))
+                .form(&[("token", token.as_str()), ("password", password)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // A password that is too short: the form again, the link still usable.
+    let short = post("short").await;
+    assert_eq!(short.status(), 400);
+    assert!(short.text().await.unwrap().contains("8"));
+    let done = post("BrandNewPass456!").await;
+    assert_eq!(done.status(), 303);
+    assert_eq!(done.headers()[LOCATION], "/account");
+    let new_cookie = cookie_pair(&set_cookie(&done));
+    // Used once only.
+    assert_eq!(post("AnotherPass789!").await.status(), 410);
+    // The other session ended; this one works; the new password works, the old does not.
+    assert_error(
+        get_with_cookie(&app, "/session", &other_session).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(
+        get_with_cookie(&app, "/session", &new_cookie)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        login_json(&app, &t.email, "BrandNewPass456!")
+            .await
+            .status(),
+        200
+    );
+    assert_error(
+        login_json(&app, &t.email, &t.password).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    // A forged token is refused as JSON too.
+    let resp = app
+        .post_json(
+            "/login/reset",
+            &json!({"token": "A".repeat(43), "password": "BrandNewPass456!"}),
+        )
+        .await;
+    assert_error(resp, 400, "invalid_token").await;
+}
+
+async fn forgot_password_never_says_whether_an_account_exists(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("exists@example.com", "starter").await;
+    let known = app
+        .post_json("/login/forgot", &json!({"email": t.email}))
+        .await;
+    let unknown = app
+        .post_json(
+            "/login/forgot",
+            &json!({"email": "nobody-here@example.com"}),
+        )
+        .await;
+    assert_eq!(known.status(), 202);
+    assert_eq!(unknown.status(), 202);
+    assert_eq!(known.text().await.unwrap(), unknown.text().await.unwrap());
+    reset_link(&app, &t.tenant_id, 0).await;
+    let bad = app
+        .post_json("/login/forgot", &json!({"email": "not-an-email"}))
+        .await;
+    let err = assert_error(bad, 400, "invalid_email").await;
+    assert_eq!(err["field"], "email");
+    // A mailbox is not flooded: past three an hour nothing more is sent, and the answer is the same.
+    for _ in 0..4 {
+        assert_eq!(
+            app.post_json("/login/forgot", &json!({"email": t.email}))
+                .await
+                .status(),
+            202
+        );
+    }
+    let sent = app
+        .store
+        .list_emails(Some(&t.tenant_id), 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "password_reset")
+        .count();
+    assert_eq!(sent, 3);
+}
+
+async fn concurrent_clicks_on_a_magic_link_start_one_session(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app
+        .active_tenant("double-click@example.com", "starter")
+        .await;
+    let link = welcome_link(&app, &t.tenant_id).await;
+    let clicks: Vec<_> = (0..8)
+        .map(|_| {
+            let (app, link) = (&app, link.clone());
+            async move { confirm_magic_link(app, &link).await.status().as_u16() }
+        })
+        .collect();
+    let statuses = futures_util::future::join_all(clicks).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 303).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 303 || *s == 410),
+        "{statuses:?}"
+    );
+    let sessions: i64 = onboard::with_pool!(&app.store, |pool| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE tenant_id = $1 AND method = 'magic_link'",
+        )
+        .bind(&t.tenant_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
+    assert_eq!(sessions, 1);
+}
+
+async fn a_full_hashing_queue_answers_503_at_once(backend: Backend) {
+    // Two places: sign-ins may take one.
+    let app = crate::helpers::spawn_app_with(
+        backend,
+        &[("HASH_QUEUE_MAX", "2"), ("TRUSTED_PROXIES", "127.0.0.1")],
+    )
+    .await;
+    let attempts: Vec<_> = (0..12)
+        .map(|i| {
+            let app = &app;
+            async move {
+                let resp = login_from(
+                    app,
+                    &format!("198.18.0.{}", i + 1),
+                    &format!("flood-{i}@example.com"),
+                    "WrongPass123!",
+                )
+                .await;
+                let retry = resp.headers().get(RETRY_AFTER).is_some();
+                (resp.status().as_u16(), retry)
+            }
+        })
+        .collect();
+    let answers = futures_util::future::join_all(attempts).await;
+    let busy = answers.iter().filter(|(s, _)| *s == 503).count();
+    assert!(busy >= 1, "some sign-ins found the queue full: {answers:?}");
+    assert!(
+        answers.iter().all(|(s, r)| *s == 401 || (*s == 503 && *r)),
+        "{answers:?}"
+    );
+    // Signups still get their half of the queue.
+    app.signup("still-open@example.com", "starter").await;
 }
