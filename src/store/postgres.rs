@@ -13,7 +13,11 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 pub(super) async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let mut options = PgConnectOptions::from_str(url)?.application_name("onboard");
+    let mut options = PgConnectOptions::from_str(url)?;
+    // Named in pg_stat_activity, unless the URL names it otherwise.
+    if options.get_application_name().is_none() {
+        options = options.application_name("onboard");
+    }
     if loopback_without_sslmode(url) {
         // TLS to a server on this very host protects nothing (whoever can read loopback traffic
         // can read the server's memory) and costs an encryption on both ends of every message:

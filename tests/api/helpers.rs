@@ -121,6 +121,15 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     start(db, overrides, true).await
 }
 
+/// The server (with its worker) over a database the test prepared itself.
+pub async fn spawn_app_on(db: TestDb, overrides: &[(&str, &str)]) -> TestApp {
+    let overrides = overrides
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    start(db, overrides, true).await
+}
+
 /// The server alone: jobs wait for worker processes the test starts itself.
 pub async fn spawn_app_without_worker(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
     let db = TestDb::create(&backend).await;

@@ -10,6 +10,7 @@ mod docs;
 mod engine;
 mod health;
 mod login;
+mod outage;
 mod pipeline;
 mod security;
 mod signup;
