@@ -165,6 +165,8 @@ struct PineconeState {
     /// Requests still answered normally before `fail_always` is set to the status given.
     fail_after: Option<(usize, u16)>,
     requests: Vec<Recorded>,
+    /// How long every answer takes.
+    delay: std::time::Duration,
 }
 
 /// A fake Pinecone index data plane (serverless, cosine, dense) on 127.0.0.1.
@@ -181,7 +183,7 @@ impl Respond for PineconeResponder {
         let reply = state.handle(request);
         let recorded = record(request, &reply);
         state.requests.push(recorded);
-        reply.template()
+        reply.template().set_delay(state.delay)
     }
 }
 
@@ -524,6 +526,7 @@ impl FakePinecone {
             fail_always: None,
             fail_after: None,
             requests: Vec::new(),
+            delay: std::time::Duration::ZERO,
         }));
         let server = serve(PineconeResponder(state.clone())).await;
         FakePinecone { server, state }
@@ -537,6 +540,11 @@ impl FakePinecone {
     /// Every request so far, oldest first.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.state).requests.clone()
+    }
+
+    /// Answers every request only after `delay` (a slow provider).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        lock(&self.state).delay = delay;
     }
 
     /// The requests to `path`, oldest first.

@@ -20,6 +20,8 @@ store_tests!(
     signup_with_stripe_sends_the_exact_checkout_request,
     stripe_errors_answer_502_and_store_nothing,
     operator_commands_show_stats_list_tenants_and_retry,
+    the_success_page_racing_the_webhook_provisions_once,
+    the_sweeper_racing_a_slow_provisioning_job_fails_the_tenant_cleanly,
 );
 
 async fn completed_event(app: &TestApp, tenant_id: &str, session: &str) -> Value {
@@ -711,4 +713,208 @@ async fn operator_commands_show_stats_list_tenants_and_retry(backend: Backend) {
             .count(),
         1
     );
+}
+
+/// A fake Stripe whose checkout sessions are created with ids `cs_test_race_{n}` and, once
+/// paid, retrieved as complete and paid for the tenant recorded at creation.
+async fn racing_stripe() -> MockServer {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let stripe = MockServer::start().await;
+    let sessions: Arc<Mutex<std::collections::HashMap<String, String>>> = Arc::default();
+    let next = Arc::new(AtomicUsize::new(0));
+    let created = sessions.clone();
+    Mock::given(method("POST"))
+        .and(path("/v1/checkout/sessions"))
+        .respond_with(move |req: &wiremock::Request| {
+            let n = next.fetch_add(1, Ordering::SeqCst);
+            let id = format!("cs_test_race_{n}");
+            let tenant = url::form_urlencoded::parse(&req.body)
+                .find(|(k, _)| k == "client_reference_id")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            created.lock().unwrap().insert(id.clone(), tenant);
+            ResponseTemplate::new(200).set_body_json(json!({
+                "id": id, "object": "checkout.session",
+                "url": format!("https://checkout.stripe.com/c/pay/{id}")
+            }))
+        })
+        .mount(&stripe)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(move |req: &wiremock::Request| {
+            let id = req
+                .url
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let tenant = sessions
+                .lock()
+                .unwrap()
+                .get(&id)
+                .cloned()
+                .unwrap_or_default();
+            ResponseTemplate::new(200).set_body_json(race_session(&id, &tenant))
+        })
+        .mount(&stripe)
+        .await;
+    stripe
+}
+
+fn race_session(id: &str, tenant: &str) -> Value {
+    json!({
+        "id": id, "object": "checkout.session", "status": "complete", "payment_status": "paid",
+        "client_reference_id": tenant, "metadata": {"tenant_id": tenant},
+        "customer": format!("cus_{id}"), "subscription": format!("sub_{id}")
+    })
+}
+
+async fn the_success_page_racing_the_webhook_provisions_once(backend: Backend) {
+    let stripe = racing_stripe().await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_race"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_test_race_secret"),
+            ("STRIPE_API_BASE", &stripe.uri()),
+            ("STRIPE_PRICE_ID_STARTER", "price_race"),
+        ],
+    )
+    .await;
+    let mut tenants = Vec::new();
+    for i in 0..6 {
+        let b = app
+            .signup(&format!("race-{i}@example.com"), "starter")
+            .await;
+        let tid = b["tenant_id"].as_str().unwrap().to_string();
+        let session = b["checkout_url"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string();
+        tenants.push((tid, session));
+    }
+    // The customer lands on the success page (and its poll starts) while Stripe's webhook
+    // arrives, all at once.
+    let races = tenants.iter().map(|(tid, session)| {
+        let app = &app;
+        async move {
+            let event = json!({
+                "id": format!("evt_race_{session}"), "object": "event",
+                "type": "checkout.session.completed", "created": chrono::Utc::now().timestamp(),
+                "data": {"object": race_session(session, tid)}
+            });
+            let success = format!("/onboarding/success?session_id={session}");
+            let status = format!("/onboarding/status?session_id={session}");
+            let (page, hook, poll) = tokio::join!(
+                app.get(&success),
+                app.deliver_event(&event),
+                app.get(&status),
+            );
+            assert_eq!(page.status(), 200);
+            assert_eq!(hook.status(), 200);
+            assert_eq!(poll.status(), 200);
+        }
+    });
+    futures_util::future::join_all(races).await;
+    for (tid, _) in &tenants {
+        app.wait_for_status(tid, "active", 30).await;
+        let id = TenantId::parse(tid).unwrap();
+        assert_eq!(
+            app.status_path(&id).await,
+            ["pending_payment", "provisioning", "active"],
+            "{tid}"
+        );
+        let keys = app.store.list_api_keys(&id).await.unwrap();
+        assert_eq!(keys.iter().filter(|k| k.name == "Default key").count(), 1);
+        assert_eq!(
+            wait_for_sent_emails(&app, tid, 1).await.len(),
+            1,
+            "{tid}: one email"
+        );
+    }
+}
+
+async fn the_sweeper_racing_a_slow_provisioning_job_fails_the_tenant_cleanly(backend: Backend) {
+    // Each Pinecone answer takes four seconds: the job (two calls) outlives the one-second
+    // timeout and the sweeper's next round (every 5 s), which fails the tenant under it.
+    let pinecone = crate::fakes::FakePinecone::start("pcsk_test_sweeper_000000000", 384).await;
+    pinecone.set_delay(std::time::Duration::from_secs(4));
+    let host = pinecone.uri();
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("PINECONE_API_KEY", "pcsk_test_sweeper_000000000"),
+            ("PINECONE_INDEX_HOST", host.as_str()),
+            ("PROVISIONING_TIMEOUT_SECONDS", "1"),
+        ],
+    )
+    .await;
+    let (tid, session) = app.checkout("swept@example.com", "starter").await;
+    assert_eq!(app.dev_checkout(&session, "pay").await.status(), 303);
+    app.wait_for_status(&tid, "failed", 30).await;
+    let id = TenantId::parse(&tid).unwrap();
+    // The job finishes after the sweep: it must not bring the tenant back, issue a key or send
+    // an email behind the failure.
+    eventually("the slow job to finish", 60, || async {
+        (app.store
+            .unfinished_jobs(Some(
+                <onboard::provisioning::ProvisionJob as onboard::jobs::Task>::KIND,
+            ))
+            .await
+            .unwrap()
+            == 0)
+            .then_some(())
+    })
+    .await;
+    let t = app.store.tenant(&id).await.unwrap().unwrap();
+    assert_eq!(t.status.as_str(), "failed");
+    assert!(
+        t.status_reason
+            .unwrap()
+            .contains("did not finish within 1 s")
+    );
+    assert!(
+        app.store
+            .list_api_keys(&id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|k| k.name != "Default key"),
+        "no key behind the failure"
+    );
+    assert!(
+        app.store
+            .list_emails(Some(&tid), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The customer retries with a responsive Pinecone: everything happens once.
+    pinecone.set_delay(std::time::Duration::ZERO);
+    let resp = app
+        .client
+        .post(app.url(&format!("/tenant/{tid}/retry?session_id={session}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    app.wait_for_status(&tid, "active", 30).await;
+    assert_eq!(
+        app.status_path(&id).await,
+        [
+            "pending_payment",
+            "provisioning",
+            "failed",
+            "provisioning",
+            "active"
+        ]
+    );
+    let keys = app.store.list_api_keys(&id).await.unwrap();
+    assert_eq!(keys.iter().filter(|k| k.name == "Default key").count(), 1);
+    assert_eq!(wait_for_sent_emails(&app, &tid, 1).await.len(), 1);
 }

@@ -9,7 +9,29 @@ use crate::store_tests;
 store_tests!(
     killing_a_worker_mid_provisioning_loses_nothing_and_repeats_nothing,
     payments_arriving_all_at_once_are_acknowledged_and_provisioned,
+    on_a_slow_pinecone_a_frozen_worker_loses_its_jobs_and_a_killed_one_has_them_reclaimed,
 );
+
+/// Provisioning jobs running right now (ids).
+async fn running_provisioning_jobs(app: &TestApp) -> Vec<String> {
+    onboard::with_reader!(&app.store, |pool| {
+        sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE kind = 'provision_tenant' AND status = 'running'",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    })
+}
+
+/// Each job finished after more than one attempt: another worker took it over.
+async fn assert_reclaimed(app: &TestApp, jobs: &[String]) {
+    for id in jobs {
+        let job = app.store.job_by_id(id).await.unwrap().unwrap();
+        assert_eq!(job.status, "done", "{id}");
+        assert!(job.attempts >= 2, "{id} was reclaimed: {job:?}");
+    }
+}
 
 /// Creates `n` tenants awaiting payment.
 async fn pending_tenants(app: &TestApp, n: usize) -> Vec<TenantId> {
@@ -110,7 +132,15 @@ async fn killing_a_worker_mid_provisioning_loses_nothing_and_repeats_nothing(bac
         (active_count(&app).await > 0).then_some(())
     })
     .await;
+    eventually(
+        "a provisioning job to be running in the first worker",
+        30,
+        || async { (!running_provisioning_jobs(&app).await.is_empty()).then_some(()) },
+    )
+    .await;
     first.kill();
+    // What was running at the kill stays `running` until its lease expires.
+    let running_at_kill = running_provisioning_jobs(&app).await;
     let at_kill = active_count(&app).await;
     assert!(
         at_kill < n,
@@ -122,6 +152,84 @@ async fn killing_a_worker_mid_provisioning_loses_nothing_and_repeats_nothing(bac
     })
     .await;
     assert_each_provisioned_exactly_once(&app, &ids).await;
+    eprintln!(
+        "killed with {} of {n} tenants active and {} jobs running; all reclaimed",
+        at_kill,
+        running_at_kill.len()
+    );
+    assert_reclaimed(&app, &running_at_kill).await;
+}
+
+async fn on_a_slow_pinecone_a_frozen_worker_loses_its_jobs_and_a_killed_one_has_them_reclaimed(
+    backend: Backend,
+) {
+    // Every Pinecone answer takes 150 ms: provisioning spans its two transactions and several
+    // remote calls, so a worker is caught mid-way.
+    let pinecone = crate::fakes::FakePinecone::start("pcsk_test_workers_0000000000", 384).await;
+    pinecone.set_delay(std::time::Duration::from_millis(150));
+    let host = pinecone.uri();
+    let remote = [
+        ("PINECONE_API_KEY", "pcsk_test_workers_0000000000"),
+        ("PINECONE_INDEX_HOST", host.as_str()),
+        ("JOB_LEASE_SECONDS", "1"),
+        ("WORKER_CONCURRENCY", "4"),
+    ];
+    let app = spawn_app_without_worker(backend, &remote[..2]).await;
+    let n = 12;
+    let ids = paid_tenants(&app, n).await;
+
+    // A live owner that stops answering (SIGSTOP: frozen, not dead) cannot renew its leases:
+    // they expire and a second worker takes its jobs over.
+    let mut frozen = WorkerProcess::start(&app, &remote);
+    let stalled = eventually("jobs to be running in the first worker", 30, || async {
+        let running = running_provisioning_jobs(&app).await;
+        (!running.is_empty()).then_some(running)
+    })
+    .await;
+    signal(&frozen, "-STOP");
+    let mut second = WorkerProcess::start(&app, &remote);
+    eventually("the frozen worker's jobs to be taken over", 30, || async {
+        let mut taken = 0;
+        for id in &stalled {
+            let job = app.store.job_by_id(id).await.unwrap().unwrap();
+            if job.attempts >= 2 || job.status == "done" {
+                taken += 1;
+            }
+        }
+        (taken == stalled.len()).then_some(())
+    })
+    .await;
+    // Woken up, the first worker finishes attempts it no longer owns: they change nothing.
+    signal(&frozen, "-CONT");
+
+    // Then the second worker is killed mid-way; a third finishes.
+    let killed_with = eventually("a job to be running in the second worker", 30, || async {
+        let running = running_provisioning_jobs(&app).await;
+        (!running.is_empty() || active_count(&app).await == n).then_some(running)
+    })
+    .await;
+    second.kill();
+    frozen.kill();
+    let _third = WorkerProcess::start(&app, &remote);
+    eventually("every tenant to become active", 60, || async {
+        (active_count(&app).await == n).then_some(())
+    })
+    .await;
+    assert_each_provisioned_exactly_once(&app, &ids).await;
+    assert_reclaimed(&app, &stalled).await;
+    assert_reclaimed(&app, &killed_with).await;
+    for id in &ids {
+        assert_eq!(pinecone.count(id.as_str()), 3, "{id}: sample vectors once");
+    }
+}
+
+/// Sends a signal to a worker process (`-STOP`, `-CONT`).
+fn signal(worker: &WorkerProcess, which: &str) {
+    let status = std::process::Command::new("kill")
+        .args([which, &worker.child.id().to_string()])
+        .status()
+        .expect("kill(1) runs");
+    assert!(status.success(), "kill {which}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
