@@ -66,6 +66,30 @@ impl utoipa::Modify for BearerKeys {
     }
 }
 
+/// Every route that is not an operation of the OpenAPI document: pages for people, the
+/// Prometheus text, the document itself and the files pages load. With the OpenAPI document this
+/// is the whole router: `tests/api/docs.rs` checks that each is served and that no other route
+/// exists in the source.
+pub const PAGES: &[(&str, &str)] = &[
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/metrics"),
+    ("GET", "/static/{file}"),
+    ("GET", "/dev/checkout/{session}"),
+    ("POST", "/dev/checkout/{session}/pay"),
+    ("POST", "/dev/checkout/{session}/cancel"),
+    ("GET", "/dev/mailbox"),
+    ("GET", "/dev/mailbox/{id}"),
+    ("GET", "/onboarding/success"),
+    ("GET", "/onboarding/canceled"),
+    ("GET", "/login"),
+    ("GET", "/login/magic"),
+    ("POST", "/login/magic"),
+    ("GET", "/login/forgot"),
+    ("GET", "/login/reset"),
+    ("GET", "/account"),
+];
+
 /// The JSON API with its OpenAPI document; `guard_v1` puts authentication in front of `/v1`.
 fn api(
     guard_v1: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,

@@ -446,6 +446,60 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// A second `onboard serve --no-worker` OS process over the test's database, on its own
+/// loopback port, killed on drop.
+pub struct ServerProcess {
+    pub base: String,
+    worker: WorkerProcess,
+}
+
+impl ServerProcess {
+    pub async fn start(app: &TestApp) -> ServerProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_onboard"));
+        cmd.args(["serve", "--no-worker"])
+            .current_dir(dir.path())
+            .env("DATABASE_URL", &app.db.url)
+            .env("ONBOARD_ADDR", format!("127.0.0.1:{port}"))
+            .env("APP_URL", app.url(""))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in &app.overrides {
+            cmd.env(k, v);
+        }
+        let server = ServerProcess {
+            base: base.clone(),
+            worker: WorkerProcess {
+                child: cmd.spawn().expect("start onboard serve"),
+                _dir: dir,
+            },
+        };
+        let health = format!("{base}/health");
+        eventually("the second server process to answer", 30, || async {
+            let ok = app
+                .client
+                .get(&health)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            ok.then_some(())
+        })
+        .await;
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.worker.child.id()
+    }
+}
+
 /// A tenant that paid and is `active`, with the key its success page showed.
 pub struct ActiveTenant {
     pub tenant_id: String,
