@@ -46,6 +46,110 @@ pub use crate::app::AppState;
 )]
 struct ApiDoc;
 
+/// Documents the answers every operation of a kind can give, whatever its handler: a request
+/// timeout and an unavailable database anywhere; a cross-site refusal on state-changing
+/// operations; an oversized or mistyped body where there is a body; an API key's refusals
+/// under `/v1`; and the HTML pages a form post is answered with. Applied to the router's whole
+/// document, after every operation is in it.
+fn document_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let json_error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let ops = [
+            (&mut item.get, false),
+            (&mut item.put, true),
+            (&mut item.post, true),
+            (&mut item.delete, true),
+            (&mut item.patch, true),
+        ];
+        for (op, changes_state) in ops {
+            let Some(op) = op.as_mut() else { continue };
+            let mut add = |code: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(code.to_string())
+                    .or_insert_with(|| json_error(description).into());
+            };
+            add(
+                "408",
+                "The request (its body included) was not received and answered within HTTP_REQUEST_TIMEOUT_SECONDS",
+            );
+            add(
+                "503",
+                "A dependency (the database) is unavailable for a moment; see Retry-After",
+            );
+            if changes_state {
+                add(
+                    "403",
+                    "The request came from another website (a browser said so) without an Authorization header",
+                );
+            }
+            let body_types: Vec<String> = op
+                .request_body
+                .as_ref()
+                .and_then(|b| match b {
+                    utoipa::openapi::RefOr::T(b) => Some(b.content.keys().cloned().collect()),
+                    utoipa::openapi::RefOr::Ref(_) => None,
+                })
+                .unwrap_or_default();
+            if !body_types.is_empty() {
+                add(
+                    "400",
+                    "The body is malformed or a field is invalid; `field` names it",
+                );
+                add("413", "The body is larger than this operation accepts");
+                add(
+                    "415",
+                    "The body's Content-Type is not one this operation accepts",
+                );
+            }
+            if path.starts_with("/v1/") {
+                add(
+                    "401",
+                    "The API key is missing, malformed, revoked or expired (the code names which)",
+                );
+                add(
+                    "403",
+                    "The key lacks the scope this operation needs, or the workspace is not active",
+                );
+            }
+            // A form post is answered with pages: every JSON answer also comes as HTML.
+            if body_types
+                .iter()
+                .any(|t| t == "application/x-www-form-urlencoded")
+            {
+                for response in op.responses.responses.values_mut() {
+                    if let utoipa::openapi::RefOr::T(r) = response
+                        && r.content.contains_key("application/json")
+                        && !r.content.contains_key("text/html")
+                    {
+                        r.content.insert(
+                            "text/html".to_string(),
+                            ContentBuilder::new()
+                                .schema(Some(
+                                    utoipa::openapi::ObjectBuilder::new()
+                                        .schema_type(utoipa::openapi::schema::Type::String),
+                                ))
+                                .build()
+                                .into(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Declares the `api_key` security scheme the `/v1` endpoints use.
 struct BearerKeys;
 
@@ -82,11 +186,8 @@ pub const PAGES: &[(&str, &str)] = &[
     ("GET", "/dev/mailbox/{id}"),
     ("GET", "/onboarding/success"),
     ("GET", "/onboarding/canceled"),
-    ("GET", "/login"),
     ("GET", "/login/magic"),
     ("POST", "/login/magic"),
-    ("GET", "/login/forgot"),
-    ("GET", "/login/reset"),
     ("GET", "/account"),
 ];
 
@@ -94,7 +195,7 @@ pub const PAGES: &[(&str, &str)] = &[
 fn api(
     guard_v1: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
 ) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let parts = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(guard_v1(v1::routes()))
         .routes(routes!(health::health))
         .routes(routes!(signup::signup))
@@ -103,12 +204,15 @@ fn api(
         .routes(routes!(webhook::stripe_webhook))
         .routes(routes!(onboarding::status))
         .routes(routes!(admin::provision))
-        .routes(routes!(login::password::login))
+        .routes(routes!(login::password::login, login::password::login_page))
         .routes(routes!(login::session::session))
         .routes(routes!(login::session::logout))
-        .routes(routes!(login::reset::forgot))
-        .routes(routes!(login::reset::reset))
-        .split_for_parts()
+        .routes(routes!(login::reset::forgot, login::reset::forgot_form))
+        .routes(routes!(login::reset::reset, login::reset::reset_form))
+        .split_for_parts();
+    let (router, mut doc) = parts;
+    document_common_responses(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document of every JSON endpoint.

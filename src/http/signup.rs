@@ -20,15 +20,33 @@ const HOUR_MS: i64 = 3_600_000;
 /// Signup form, seed field names. Unknown fields are ignored.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignupRequest {
-    #[schema(example = "user@example.com")]
+    /// One `@`, at most 64 characters before it, a dotted host name after it; unique
+    /// case-insensitively.
+    #[schema(example = "user@example.com", required = true, nullable = false, format = Email,
+        max_length = 254, pattern = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")]
     pub email: Option<String>,
-    #[schema(example = "Example Corp")]
+    /// 1 to 200 characters after trimming, with no control or invisible formatting characters
+    /// (Unicode categories Cc and Cf).
+    #[schema(
+        example = "Example Corp",
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"\S"
+    )]
     pub company_name: Option<String>,
     /// 8 to 128 characters.
-    #[schema(example = "SecurePass123!")]
+    #[schema(
+        example = "SecurePass123!",
+        required = true,
+        nullable = false,
+        min_length = 8,
+        max_length = 128
+    )]
     pub password: Option<String>,
     /// `starter` (default), `pro` or `enterprise`.
-    #[schema(example = "pro")]
+    #[schema(example = "pro", nullable = false, value_type = Option<crate::domain::Plan>)]
     pub plan: Option<String>,
 }
 

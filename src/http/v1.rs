@@ -168,14 +168,32 @@ pub struct CreatedKey {
     pub api_key: String,
 }
 
+/// A scope a tenant may put on a key it creates.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum KeyScope {
+    #[schema(rename = "documents:write")]
+    DocumentsWrite,
+    #[schema(rename = "query")]
+    Query,
+    #[schema(rename = "keys:manage")]
+    KeysManage,
+    #[schema(rename = "usage:read")]
+    UsageRead,
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
-    /// A label, 1–100 characters (default "API key").
+    /// A label, 1–100 characters after trimming (default "API key").
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: Option<String>,
-    /// Any of `documents:write`, `query`, `keys:manage`, `usage:read` (default: all four).
+    /// Any of `documents:write`, `query`, `keys:manage`, `usage:read` (default: all four), at
+    /// least one.
+    #[schema(min_items = 1, inline, value_type = Option<Vec<KeyScope>>)]
     pub scopes: Option<Vec<String>>,
     /// Days until the key expires (1–3650); none = no expiry.
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
 }
 
@@ -359,9 +377,11 @@ pub async fn rotate_key(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDocumentRequest {
-    /// 1–300 characters.
+    /// 1–300 characters after trimming.
+    #[schema(min_length = 1, max_length = 300, pattern = r"\S")]
     pub title: String,
-    /// The text, up to 1 MiB.
+    /// The text, up to 1 MiB of UTF-8, not only white space.
+    #[schema(min_length = 1, max_length = 1048576, pattern = r"\S")]
     pub content: String,
     /// Any JSON object, up to 16 KiB.
     #[schema(value_type = Option<Object>)]
@@ -494,6 +514,7 @@ fn validate_document(mut doc: NewDocument) -> Result<NewDocument, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -621,9 +642,11 @@ pub async fn delete_document(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
-    /// What to look for, 1–2000 characters.
+    /// What to look for, 1–2000 characters after trimming.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     pub query: String,
     /// How many chunks to return, 1–50 (default 5).
+    #[schema(minimum = 1, maximum = 50)]
     pub top_k: Option<usize>,
 }
 

@@ -32,13 +32,10 @@ const FORM: &str = "application/x-www-form-urlencoded";
 /// The HTML pages of sign-in (the JSON endpoints are registered with the OpenAPI router).
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/login", get(password::login_page))
         .route(
             "/login/magic",
             get(magic::magic_link).post(magic::magic_link_confirmed),
         )
-        .route("/login/forgot", get(reset::forgot_form))
-        .route("/login/reset", get(reset::reset_form))
         .route("/account", get(account::account_page))
 }
 

@@ -28,9 +28,15 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$vvrtvFnJBCv9SrAzfEaSVw$
 /// Sign-in fields, as JSON or as an HTML form. Unknown fields are ignored.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
-    #[schema(example = "user@example.com")]
+    #[schema(example = "user@example.com", required = true, nullable = false, format = Email,
+        max_length = 254)]
     pub email: Option<String>,
-    #[schema(example = "SecurePass123!")]
+    #[schema(
+        example = "SecurePass123!",
+        required = true,
+        nullable = false,
+        min_length = 1
+    )]
     pub password: Option<String>,
 }
 
@@ -300,11 +306,13 @@ pub async fn login(
     }
 }
 
-/// `GET /login`: the sign-in form, or straight to the account when already signed in.
-pub(crate) async fn login_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> AppResult<Response> {
+/// The sign-in page (HTML), or straight to the account when already signed in.
+#[utoipa::path(get, path = "/login", tag = "login",
+    responses(
+        (status = 200, description = "The sign-in form", content_type = "text/html", body = String),
+        (status = 303, description = "Already signed in: go to /account"),
+    ))]
+pub async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
     if current_session(&state, &headers).await?.is_some() {
         return Ok(Redirect::to("/account").into_response());
     }

@@ -35,7 +35,8 @@ const SENT: &str = "If an account exists for that email, we have sent it a link 
 /// `POST /login/forgot` fields, as JSON or an HTML form.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ForgotRequest {
-    #[schema(example = "user@example.com")]
+    #[schema(example = "user@example.com", required = true, nullable = false, format = Email,
+        max_length = 254)]
     pub email: Option<String>,
 }
 
@@ -43,9 +44,16 @@ pub struct ForgotRequest {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ResetRequest {
     /// The token from the emailed link.
+    #[schema(required = true, nullable = false, min_length = 1)]
     pub token: Option<String>,
     /// The new password, 8 to 128 characters.
-    #[schema(example = "AnotherPass456!")]
+    #[schema(
+        example = "AnotherPass456!",
+        required = true,
+        nullable = false,
+        min_length = 8,
+        max_length = 128
+    )]
     pub password: Option<String>,
 }
 
@@ -131,8 +139,10 @@ fn forgot_page(
     page(status, ForgotPage { sent, error, email }.render())
 }
 
-/// `GET /login/forgot`: asks for the account's email.
-pub(crate) async fn forgot_form() -> Response {
+/// The "forgot password" page (HTML): asks for the account's email.
+#[utoipa::path(get, path = "/login/forgot", tag = "login",
+    responses((status = 200, description = "The form", content_type = "text/html", body = String)))]
+pub async fn forgot_form() -> Response {
     forgot_page(StatusCode::OK, None, None, "")
 }
 
@@ -288,8 +298,16 @@ fn unusable(outcome: Option<&MagicToken>) -> Response {
     resp
 }
 
-/// `GET /login/reset?token=…`: the form for a new password, if the link is live.
-pub(crate) async fn reset_form(
+/// The page (HTML) of an emailed reset link: the form for a new password if the link is live,
+/// otherwise why not. Consumes nothing.
+#[utoipa::path(get, path = "/login/reset", tag = "login",
+    params(("token" = Option<String>, Query, description = "The token from the emailed link")),
+    responses(
+        (status = 200, description = "The form for a new password", content_type = "text/html", body = String),
+        (status = 400, description = "The link is incomplete or unknown", content_type = "text/html", body = String),
+        (status = 410, description = "The link was already used or has expired", content_type = "text/html", body = String),
+    ))]
+pub async fn reset_form(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> AppResult<Response> {
