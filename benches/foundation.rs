@@ -8,7 +8,8 @@
 //! - a sign-in flood (issue 10): 200 unknown-email sign-ins a second from ever-changing client
 //!   addresses, sent open-loop, while wrk drives signups: signup p99 must stay under 2 s.
 //!
-//! Run: `cargo bench --bench foundation` (needs `wrk`; `BENCH_SECONDS` sets each run's length).
+//! Run: `cargo bench --bench foundation` (needs `wrk`; `BENCH_SECONDS` sets each run's length;
+//! `BENCH_ONLY=ratios|memory|flood` runs one part).
 
 mod common;
 
@@ -57,6 +58,13 @@ fn main() {
         "onboard foundation benchmark: {cores} cores, {secs} s per run, wrk -t2 over loopback"
     );
 
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only == "memory" {
+        return memory(secs);
+    }
+    if only == "flood" {
+        return login_flood(secs);
+    }
     let server = Server::start(&[("SIGNUP_RATE_LIMIT_PER_HOUR", "0")]);
     let created = curl_post_json(
         &format!("{}/signup", server.base),
@@ -128,6 +136,9 @@ fn main() {
 
     println!();
     drop(server);
+    if only == "ratios" {
+        return;
+    }
     memory(secs);
     println!();
     login_flood(secs);
@@ -174,6 +185,7 @@ fn memory(secs: u32) {
 /// Signup latency while 200 unknown-email sign-ins a second arrive, open-loop, each from its own
 /// address: the bounded hashing queue must keep signups flowing.
 fn login_flood(secs: u32) {
+    onboard::outbound::ensure_crypto_provider();
     let server = Server::start(&[
         ("SIGNUP_RATE_LIMIT_PER_HOUR", "0"),
         ("TRUSTED_PROXIES", "127.0.0.1"),

@@ -63,7 +63,7 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
 
 /// reqwest panics when building a client unless a process-wide rustls provider exists; sqlx
 /// shares it too.
-pub(crate) fn ensure_crypto_provider() {
+pub fn ensure_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Err only means another thread installed one first, which is just as good.
         let _ = rustls::crypto::ring::default_provider().install_default();

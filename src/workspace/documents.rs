@@ -159,9 +159,10 @@ pub fn sample_document_id(sample: &SampleDocument) -> String {
     format!("sample_{}", sample.id)
 }
 
-/// What a tenant's documents take up against its plan (sample documents do not count).
-const FOOTPRINT_SQL: &str = "SELECT COUNT(*) AS documents, CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS bytes, \
-     CAST(COALESCE(SUM(chunk_count), 0) AS BIGINT) AS chunks FROM documents WHERE tenant_id = $1 AND NOT sample";
+/// What a tenant's documents take up against its plan (sample documents do not count): one
+/// row, kept by the database's triggers on `documents` (migration 0008). No row: nothing yet.
+const FOOTPRINT_SQL: &str =
+    "SELECT documents, bytes, chunks FROM document_totals WHERE tenant_id = $1";
 
 /// A tenant's stored documents, bytes and chunks that count towards its plan.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
@@ -281,12 +282,13 @@ impl Tx {
                 .execute(&mut **t)
                 .await?;
         }
-        Ok(with_conn!(self, |conn| {
+        let row: Option<Footprint> = with_conn!(self, |conn| {
             sqlx::query_as(FOOTPRINT_SQL)
                 .bind(tenant.as_str())
-                .fetch_one(&mut *conn)
+                .fetch_optional(&mut *conn)
                 .await?
-        }))
+        });
+        Ok(row.unwrap_or_default())
     }
 }
 
@@ -351,12 +353,13 @@ impl Store {
 
     /// What the tenant's documents take up against its plan.
     pub async fn footprint(&self, tenant: &TenantId) -> StoreResult<Footprint> {
-        Ok(with_reader!(self, |pool| {
+        let row: Option<Footprint> = with_reader!(self, |pool| {
             sqlx::query_as(FOOTPRINT_SQL)
                 .bind(tenant.as_str())
-                .fetch_one(pool)
+                .fetch_optional(pool)
                 .await?
-        }))
+        });
+        Ok(row.unwrap_or_default())
     }
 }
 

@@ -20,6 +20,7 @@ store_tests!(
     a_panic_counts_as_a_failed_attempt,
     a_job_that_keeps_killing_its_worker_dies_after_max_attempts,
     a_slow_job_keeps_its_lease_while_it_runs,
+    a_retry_of_a_job_waiting_out_its_backoff_runs_now_with_a_fresh_budget,
 );
 
 /// What the test tasks saw.
@@ -299,4 +300,35 @@ async fn a_slow_job_keeps_its_lease_while_it_runs(backend: Backend) {
     assert!(tries > 10, "the thief tried throughout ({tries} tries)");
     assert_eq!(ctx.lines(), ["slow finished"]);
     assert_eq!(status_of(&store, &id).await, ("done".to_string(), 1));
+}
+
+async fn a_retry_of_a_job_waiting_out_its_backoff_runs_now_with_a_fresh_budget(backend: Backend) {
+    let (_db, store, ctx) = setup(backend).await;
+    let job = || note("again", 3).dedupe("note:again");
+    assert!(store.enqueue(job()).await.unwrap());
+    let claimed = store.claim_job("w", 60_000).await.unwrap().unwrap();
+    // The attempt fails; the job waits out a long backoff.
+    let w = Worker {
+        backoff_base_ms: 3_600_000,
+        ..worker(&store, &ctx, 60_000)
+    };
+    w.record_failure("w", &claimed, "flaky").await;
+    assert_eq!(
+        status_of(&store, &claimed.id).await,
+        ("queued".to_string(), 1)
+    );
+    assert!(
+        store.claim_job("w", 60_000).await.unwrap().is_none(),
+        "in backoff"
+    );
+    // A retry (the same dedupe key) makes it due now, with its attempts back to zero.
+    let mut tx = store.begin().await.unwrap();
+    assert!(!tx.enqueue_fresh(job()).await.unwrap(), "no second job");
+    tx.commit().await.unwrap();
+    let again = store.claim_job("w", 60_000).await.unwrap().unwrap();
+    assert_eq!(again.id, claimed.id);
+    assert_eq!(
+        again.attempts, 1,
+        "a fresh budget: this is its first attempt again"
+    );
 }

@@ -639,6 +639,8 @@ struct EmbeddingsState {
     fail_next: VecDeque<EmbeddingsFailure>,
     fail_always: Option<EmbeddingsFailure>,
     requests: Vec<Recorded>,
+    /// How long every answer takes.
+    delay: std::time::Duration,
 }
 
 /// A fake OpenAI-compatible `POST /v1/embeddings` on 127.0.0.1.
@@ -655,7 +657,7 @@ impl Respond for EmbeddingsResponder {
         let reply = state.handle(request);
         let recorded = record(request, &reply);
         state.requests.push(recorded);
-        reply.template()
+        reply.template().set_delay(state.delay)
     }
 }
 
@@ -834,9 +836,15 @@ impl FakeEmbeddings {
             fail_next: VecDeque::new(),
             fail_always: None,
             requests: Vec::new(),
+            delay: std::time::Duration::ZERO,
         }));
         let server = serve(EmbeddingsResponder(state.clone())).await;
         FakeEmbeddings { server, state }
+    }
+
+    /// Answers every request only after `delay` (a slow provider).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        lock(&self.state).delay = delay;
     }
 
     /// `http://127.0.0.1:port/v1`, what `EMBEDDINGS_URL` takes.

@@ -677,6 +677,28 @@ async fn operator_commands_show_stats_list_tenants_and_retry(backend: Backend) {
     // An active tenant is not retried; an unknown job is named.
     let (ok, _, err) = operator(&app, &["tenants", "retry", &tid]);
     assert!(!ok && err.contains("active"), "{err}");
+    // Forcing a tenant that is (still) provisioning is recorded in its history.
+    let (stuck, _) = app.checkout("forced@example.com", "starter").await;
+    let stuck_id = TenantId::parse(&stuck).unwrap();
+    let mut tx = app.store.begin().await.unwrap();
+    tx.transition_tenant(
+        &stuck_id,
+        onboard::domain::TenantStatus::Provisioning,
+        "paid",
+        "test",
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (ok, out, err) = operator(&app, &["tenants", "retry", "--force", &stuck]);
+    assert!(ok, "{out}{err}");
+    let history = app.store.status_history(&stuck_id).await.unwrap();
+    let forced = history
+        .iter()
+        .find(|h| h.from_status.as_deref() == Some("provisioning") && h.to_status == "provisioning")
+        .expect("the forced restart is in the history");
+    assert_eq!(forced.actor, "operator");
+    assert!(forced.reason.contains("forced"), "{}", forced.reason);
     let (ok, _, err) = operator(&app, &["jobs", "retry", "job_nosuchjob"]);
     assert!(!ok && err.contains("job"), "{err}");
 

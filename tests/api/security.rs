@@ -27,6 +27,9 @@ store_tests!(
     plans_limit_stored_bytes_and_chunks,
     company_names_with_invisible_formatting_are_refused,
     the_vector_cache_loads_a_namespace_once_for_concurrent_queries,
+    the_mailbox_is_closed_when_email_really_leaves,
+    the_success_page_asks_stripe_at_most_once_every_few_seconds,
+    a_slow_embeddings_api_never_holds_the_database_writer,
 );
 
 /// What a page from another site sends along with a form post.
@@ -511,12 +514,33 @@ async fn plans_limit_stored_bytes_and_chunks(backend: Backend) {
     .await;
     let t = app.fresh_tenant("bytes").await;
     let two_kb = "Refunds are issued within five days. ".repeat(55);
-    app.upload(&t.api_key, "first", &two_kb).await;
+    let first = app.upload(&t.api_key, "first", &two_kb).await;
     let resp = app.try_upload(&t.api_key, "second", &two_kb).await;
     let err = assert_error(resp, 402, "storage_limit_reached").await;
     let message = err["message"].as_str().unwrap();
     assert!(message.contains("3000 bytes"), "{message}");
     assert!(message.contains("pro plan"), "{message}");
+    // Usage counts what is stored; deleting gives the room back.
+    let usage: Value = app
+        .call(reqwest::Method::GET, "/v1/usage", &t.api_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage["bytes"]["used"], two_kb.len(), "{usage}");
+    assert_eq!(
+        usage["documents"]["used"], 1,
+        "samples do not count: {usage}"
+    );
+    let resp = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/documents/{}", first["id"].as_str().unwrap()),
+            &t.api_key,
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    app.upload(&t.api_key, "second", &two_kb).await;
 
     let p = app
         .active_tenant(&format!("chunks-{}@example.com", ulid::Ulid::new()), "pro")
@@ -678,4 +702,108 @@ async fn slow_clients_cannot_hold_connections() {
     );
     // The server still answers everyone else.
     assert_eq!(app.get("/health").await.status(), 200);
+}
+
+async fn the_mailbox_is_closed_when_email_really_leaves(backend: Backend) {
+    let outbox = spawn_app(backend.clone()).await;
+    assert_eq!(outbox.get("/dev/mailbox").await.status(), 200);
+    let smtp = spawn_app_with(backend, &[("SMTP_URL", "smtp://127.0.0.1:2525")]).await;
+    assert_error(smtp.get("/dev/mailbox").await, 404, "not_found").await;
+    assert_error(smtp.get("/dev/mailbox/msg_x").await, 404, "not_found").await;
+    // The dev checkout is still on: payments are not configured.
+    let (_, session) = smtp.checkout("smtp@example.com", "starter").await;
+    assert_eq!(
+        smtp.get(&format!("/dev/checkout/{session}")).await.status(),
+        200
+    );
+}
+
+async fn the_success_page_asks_stripe_at_most_once_every_few_seconds(backend: Backend) {
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let stripe = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "cs_test_fanout", "object": "checkout.session",
+            "url": "https://checkout.stripe.com/c/pay/cs_test_fanout"
+        })))
+        .mount(&stripe)
+        .await;
+    // The customer has not paid yet: every lookup says so.
+    Mock::given(method("GET"))
+        .and(path_regex("^/v1/checkout/sessions/"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "cs_test_fanout", "object": "checkout.session", "status": "open",
+            "payment_status": "unpaid"
+        })))
+        .mount(&stripe)
+        .await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_fanout"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_test_fanout_secret"),
+            ("STRIPE_API_BASE", &stripe.uri()),
+            ("STRIPE_PRICE_ID_STARTER", "price_fanout"),
+        ],
+    )
+    .await;
+    app.signup("fanout@example.com", "starter").await;
+    for _ in 0..10 {
+        assert_eq!(
+            app.get("/onboarding/status?session_id=cs_test_fanout")
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(
+            app.get("/onboarding/success?session_id=cs_test_fanout")
+                .await
+                .status(),
+            200
+        );
+    }
+    let lookups = stripe
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "GET")
+        .count();
+    assert_eq!(lookups, 1, "twenty page loads, one lookup at Stripe");
+}
+
+async fn a_slow_embeddings_api_never_holds_the_database_writer(backend: Backend) {
+    let embeddings = crate::fakes::FakeEmbeddings::start(None, 16).await;
+    let url = embeddings.base_url();
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("EMBEDDINGS_URL", url.as_str()),
+            ("EMBEDDINGS_DIMENSION", "16"),
+        ],
+    )
+    .await;
+    let (tid, session) = app.checkout("slow-embed@example.com", "starter").await;
+    // Each embeddings call now takes three seconds: provisioning embeds the sample documents.
+    embeddings.set_delay(Duration::from_secs(3));
+    assert_eq!(app.dev_checkout(&session, "pay").await.status(), 303);
+    crate::helpers::eventually("provisioning to ask the embeddings API", 10, || async {
+        (!embeddings.requests().is_empty()).then_some(())
+    })
+    .await;
+    // Meanwhile other writes go through: a signup (and its tenant row) commits while the
+    // tenant is still waiting for its embeddings.
+    app.signup("meanwhile@example.com", "starter").await;
+    let status: Value = app
+        .get(&format!("/tenant/{tid}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["status"], "provisioning",
+        "the signup did not wait for the embeddings"
+    );
+    app.wait_for_status(&tid, "active", 30).await;
 }
