@@ -49,6 +49,7 @@ impl From<crate::workspace::hashing::HashError> for ApiError {
     fn from(e: crate::workspace::hashing::HashError) -> Self {
         match e {
             crate::workspace::hashing::HashError::Busy => {
+                tracing::debug!("password hashing queue full: answered 503");
                 let mut e = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "busy",

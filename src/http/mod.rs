@@ -283,7 +283,15 @@ fn build(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             request_timeout,
         ))
-        .layer(TraceLayer::new_for_http().make_span_with(guard::request_span))
+        // A 5xx is logged where it happens, with its cause (an unexpected error at ERROR, a
+        // 503 for a busy queue or a database blip at WARN); the layer's own line is DEBUG.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(guard::request_span)
+                .on_failure(
+                    tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                ),
+        )
         .with_state(state)
 }
 
