@@ -12,7 +12,8 @@ use tokio::sync::Notify;
 
 use crate::billing::stripe::StripeClient;
 use crate::config::Settings;
-use crate::email::Mailer;
+use crate::email::sendgrid::SendGrid;
+use crate::email::{Mailer, Sender, Transport};
 use crate::search::{Embedder, EmbeddingsClient, PineconeClient, VectorStore};
 use crate::store::Store;
 use crate::workspace::api_keys::KeySigner;
@@ -96,6 +97,34 @@ impl AppState {
                 (settings.vector_cache_mb as usize).saturating_mul(1024 * 1024),
             ),
         };
+        let sender = Sender {
+            name: settings.sendgrid_from_name.clone(),
+            email: settings.sendgrid_from_email.clone(),
+            reply_to: settings.email_reply_to.clone(),
+        };
+        // `Settings::validate` checked the SMTP URL and the SendGrid settings.
+        let transport = match settings.email_transport() {
+            "smtp" => Transport::smtp(
+                settings
+                    .smtp_url
+                    .as_ref()
+                    .map(ExposeSecret::expose_secret)
+                    .expect("validated: EMAIL_TRANSPORT=smtp has SMTP_URL"),
+            )
+            .expect("validated SMTP_URL"),
+            "sendgrid" => Transport::SendGrid(
+                SendGrid::new(
+                    &settings.sendgrid_api_base,
+                    settings
+                        .sendgrid_api_key
+                        .as_ref()
+                        .expect("validated: EMAIL_TRANSPORT=sendgrid has SENDGRID_API_KEY"),
+                )
+                .expect("validated SendGrid settings"),
+            ),
+            _ => Transport::Outbox,
+        };
+        let mailer = Mailer::new(transport, sender);
         let hashing = Arc::new(Hashing::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
             settings.hash_queue_max(),
@@ -112,7 +141,7 @@ impl AppState {
             started_at: Instant::now(),
             webhook_secret: webhook_secret.map(Arc::new),
             stripe,
-            mailer: Mailer::outbox(),
+            mailer,
             signer,
             jobs_ready: Arc::new(Notify::new()),
             metrics: Arc::new(crate::metrics::Counters::default()),

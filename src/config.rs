@@ -103,7 +103,17 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "SMTP_URL",
         "",
-        "smtp://user:pass@host:port; set = SMTP email transport",
+        "smtp://host:port (plain, local relays), smtp://user:pass@host:port?tls=required (STARTTLS) or smtps://user:pass@host (TLS); set = SMTP email transport",
+    ),
+    (
+        "EMAIL_TRANSPORT",
+        "",
+        "outbox | smtp | sendgrid; unset = smtp with SMTP_URL, sendgrid with SENDGRID_API_KEY, else outbox (production needs it set explicitly to use the outbox)",
+    ),
+    (
+        "EMAIL_REPLY_TO",
+        "",
+        "Reply-To of every email; unset = SENDGRID_FROM_EMAIL",
     ),
     (
         "JWT_SECRET",
@@ -299,6 +309,9 @@ pub struct Settings {
     pub sendgrid_from_name: String,
     pub sendgrid_api_base: Url,
     pub smtp_url: Option<SecretString>,
+    /// `EMAIL_TRANSPORT` as configured (None: chosen from what is set).
+    pub email_transport_setting: Option<String>,
+    pub email_reply_to: Option<String>,
     pub jwt_secret: SecretString,
     pub jwt_expiry_hours: u32,
     pub provisioning_timeout_seconds: u64,
@@ -455,6 +468,10 @@ impl Settings {
             sendgrid_from_name: p.string("SENDGRID_FROM_NAME"),
             sendgrid_api_base: p.url("SENDGRID_API_BASE")?,
             smtp_url: p.secret("SMTP_URL"),
+            email_transport_setting: p
+                .optional("EMAIL_TRANSPORT")
+                .map(|t| t.to_ascii_lowercase()),
+            email_reply_to: p.optional("EMAIL_REPLY_TO"),
             jwt_secret: SecretString::from(p.string("JWT_SECRET")),
             jwt_expiry_hours: p.parse("JWT_EXPIRY_HOURS")?,
             provisioning_timeout_seconds: p.parse("PROVISIONING_TIMEOUT_SECONDS")?,
@@ -615,6 +632,37 @@ impl Settings {
                 ));
             }
         }
+        match self.email_transport_setting.as_deref() {
+            None | Some("outbox") => {}
+            Some("smtp") if self.smtp_url.is_none() => {
+                return Err(p.error("SMTP_URL", "required with EMAIL_TRANSPORT=smtp".into()));
+            }
+            Some("sendgrid") if self.sendgrid_api_key.is_none() => {
+                return Err(p.error(
+                    "SENDGRID_API_KEY",
+                    "required with EMAIL_TRANSPORT=sendgrid".into(),
+                ));
+            }
+            Some("smtp" | "sendgrid") => {}
+            Some(other) => {
+                return Err(p.error(
+                    "EMAIL_TRANSPORT",
+                    format!("'{other}' is not outbox, smtp or sendgrid"),
+                ));
+            }
+        }
+        if let Some(url) = &self.smtp_url {
+            check_smtp_url(url.expose_secret()).map_err(|m| p.error("SMTP_URL", m))?;
+        }
+        if self.app_env == AppEnv::Production
+            && self.email_transport() == "outbox"
+            && self.email_transport_setting.as_deref() != Some("outbox")
+        {
+            return Err(p.error(
+                "EMAIL_TRANSPORT",
+                "with APP_ENV=production the outbox transport sends nothing: set SMTP_URL or SENDGRID_API_KEY, or EMAIL_TRANSPORT=outbox to keep emails only in the database".into(),
+            ));
+        }
         let loopback = self.addr.ip().is_loopback();
         // A public address with the published development secret would let anyone mint API
         // keys and, in development, forge webhooks.
@@ -687,9 +735,15 @@ impl Settings {
         }
     }
 
-    /// The configured email transport: `smtp` (`SMTP_URL`), `sendgrid` (`SENDGRID_API_KEY`) or
-    /// `outbox`.
+    /// The configured email transport: `EMAIL_TRANSPORT`, or else `smtp` (`SMTP_URL`),
+    /// `sendgrid` (`SENDGRID_API_KEY`) or `outbox`.
     pub fn email_transport(&self) -> &'static str {
+        match self.email_transport_setting.as_deref() {
+            Some("smtp") => return "smtp",
+            Some("sendgrid") => return "sendgrid",
+            Some("outbox") => return "outbox",
+            _ => {}
+        }
         if self.smtp_url.is_some() {
             "smtp"
         } else if self.sendgrid_api_key.is_some() {
@@ -725,6 +779,27 @@ impl Settings {
         }
         Self::from_raw(&raw)
     }
+}
+
+/// An SMTP URL the SMTP transport can use: `smtp://` or `smtps://` with a host, and `tls`
+/// (when given) `required` or `opportunistic`. Credentials are not echoed in the message.
+fn check_smtp_url(url: &str) -> Result<(), String> {
+    let parsed = Url::parse(url).map_err(|_| "not a URL: use smtp://host:port".to_string())?;
+    if !matches!(parsed.scheme(), "smtp" | "smtps") {
+        return Err(format!(
+            "the scheme '{}' is not smtp or smtps",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    if let Some((_, tls)) = parsed.query_pairs().find(|(k, _)| k == "tls")
+        && !matches!(tls.as_ref(), "required" | "opportunistic")
+    {
+        return Err(format!("tls={tls} is not required or opportunistic"));
+    }
+    Ok(())
 }
 
 /// A key id is a short name: letters, digits, `-`, `_`, `.`.
@@ -904,9 +979,10 @@ mod tests {
         assert_eq!(e.key, "DATABASE_URL");
     }
 
-    const PRODUCTION: [(&str, &str); 6] = [
+    const PRODUCTION: [(&str, &str); 7] = [
         ("APP_ENV", "production"),
         ("JWT_SECRET", "a-long-random-production-secret"),
+        ("EMAIL_TRANSPORT", "outbox"),
         ("STRIPE_SECRET_KEY", "sk_live_x"),
         ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
         ("STRIPE_PRICE_ID_STARTER", "price_s"),
@@ -1029,6 +1105,50 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.key, "STRIPE_SECRET_KEY");
         assert!(!e.to_string().contains('\n'), "one line: {e}");
+    }
+
+    #[test]
+    fn the_email_transport_is_chosen_and_checked() {
+        let pick =
+            |pairs: &[(&str, &str)]| Settings::with_overrides(pairs).map(|s| s.email_transport());
+        assert_eq!(pick(&[]).unwrap(), "outbox");
+        assert_eq!(
+            pick(&[("SMTP_URL", "smtp://127.0.0.1:2525")]).unwrap(),
+            "smtp"
+        );
+        assert_eq!(pick(&[("SENDGRID_API_KEY", "SG.x")]).unwrap(), "sendgrid");
+        assert_eq!(
+            pick(&[("SENDGRID_API_KEY", "SG.x"), ("EMAIL_TRANSPORT", "outbox")]).unwrap(),
+            "outbox"
+        );
+        for (pairs, key) in [
+            (vec![("EMAIL_TRANSPORT", "smtp")], "SMTP_URL"),
+            (vec![("EMAIL_TRANSPORT", "sendgrid")], "SENDGRID_API_KEY"),
+            (vec![("EMAIL_TRANSPORT", "pigeon")], "EMAIL_TRANSPORT"),
+            (vec![("SMTP_URL", "http://mail.example.com")], "SMTP_URL"),
+            (
+                vec![("SMTP_URL", "smtp://mail.example.com?tls=maybe")],
+                "SMTP_URL",
+            ),
+            (vec![("SMTP_URL", "smtp:///nohost")], "SMTP_URL"),
+        ] {
+            let e = Settings::with_overrides(&pairs).unwrap_err();
+            assert_eq!(e.key, key, "{pairs:?}: {e}");
+        }
+        for ok in [
+            "smtp://127.0.0.1:2525",
+            "smtp://user:p%40ss@mail.example.com:587?tls=required",
+            "smtps://user:pass@mail.example.com",
+        ] {
+            assert!(pick(&[("SMTP_URL", ok)]).is_ok(), "{ok}");
+        }
+        // Production keeps emails only in the database when told so, never by default.
+        let mut prod = PRODUCTION.to_vec();
+        prod.retain(|(k, _)| *k != "EMAIL_TRANSPORT");
+        let e = Settings::with_overrides(&prod).unwrap_err();
+        assert_eq!(e.key, "EMAIL_TRANSPORT");
+        prod.push(("SMTP_URL", "smtps://u:p@mail.example.com"));
+        assert!(Settings::with_overrides(&prod).is_ok());
     }
 
     #[test]

@@ -1,14 +1,25 @@
-//! Email: templates, the outbox (every email is stored first, then delivered by a job, the
-//! [`Delivery`] task), and transports. The `outbox` transport (default) keeps the message for
-//! `/dev/mailbox`.
+//! Email: templates, the outbox (every email is stored first, then delivered by its own job,
+//! the [`Delivery`] task), and the transports that send it ([`transport`]: the outbox, SMTP,
+//! SendGrid). The `outbox` transport (default) keeps the message for `/dev/mailbox`.
+//!
+//! Each email is sent once. A delivery claims the email (`sending`, with its owner) before it
+//! calls the transport and records the outcome only as that owner. An email found `sending`
+//! by a later attempt was claimed by a process that stopped between the call and the record:
+//! its outcome is unknown, so it is sent once more with the same `Message-ID` (receivers and
+//! providers treat it as the same message) and counted; a second unknown outcome is not sent
+//! again. Once it has left the machine, an email that carried a sign-in or reset link keeps
+//! only a redacted copy (the outbox's copy is the delivered message: the development mailbox).
 //!
 //! A feature module: may use `jobs`, `store` and the `AppState` handle; must not import
 //! `http`, `cli`, `tasks` or another feature module.
 
+pub mod message;
+pub mod sendgrid;
 pub mod templates;
+pub mod transport;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -16,6 +27,12 @@ use crate::app::AppState;
 use crate::jobs::{Done, JobKind, JobRef, NewJob, Task};
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
 use crate::{with_conn, with_pool, with_reader};
+
+pub use message::Sender;
+pub use transport::{SendError, Transport};
+
+/// Kinds whose bodies carry a secret link: once sent, only a redacted copy is kept.
+const SECRET_BEARING: &[&str] = &["welcome", "password_reset"];
 
 /// A rendered email ready for the outbox.
 #[derive(Debug, Clone)]
@@ -43,7 +60,12 @@ pub struct StoredEmail {
     pub preheader: String,
     pub text_body: String,
     pub html_body: String,
+    /// Extra headers (e.g. `List-Unsubscribe`), JSON `[[name, value], …]`.
     pub headers: String,
+    /// `<id@domain>`, fixed when the email is stored: a resend carries the same one.
+    pub message_id: String,
+    /// `queued`, `sending`, `sent`, `failed` (refused for good) or `unknown` (sent at most
+    /// twice, the outcome of both unknown).
     pub status: String,
     pub transport: Option<String>,
     pub attempts: i64,
@@ -53,6 +75,7 @@ pub struct StoredEmail {
 }
 
 const EMAIL_COLUMNS: &str = "id, tenant_id, kind, to_email, subject, preheader, text_body, html_body, headers, \
+    COALESCE(message_id, '<' || id || '@onboard.local>') AS message_id, \
     status, transport, attempts, last_error, created_at, sent_at";
 
 impl Tx {
@@ -61,18 +84,16 @@ impl Tx {
     pub async fn insert_email(
         &mut self,
         email: &OutgoingEmail,
-        from_domain: &str,
+        from_address: &str,
     ) -> StoreResult<Option<String>> {
         let id = format!("msg_{}", ulid::Ulid::new());
-        let mut headers = email.headers.clone();
-        headers.push(("Message-ID".into(), format!("<{id}@{from_domain}>")));
-        headers.push(("Date".into(), chrono::Utc::now().to_rfc2822()));
-        let headers = serde_json::to_string(&headers).expect("headers serialize");
+        let message_id = message::new_message_id(message::domain_of(from_address));
+        let headers = serde_json::to_string(&email.headers).expect("headers serialize");
         let n = with_conn!(self, |conn| {
             sqlx::query(
                 "INSERT INTO email_outbox (id, tenant_id, kind, dedupe_key, to_email, subject, preheader, text_body, \
-                 html_body, headers, status, attempts, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', 0, $11) ON CONFLICT DO NOTHING",
+                 html_body, headers, message_id, status, attempts, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', 0, $12) ON CONFLICT DO NOTHING",
             )
             .bind(&id)
             .bind(&email.tenant_id)
@@ -84,6 +105,7 @@ impl Tx {
             .bind(&email.text)
             .bind(&email.html)
             .bind(headers)
+            .bind(message_id)
             .bind(now_ms())
             .execute(&mut *conn)
             .await?
@@ -139,29 +161,113 @@ impl Store {
         }))
     }
 
-    async fn record_email_attempt(&self, id: &str, result: Result<&str, &str>) -> StoreResult<()> {
+    /// Claims an email for a delivery by `owner`, if it is still in the status the caller
+    /// saw (`queued`, or `sending` for a resend after an unknown outcome).
+    async fn claim_email(
+        &self,
+        id: &str,
+        owner: &str,
+        seen: &str,
+        unknown: bool,
+    ) -> StoreResult<bool> {
+        let n = with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE email_outbox SET status = 'sending', claimed_by = $1, claimed_at = $2, \
+                 unknown_outcomes = unknown_outcomes + $3 WHERE id = $4 AND status = $5",
+            )
+            .bind(owner)
+            .bind(now_ms())
+            .bind(i64::from(unknown))
+            .bind(id)
+            .bind(seen)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Records how a claimed delivery went, as its owner: `sent` (bodies redacted when they
+    /// carried a secret), or back to `queued` for a retry, or `failed` for good.
+    async fn record_delivery(
+        &self,
+        email: &StoredEmail,
+        owner: &str,
+        outcome: Result<&str, (&str, &str)>,
+    ) -> StoreResult<()> {
         let now = now_ms();
         with_pool!(self, |pool| {
-            match result {
-                Ok(transport) => sqlx::query(
-                    "UPDATE email_outbox SET status = 'sent', transport = $1, sent_at = $2, attempts = attempts + 1, \
-                     last_error = NULL WHERE id = $3 AND status <> 'sent'",
-                )
-                .bind(transport)
-                .bind(now)
-                .bind(id)
-                .execute(pool)
-                .await?,
-                Err(error) => sqlx::query(
-                    "UPDATE email_outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2 AND status <> 'sent'",
-                )
-                .bind(error)
-                .bind(id)
-                .execute(pool)
-                .await?,
+            match outcome {
+                Ok(transport) => {
+                    // The outbox's stored copy is the delivered message (the development
+                    // mailbox reads it), so only a message that left the machine is redacted.
+                    let redact =
+                        transport != "outbox" && SECRET_BEARING.contains(&email.kind.as_str());
+                    let (text, html) = if redact {
+                        (
+                            message::redact(&email.text_body),
+                            message::redact(&email.html_body),
+                        )
+                    } else {
+                        (email.text_body.clone(), email.html_body.clone())
+                    };
+                    sqlx::query(
+                        "UPDATE email_outbox SET status = 'sent', transport = $1, sent_at = $2, \
+                         attempts = attempts + 1, last_error = NULL, claimed_by = NULL, text_body = $3, \
+                         html_body = $4 WHERE id = $5 AND claimed_by = $6 AND status = 'sending'",
+                    )
+                    .bind(transport)
+                    .bind(now)
+                    .bind(text)
+                    .bind(html)
+                    .bind(&email.id)
+                    .bind(owner)
+                    .execute(pool)
+                    .await?
+                }
+                Err((status, error)) => {
+                    sqlx::query(
+                        "UPDATE email_outbox SET status = $1, attempts = attempts + 1, last_error = $2, \
+                         claimed_by = NULL WHERE id = $3 AND claimed_by = $4 AND status = 'sending'",
+                    )
+                    .bind(status)
+                    .bind(error)
+                    .bind(&email.id)
+                    .bind(owner)
+                    .execute(pool)
+                    .await?
+                }
             };
         });
         Ok(())
+    }
+
+    /// Gives up on an email whose outcome was unknown twice.
+    async fn give_up_unknown(&self, id: &str) -> StoreResult<()> {
+        with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE email_outbox SET status = 'unknown', claimed_by = NULL, last_error = $1 \
+                 WHERE id = $2 AND status = 'sending'",
+            )
+            .bind(
+                "the outcome of the send and of its one resend are both unknown (the process \
+                 stopped between calling the transport and recording it); not sent again",
+            )
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// How many times an email's outcome was unknown (a resend was made each time).
+    async fn unknown_outcomes(&self, id: &str) -> StoreResult<i64> {
+        Ok(with_reader!(self, |pool| {
+            sqlx::query_scalar("SELECT unknown_outcomes FROM email_outbox WHERE id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await?
+        }))
     }
 }
 
@@ -185,9 +291,10 @@ impl Task for Delivery {
     /// An email can follow provisioning a few milliseconds later.
     const KIND: JobKind = JobKind::new("send_email", 5);
 
-    async fn run(&self, app: &AppState, _: JobRef<'_>) -> Result<Done, String> {
+    async fn run(&self, app: &AppState, job: JobRef<'_>) -> Result<Done, String> {
+        let owner = format!("{}:{}", job.id, job.worker);
         app.mailer
-            .deliver(&app.store, &self.email_id)
+            .deliver(&app.store, &self.email_id, &owner)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Done::ByWorker)
@@ -203,10 +310,29 @@ pub enum EmailError {
     Store(#[from] StoreError),
 }
 
-/// Delivers outbox emails through the configured transport.
+/// The result of the last send attempt of this process (for `/health`).
+#[derive(Debug, Clone, Serialize)]
+pub struct LastSend {
+    pub ok: bool,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub error: Option<String>,
+}
+
+/// Delivers stored emails through the configured transport.
 #[derive(Clone)]
 pub struct Mailer {
-    outage: Arc<AtomicBool>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    transport: Transport,
+    sender: Sender,
+    outage: AtomicBool,
+    last: Mutex<Option<LastSend>>,
+    sent: AtomicU64,
+    failed: AtomicU64,
+    unknown: AtomicU64,
 }
 
 impl Default for Mailer {
@@ -216,40 +342,135 @@ impl Default for Mailer {
 }
 
 impl Mailer {
-    /// The `outbox` transport: delivery is recording the message as sent; it stays readable at
-    /// `/dev/mailbox`.
-    pub fn outbox() -> Self {
+    pub fn new(transport: Transport, sender: Sender) -> Self {
         Self {
-            outage: Arc::new(AtomicBool::new(false)),
+            inner: Arc::new(Inner {
+                transport,
+                sender,
+                outage: AtomicBool::new(false),
+                last: Mutex::new(None),
+                sent: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                unknown: AtomicU64::new(0),
+            }),
         }
     }
 
+    /// The `outbox` transport: delivery records the message as sent; it stays readable at
+    /// `/dev/mailbox`.
+    pub fn outbox() -> Self {
+        Self::new(
+            Transport::Outbox,
+            Sender {
+                name: "Onboard".into(),
+                email: "onboarding@onboard.local".into(),
+                reply_to: None,
+            },
+        )
+    }
+
+    /// `outbox`, `smtp` or `sendgrid`.
     pub fn transport(&self) -> &'static str {
-        "outbox"
+        self.inner.transport.name()
+    }
+
+    pub fn sender(&self) -> &Sender {
+        &self.inner.sender
+    }
+
+    /// How the last send of this process went, if there was one.
+    pub fn last_send(&self) -> Option<LastSend> {
+        self.inner.last.lock().expect("mailer lock").clone()
+    }
+
+    /// Emails sent, failed attempts, and resends after an unknown outcome, by this process.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let i = &self.inner;
+        (
+            i.sent.load(Ordering::Relaxed),
+            i.failed.load(Ordering::Relaxed),
+            i.unknown.load(Ordering::Relaxed),
+        )
     }
 
     /// Makes delivery fail (true) or work again (false): test suite and chaos drills only.
     pub fn simulate_outage(&self, down: bool) {
-        self.outage.store(down, Ordering::SeqCst);
+        self.inner.outage.store(down, Ordering::SeqCst);
     }
 
-    /// Delivers one stored email; sending an already sent email is a no-op.
-    pub async fn deliver(&self, store: &Store, id: &str) -> Result<(), EmailError> {
+    fn note(&self, ok: bool, error: Option<String>) {
+        let counter = if ok {
+            &self.inner.sent
+        } else {
+            &self.inner.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        *self.inner.last.lock().expect("mailer lock") = Some(LastSend {
+            ok,
+            at: now_ms(),
+            error,
+        });
+    }
+
+    /// Delivers one stored email as `owner` (one delivery attempt of its job). Sent, failed
+    /// for good or given up: nothing to do. A transient failure is an `Err` (the job retries).
+    pub async fn deliver(&self, store: &Store, id: &str, owner: &str) -> Result<(), EmailError> {
         let Some(email) = store.email(id).await? else {
             return Err(EmailError::Transport(format!(
                 "email {id} is not in the outbox"
             )));
         };
-        if email.status == "sent" {
+        let unknown = match email.status.as_str() {
+            "queued" => false,
+            "sending" => true,
+            _ => return Ok(()),
+        };
+        if unknown {
+            // The last attempt claimed it and stopped before recording the outcome.
+            if store.unknown_outcomes(id).await? >= 1 {
+                store.give_up_unknown(id).await?;
+                tracing::error!(email_id = id, "email outcome unknown twice: not sent again");
+                return Ok(());
+            }
+            self.inner.unknown.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(email_id = id, message_id = %email.message_id, "email outcome unknown: sending once more with the same Message-ID");
+        }
+        if !store.claim_email(id, owner, &email.status, unknown).await? {
+            // Another delivery changed it meanwhile; it records the outcome.
             return Ok(());
         }
-        if self.outage.load(Ordering::SeqCst) {
-            let msg = "outbox transport unavailable (simulated outage)";
-            store.record_email_attempt(id, Err(msg)).await?;
-            return Err(EmailError::Transport(msg.into()));
+        let result = if self.inner.outage.load(Ordering::SeqCst) {
+            Err(SendError::Transient(format!(
+                "{} transport unavailable (simulated outage)",
+                self.transport()
+            )))
+        } else {
+            self.inner.transport.send(&email, &self.inner.sender).await
+        };
+        match result {
+            Ok(()) => {
+                store
+                    .record_delivery(&email, owner, Ok(self.transport()))
+                    .await?;
+                self.note(true, None);
+                tracing::info!(email_id = id, kind = %email.kind, transport = self.transport(), "email sent");
+                Ok(())
+            }
+            Err(SendError::Transient(e)) => {
+                store
+                    .record_delivery(&email, owner, Err(("queued", &e)))
+                    .await?;
+                self.note(false, Some(e.clone()));
+                Err(EmailError::Transport(e))
+            }
+            Err(SendError::Permanent(e)) => {
+                store
+                    .record_delivery(&email, owner, Err(("failed", &e)))
+                    .await?;
+                self.note(false, Some(e.clone()));
+                tracing::error!(email_id = id, kind = %email.kind, error = %e, "email refused for good");
+                Ok(())
+            }
         }
-        store.record_email_attempt(id, Ok(self.transport())).await?;
-        tracing::info!(email_id = id, kind = %email.kind, "email delivered to the outbox");
-        Ok(())
     }
 }

@@ -150,9 +150,28 @@ pub async fn metrics(
             return resp;
         }
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    let (sent, failed, unknown) = state.mailer.counts();
+    let mut body = state.metrics.render();
+    for (name, help, value) in [
+        (
+            "onboard_emails_sent_total",
+            "Emails sent by this process",
+            sent,
+        ),
+        (
+            "onboard_email_send_failures_total",
+            "Email send attempts that failed (retried or refused)",
+            failed,
+        ),
+        (
+            "onboard_email_unknown_outcomes_total",
+            "Emails sent once more because a process stopped between the send and its record",
+            unknown,
+        ),
+    ] {
+        body.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

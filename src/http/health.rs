@@ -32,6 +32,9 @@ pub struct ServiceHealth {
     pub latency_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Email: when this process last tried to send (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_send_at: Option<String>,
 }
 
 /// Reports service health; 503 when the database does not answer within 2 s.
@@ -47,6 +50,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
             backend: state.store.backend().into(),
             latency_ms: Some(latency.as_secs_f64() * 1000.0),
             error: None,
+            last_send_at: None,
         },
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health: database check failed");
@@ -55,6 +59,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
                 backend: state.store.backend().into(),
                 latency_ms: None,
                 error: Some("database query failed".into()),
+                last_send_at: None,
             }
         }
         Err(_) => ServiceHealth {
@@ -62,6 +67,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
             backend: state.store.backend().into(),
             latency_ms: None,
             error: Some("database did not answer within 2 s".into()),
+            last_send_at: None,
         },
     };
     let s = &state.settings;
@@ -74,6 +80,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
         },
         latency_ms: None,
         error: None,
+        last_send_at: None,
     };
     let mut services = BTreeMap::new();
     let healthy = db.status == "ok";
@@ -82,17 +89,27 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
         "payments",
         configured("stripe", s.stripe_secret_key.is_some(), "dev_checkout"),
     );
+    // The transport actually in use, and how its last send from this process went (the
+    // provider's own words stay in the logs).
+    let last = state.mailer.last_send();
     services.insert(
         "email",
-        configured(
-            if s.sendgrid_api_key.is_some() {
-                "sendgrid"
-            } else {
-                "smtp"
+        ServiceHealth {
+            status: match &last {
+                Some(l) if !l.ok => "failing",
+                _ => "ok",
             },
-            s.sendgrid_api_key.is_some() || s.smtp_url.is_some(),
-            "outbox",
-        ),
+            backend: state.mailer.transport().to_string(),
+            latency_ms: None,
+            error: last
+                .as_ref()
+                .filter(|l| !l.ok)
+                .map(|_| "the last send failed; it will be retried".to_string()),
+            last_send_at: last.map(|l| {
+                crate::store::ms_to_datetime(l.at)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            }),
+        },
     );
     services.insert(
         "vector_store",

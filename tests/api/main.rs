@@ -7,6 +7,7 @@ mod backends;
 mod browser;
 mod cli;
 mod docs;
+mod email;
 mod engine;
 mod health;
 mod login;

@@ -144,7 +144,13 @@ async fn paying_on_the_dev_checkout_provisions_the_tenant_end_to_end(backend: Ba
         "no key in email"
     );
     assert!(welcome.html_body.contains(&welcome.preheader));
-    assert!(welcome.headers.contains("Message-ID"));
+    assert!(
+        welcome.message_id.starts_with('<')
+            && welcome.message_id.ends_with('>')
+            && welcome.message_id.matches('@').count() == 1,
+        "a well-formed Message-ID: {}",
+        welcome.message_id
+    );
     let mailbox = app.get("/dev/mailbox").await.text().await.unwrap();
     assert!(mailbox.contains(&welcome.subject.replace('&', "&amp;")));
     assert_eq!(
