@@ -5,9 +5,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::checkout::{self, Fulfilment};
+use super::lifecycle;
 use super::signature::{self, SignatureError};
 use super::stripe::CheckoutSession;
 use crate::app::AppState;
+use crate::domain::TenantId;
 use crate::jobs::{Done, JobKind, JobRef, NewJob, Task};
 use crate::metrics::Counters;
 use crate::store::{StoreError, StoreResult, Tx, now_ms};
@@ -109,12 +111,16 @@ pub async fn receive(
     // concurrent duplicate waits on the first one's locks and then finds the tenant moved on.
     let mut tx = app.store.begin().await?;
     let object = env.data.and_then(|d| d.object);
-    let applied = apply_in(&mut tx, app, &env.kind, object).await?;
+    let applied = if is_checkout(&env.kind) {
+        apply_in(&mut tx, app, &env.kind, env.created, object).await?
+    } else {
+        None
+    };
     let now = now_ms();
     let inserted = with_conn!(&mut tx, |conn| {
         sqlx::query(
-            "INSERT INTO webhook_events (id, type, object_id, created, payload, received_at, processed_at, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO webhook_events (id, type, object_id, created, payload, received_at, processed_at, outcome, tenant_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&env.id)
         .bind(&env.kind)
@@ -124,6 +130,7 @@ pub async fn receive(
         .bind(now)
         .bind(applied.as_ref().map(|_| now))
         .bind(applied.as_ref().map(Applied::outcome))
+        .bind(applied.as_ref().and_then(Applied::tenant).map(|t| t.to_string()))
         .execute(&mut *conn)
         .await
         .map_err(StoreError::from)?
@@ -151,13 +158,15 @@ pub async fn receive(
 /// Processes one stored event (the job). Unknown tenants and unhandled types are recorded as
 /// such and counted, never retried.
 pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
-    let row: Option<(String, String, Option<i64>)> = with_reader!(&app.store, |pool| {
-        sqlx::query_as("SELECT type, payload, processed_at FROM webhook_events WHERE id = $1")
-            .bind(event_id)
-            .fetch_optional(pool)
-            .await?
+    let row: Option<(String, String, i64, Option<i64>)> = with_reader!(&app.store, |pool| {
+        sqlx::query_as(
+            "SELECT type, payload, created, processed_at FROM webhook_events WHERE id = $1",
+        )
+        .bind(event_id)
+        .fetch_optional(pool)
+        .await?
     });
-    let Some((kind, payload, processed_at)) = row else {
+    let Some((kind, payload, created, processed_at)) = row else {
         return Ok(());
     };
     if processed_at.is_some() {
@@ -167,26 +176,38 @@ pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
         .ok()
         .and_then(|v| v.pointer("/data/object").cloned());
     let mut tx = app.store.begin().await?;
-    let outcome = match apply_in(&mut tx, app, &kind, object).await? {
+    let (outcome, tenant) = match apply_in(&mut tx, app, &kind, created, object).await? {
         Some(applied) => {
             applied.count(app, event_id);
-            applied.outcome()
+            (applied.outcome(), applied.tenant())
         }
         None => {
             Counters::inc(&app.metrics.webhook_unhandled);
             tracing::info!(event_id, event_type = %kind, "unhandled event type");
-            "ignored: unhandled type".to_string()
+            (IGNORED.to_string(), None)
         }
     };
-    mark_processed(&mut tx, event_id, &outcome).await?;
+    mark_processed(&mut tx, event_id, &outcome, tenant.as_ref()).await?;
     tx.commit().await?;
     app.jobs_ready.notify_one();
     Ok(())
 }
 
+/// The outcome stored on an event of a type no handler takes.
+pub const IGNORED: &str = "ignored: unhandled type";
+
+/// Whether `kind` is a checkout event (applied in the transaction that stores it).
+fn is_checkout(kind: &str) -> bool {
+    matches!(
+        kind,
+        "checkout.session.completed" | "checkout.session.expired"
+    )
+}
+
 /// What applying a handled event did.
 enum Applied {
-    Done(Fulfilment),
+    Done(Fulfilment, Option<TenantId>),
+    Lifecycle(lifecycle::Outcome),
     Malformed(String),
 }
 
@@ -194,22 +215,37 @@ impl Applied {
     /// The stored outcome.
     fn outcome(&self) -> String {
         match self {
-            Applied::Done(Fulfilment::Started) => "tenant moved to provisioning".into(),
-            Applied::Done(Fulfilment::Abandoned) => "tenant abandoned".into(),
-            Applied::Done(Fulfilment::AlreadyDone(status)) => {
+            Applied::Done(Fulfilment::Started, _) => "tenant moved to provisioning".into(),
+            Applied::Done(Fulfilment::Abandoned, _) => "tenant abandoned".into(),
+            Applied::Done(Fulfilment::AlreadyDone(status), _) => {
                 format!("no change: tenant already {status}")
             }
-            Applied::Done(Fulfilment::NotPaid(status)) => {
+            Applied::Done(Fulfilment::NotPaid(status), _) => {
                 format!("no change: session payment_status {status}")
             }
-            Applied::Done(Fulfilment::UnknownTenant) => "unknown tenant".into(),
+            Applied::Done(Fulfilment::UnknownTenant, _) => "unknown tenant".into(),
+            Applied::Lifecycle(o) => o.describe(),
             Applied::Malformed(why) => why.clone(),
+        }
+    }
+
+    /// The tenant the event was found to be about.
+    fn tenant(&self) -> Option<TenantId> {
+        match self {
+            Applied::Done(Fulfilment::UnknownTenant, _) => None,
+            Applied::Done(_, tenant) => tenant.clone(),
+            Applied::Lifecycle(o) => o.tenant().cloned(),
+            Applied::Malformed(_) => None,
         }
     }
 
     /// Counts and logs an event for an unknown tenant (once it is known not to be a duplicate).
     fn count(&self, app: &AppState, event_id: &str) {
-        if let Applied::Done(Fulfilment::UnknownTenant) = self {
+        if matches!(
+            self,
+            Applied::Done(Fulfilment::UnknownTenant, _)
+                | Applied::Lifecycle(lifecycle::Outcome::UnknownTenant)
+        ) {
             Counters::inc(&app.metrics.webhook_unknown_tenant);
             tracing::warn!(event_id, "event for an unknown tenant");
         }
@@ -221,13 +257,19 @@ async fn apply_in(
     tx: &mut Tx,
     app: &AppState,
     kind: &str,
+    created: i64,
     object: Option<Value>,
 ) -> StoreResult<Option<Applied>> {
-    let handled = matches!(
-        kind,
-        "checkout.session.completed" | "checkout.session.expired"
-    );
-    if !handled {
+    if lifecycle::handles(kind) {
+        let Some(object) = object else {
+            return Ok(Some(Applied::Malformed(
+                "malformed event: no data.object".into(),
+            )));
+        };
+        let outcome = lifecycle::apply_in(tx, app, kind, created, &object).await?;
+        return Ok(Some(Applied::Lifecycle(outcome)));
+    }
+    if !is_checkout(kind) {
         return Ok(None);
     }
     let session = match object.map(serde_json::from_value::<CheckoutSession>) {
@@ -243,22 +285,36 @@ async fn apply_in(
             )));
         }
     };
+    let tenant = session
+        .metadata
+        .get("tenant_id")
+        .or(session.client_reference_id.as_ref())
+        .and_then(|s| TenantId::parse(s));
     let f = if kind == "checkout.session.completed" {
         checkout::fulfill_in(tx, app, &session, "stripe webhook").await?
     } else {
         checkout::expire_in(tx, &session).await?
     };
-    Ok(Some(Applied::Done(f)))
+    Ok(Some(Applied::Done(f, tenant)))
 }
 
-async fn mark_processed(tx: &mut Tx, event_id: &str, outcome: &str) -> StoreResult<()> {
+async fn mark_processed(
+    tx: &mut Tx,
+    event_id: &str,
+    outcome: &str,
+    tenant: Option<&TenantId>,
+) -> StoreResult<()> {
     with_conn!(tx, |conn| {
-        sqlx::query("UPDATE webhook_events SET processed_at = $1, outcome = $2 WHERE id = $3")
-            .bind(now_ms())
-            .bind(outcome)
-            .bind(event_id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "UPDATE webhook_events SET processed_at = $1, outcome = $2, \
+             tenant_id = COALESCE($3, tenant_id) WHERE id = $4",
+        )
+        .bind(now_ms())
+        .bind(outcome)
+        .bind(tenant.map(TenantId::as_str))
+        .bind(event_id)
+        .execute(&mut *conn)
+        .await?;
     });
     Ok(())
 }

@@ -6,5 +6,6 @@
 
 pub mod checkout;
 pub mod events;
+pub mod lifecycle;
 pub mod signature;
 pub mod stripe;

@@ -6,10 +6,12 @@
 pub mod password;
 pub mod plan;
 pub mod signup;
+pub mod subscription;
 pub mod tenant;
 
 pub use plan::Plan;
 pub use signup::{CompanyName, Email, Password, SignupInput};
+pub use subscription::SubscriptionStatus;
 pub use tenant::{TenantId, TenantStatus, TransitionError};
 
 /// A rule an input broke: which field, a stable machine code and a message for people.

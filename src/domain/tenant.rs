@@ -90,6 +90,10 @@ impl TenantStatus {
     /// Beyond the lifecycle diagram (README.md): "any paid state" is provisioning, active, failed,
     /// past_due and suspended (a customer who paid can cancel whatever happened since), and a
     /// sales-reviewed enterprise deal can be approved into provisioning or closed as canceled.
+    /// The subscription after day one moves a tenant with a workspace between active, past_due
+    /// and suspended in Stripe's time order (`domain::subscription`), not only along the
+    /// dunning path: an unpaid invoice paid later reactivates a suspended tenant, and Stripe can
+    /// mark a subscription unpaid straight from active.
     pub fn can_transition_to(self, to: TenantStatus) -> bool {
         use TenantStatus::*;
         matches!(
@@ -104,6 +108,9 @@ impl TenantStatus {
                 | (Active, PastDue)
                 | (PastDue, Active)
                 | (PastDue, Suspended)
+                | (Active, Suspended)
+                | (Suspended, Active)
+                | (Suspended, PastDue)
                 | (
                     Provisioning | Active | Failed | PastDue | Suspended,
                     Canceled
@@ -202,6 +209,9 @@ mod tests {
         (PastDue, Active),
         (PastDue, Suspended),
         (PastDue, Canceled),
+        (Active, Suspended),
+        (Suspended, Active),
+        (Suspended, PastDue),
         (Suspended, Canceled),
     ];
 

@@ -101,6 +101,16 @@ pub async fn require_api_key(
         Ok(c) => c,
         Err(e) => return auth_error(&e),
     };
+    if caller.status == TenantStatus::Suspended {
+        return ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "workspace_suspended",
+            "this workspace is suspended because its invoices are unpaid; pay the open invoice \
+             from the account page (/account, Billing) and the API works again within seconds. \
+             Your data is kept.",
+        )
+        .into_response();
+    }
     if !matches!(caller.status, TenantStatus::Active | TenantStatus::PastDue) {
         return ApiError::new(
             StatusCode::FORBIDDEN,

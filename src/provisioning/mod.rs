@@ -370,6 +370,9 @@ pub async fn run(
         .await
     {
         Ok(_) => {
+            tx.settle_subscription(tenant_id)
+                .await
+                .map_err(|e| err(&e))?;
             // Not owning the job any more (its lease expired under a slow attempt) changes
             // nothing here: the step records make the other attempt find this work done.
             if let Some(job) = job

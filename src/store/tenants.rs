@@ -102,7 +102,36 @@ pub struct StatusChange {
     pub at: i64,
 }
 
+/// A tenant's subscription and consent, as held (`billing::lifecycle`, `email` consent).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct Billing {
+    pub subscription_status: Option<String>,
+    /// The Stripe time (seconds) of the event that said so.
+    pub subscription_at: Option<i64>,
+    pub cancel_at_period_end: bool,
+    /// Seconds.
+    pub trial_end: Option<i64>,
+    pub canceled_at: Option<i64>,
+    pub erased_at: Option<i64>,
+    pub marketing_opt_in: bool,
+    pub unsubscribed_at: Option<i64>,
+}
+
 impl Store {
+    /// A tenant's subscription and consent.
+    pub async fn billing(&self, id: &TenantId) -> StoreResult<Option<Billing>> {
+        Ok(with_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT subscription_status, subscription_at, cancel_at_period_end <> 0 AS cancel_at_period_end, \
+                 trial_end, canceled_at, erased_at, marketing_opt_in <> 0 AS marketing_opt_in, unsubscribed_at \
+                 FROM tenants WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
     /// Fetches one tenant.
     #[tracing::instrument(skip_all, fields(tenant_id = %id))]
     pub async fn tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
@@ -330,7 +359,8 @@ impl Tx {
             // The history row is written by the database's trigger (migration 0005).
             let updated = sqlx::query(
                 "UPDATE tenants SET status = $1, status_reason = $2, updated_at = $3, status_actor = $6, \
-                 activated_at = CASE WHEN $1 = 'active' THEN COALESCE(activated_at, $3) ELSE activated_at END \
+                 activated_at = CASE WHEN $1 = 'active' THEN COALESCE(activated_at, $3) ELSE activated_at END, \
+                 canceled_at = CASE WHEN $1 = 'canceled' THEN COALESCE(canceled_at, $3) ELSE canceled_at END \
                  WHERE id = $4 AND status = $5",
             )
             .bind(to.as_str())
@@ -350,6 +380,33 @@ impl Tx {
             }
             Ok(from)
         })
+    }
+
+    /// Moves a tenant that has just become active to what its held subscription status says (a
+    /// payment that failed while its workspace was being set up; `domain::subscription`).
+    pub async fn settle_subscription(
+        &mut self,
+        id: &TenantId,
+    ) -> StoreResult<Option<TenantStatus>> {
+        let held: Option<Option<String>> = with_conn!(&mut *self, |conn| {
+            sqlx::query_scalar("SELECT subscription_status FROM tenants WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *conn)
+                .await?
+        });
+        let held = held.flatten().and_then(|s| s.parse().ok());
+        let Some(to) = crate::domain::subscription::settled_status(held) else {
+            return Ok(None);
+        };
+        self.transition_tenant_from(
+            id,
+            TenantStatus::Active,
+            to,
+            "the subscription changed while the workspace was being set up",
+            "stripe webhook",
+        )
+        .await?;
+        Ok(Some(to))
     }
 
     /// Moves a tenant from `pending_payment` to `provisioning` for its paid checkout session

@@ -10,6 +10,7 @@ mod docs;
 mod email;
 mod engine;
 mod health;
+mod lifecycle;
 mod login;
 mod outage;
 mod pipeline;

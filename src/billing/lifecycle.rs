@@ -1,0 +1,431 @@
+//! The subscription after day one: `invoice.*` and `customer.subscription.*` events, applied
+//! through the same verified, deduplicated webhook path as checkout.
+//!
+//! Each event is a dated observation of the subscription (`domain::subscription`): the newest
+//! one is kept, whatever order Stripe delivered them in, and a tenant with a workspace follows
+//! it (active, past_due, suspended, canceled). The tenant is found by the Stripe subscription
+//! id stored at checkout, then the customer id, then `metadata.tenant_id` (on an invoice, the
+//! subscription's metadata, under `parent.subscription_details` since API version 2025-03-31
+//! and under `subscription_details` before it).
+
+use serde_json::Value;
+
+use crate::app::AppState;
+use crate::domain::subscription::{self, Details, Observation};
+use crate::domain::{Plan, SubscriptionStatus, TenantId, TenantStatus};
+use crate::store::{StoreError, StoreResult, Tx, now_ms};
+use crate::with_conn;
+
+/// The event types this module applies.
+pub const HANDLED: [&str; 6] = [
+    "invoice.payment_failed",
+    "invoice.paid",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.trial_will_end",
+];
+
+/// Whether `kind` is a lifecycle event type.
+pub fn handles(kind: &str) -> bool {
+    HANDLED.contains(&kind)
+}
+
+/// What applying one lifecycle event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    UnknownTenant,
+    Malformed(String),
+    /// The event is older than what is held (or the same): nothing changed.
+    Stale {
+        tenant: TenantId,
+        held: SubscriptionStatus,
+    },
+    Applied {
+        tenant: TenantId,
+        /// The subscription status now held.
+        held: Option<SubscriptionStatus>,
+        /// The tenant's move, if it moved.
+        moved: Option<(TenantStatus, TenantStatus)>,
+        /// The plan it moved to, if the subscription changed plan.
+        plan: Option<Plan>,
+    },
+    /// `trial_will_end`: the trial-ending notice is due.
+    TrialEnding {
+        tenant: TenantId,
+        trial_end: i64,
+    },
+}
+
+impl Outcome {
+    /// The text stored on the event.
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::UnknownTenant => "unknown tenant".into(),
+            Outcome::Malformed(why) => why.clone(),
+            Outcome::Stale { held, .. } => format!("no change: a newer state ({held}) is held"),
+            Outcome::Applied {
+                held, moved, plan, ..
+            } => {
+                let mut parts = vec![format!(
+                    "subscription {}",
+                    held.map_or("unknown", SubscriptionStatus::as_str)
+                )];
+                match moved {
+                    Some((from, to)) => parts.push(format!("tenant {from} -> {to}")),
+                    None => parts.push("tenant unchanged".into()),
+                }
+                if let Some(p) = plan {
+                    parts.push(format!("plan {p}"));
+                }
+                parts.join("; ")
+            }
+            Outcome::TrialEnding { trial_end, .. } => {
+                format!("trial ends at {trial_end}")
+            }
+        }
+    }
+
+    /// The tenant the event was about, when it was found.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        match self {
+            Outcome::Stale { tenant, .. }
+            | Outcome::Applied { tenant, .. }
+            | Outcome::TrialEnding { tenant, .. } => Some(tenant),
+            Outcome::UnknownTenant | Outcome::Malformed(_) => None,
+        }
+    }
+}
+
+/// The ids an event's object names, and what it says.
+#[derive(Debug, Default, PartialEq)]
+struct Refs {
+    subscription: Option<String>,
+    customer: Option<String>,
+    tenant: Option<String>,
+}
+
+fn id_of(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Object(o) => o.get("id").and_then(Value::as_str).map(str::to_string),
+        _ => None,
+    }
+}
+
+fn str_at(v: &Value, pointer: &str) -> Option<String> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn refs(kind: &str, object: &Value) -> Refs {
+    let customer = id_of(object.get("customer"));
+    if kind.starts_with("invoice.") {
+        Refs {
+            subscription: id_of(object.pointer("/parent/subscription_details/subscription"))
+                .or_else(|| id_of(object.get("subscription"))),
+            customer,
+            tenant: str_at(object, "/parent/subscription_details/metadata/tenant_id")
+                .or_else(|| str_at(object, "/subscription_details/metadata/tenant_id"))
+                .or_else(|| str_at(object, "/metadata/tenant_id")),
+        }
+    } else {
+        Refs {
+            subscription: str_at(object, "/id"),
+            customer,
+            tenant: str_at(object, "/metadata/tenant_id"),
+        }
+    }
+}
+
+/// The observation an event makes, if it makes one.
+fn observation(kind: &str, created: i64, object: &Value) -> Result<Option<Observation>, String> {
+    let status = match kind {
+        "invoice.payment_failed" => SubscriptionStatus::PastDue,
+        "invoice.paid" => SubscriptionStatus::Active,
+        "customer.subscription.deleted" => SubscriptionStatus::Canceled,
+        "customer.subscription.trial_will_end" => return Ok(None),
+        _ => {
+            let s = object
+                .get("status")
+                .and_then(Value::as_str)
+                .ok_or("malformed subscription: no status")?;
+            s.parse()
+                .map_err(|e: String| format!("malformed subscription: {e}"))?
+        }
+    };
+    Ok(Some(Observation {
+        status,
+        at: created,
+    }))
+}
+
+/// The plan a subscription object is on: its first item's price, matched against the
+/// configured price ids, else the price's `lookup_key`, else `metadata.plan`.
+fn plan_of(app: &AppState, object: &Value) -> Option<Plan> {
+    let price = object.pointer("/items/data/0/price");
+    if let Some(id) = price.and_then(|p| p.get("id")).and_then(Value::as_str)
+        && let Some(plan) = Plan::ALL
+            .into_iter()
+            .find(|p| app.settings.stripe_price(*p) == Some(id))
+    {
+        return Some(plan);
+    }
+    price
+        .and_then(|p| p.get("lookup_key"))
+        .and_then(Value::as_str)
+        .or_else(|| object.pointer("/metadata/plan").and_then(Value::as_str))
+        .and_then(|s| s.parse().ok())
+}
+
+fn details(app: &AppState, kind: &str, created: i64, object: &Value) -> Option<Details> {
+    if !kind.starts_with("customer.subscription.") {
+        return None;
+    }
+    Some(Details {
+        at: created,
+        plan: plan_of(app, object),
+        cancel_at_period_end: object
+            .get("cancel_at_period_end")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        trial_end: object.get("trial_end").and_then(Value::as_i64),
+    })
+}
+
+/// A tenant's billing row, as held.
+#[derive(Debug, sqlx::FromRow)]
+struct Held {
+    id: String,
+    status: String,
+    plan: String,
+    subscription_status: Option<String>,
+    subscription_at: Option<i64>,
+    billing_details_at: Option<i64>,
+    cancel_at_period_end: i64,
+    trial_end: Option<i64>,
+    stripe_customer_id: Option<String>,
+    stripe_subscription_id: Option<String>,
+}
+
+const HELD_COLUMNS: &str = "id, status, plan, subscription_status, subscription_at, billing_details_at, \
+    cancel_at_period_end, trial_end, stripe_customer_id, stripe_subscription_id";
+
+/// Reads (and on PostgreSQL locks, so two events of one tenant apply one after the other) the
+/// tenant an event names: by subscription, then customer, then metadata.
+async fn find(tx: &mut Tx, refs: &Refs) -> StoreResult<Option<Held>> {
+    let lock = match tx {
+        Tx::Postgres(_) => " FOR UPDATE",
+        Tx::Sqlite(_) => "",
+    };
+    let lookups = [
+        ("stripe_subscription_id", refs.subscription.as_deref()),
+        ("stripe_customer_id", refs.customer.as_deref()),
+        ("id", refs.tenant.as_deref()),
+    ];
+    for (column, value) in lookups {
+        let Some(value) = value else { continue };
+        let sql = format!(
+            "SELECT {HELD_COLUMNS} FROM tenants WHERE {column} = $1 ORDER BY created_at LIMIT 1{lock}"
+        );
+        let row: Option<Held> = with_conn!(&mut *tx, |conn| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(value)
+                .fetch_optional(&mut *conn)
+                .await?
+        });
+        if row.is_some() {
+            return Ok(row);
+        }
+    }
+    Ok(None)
+}
+
+/// Applies one lifecycle event inside `tx` (the caller stores the event's outcome in the same
+/// transaction). `created` is the event's Stripe time (seconds).
+pub async fn apply_in(
+    tx: &mut Tx,
+    app: &AppState,
+    kind: &str,
+    created: i64,
+    object: &Value,
+) -> StoreResult<Outcome> {
+    let refs = refs(kind, object);
+    let Some(held) = find(tx, &refs).await? else {
+        return Ok(Outcome::UnknownTenant);
+    };
+    let tenant = TenantId::parse(&held.id)
+        .ok_or_else(|| StoreError::Corrupt(format!("tenant id {}", held.id)))?;
+    let current: TenantStatus = held.status.parse().map_err(StoreError::Corrupt)?;
+    adopt_ids(tx, &held, &refs).await?;
+    if kind == "customer.subscription.trial_will_end" {
+        let trial_end = object
+            .get("trial_end")
+            .and_then(Value::as_i64)
+            .unwrap_or(created);
+        return Ok(Outcome::TrialEnding { tenant, trial_end });
+    }
+    let observed = match observation(kind, created, object) {
+        Ok(o) => o,
+        Err(why) => return Ok(Outcome::Malformed(why)),
+    };
+    let held_obs = match (&held.subscription_status, held.subscription_at) {
+        (Some(s), Some(at)) => Some(Observation {
+            status: s.parse().map_err(StoreError::Corrupt)?,
+            at,
+        }),
+        _ => None,
+    };
+    let mut now_held = held_obs;
+    if let Some(obs) = observed
+        && obs.supersedes(held_obs.as_ref())
+    {
+        with_conn!(&mut *tx, |conn| {
+            sqlx::query(
+                "UPDATE tenants SET subscription_status = $1, subscription_at = $2 WHERE id = $3",
+            )
+            .bind(obs.status.as_str())
+            .bind(obs.at)
+            .bind(tenant.as_str())
+            .execute(&mut *conn)
+            .await?;
+        });
+        now_held = Some(obs);
+    }
+    let mut plan_moved = None;
+    if let Some(d) = details(app, kind, created, object) {
+        let held_details = held.billing_details_at.map(|at| Details {
+            at,
+            plan: held.plan.parse().ok(),
+            cancel_at_period_end: held.cancel_at_period_end != 0,
+            trial_end: held.trial_end,
+        });
+        if d.supersede(held_details.as_ref()) {
+            let plan = d.plan.map_or(held.plan.clone(), |p| p.as_str().to_string());
+            with_conn!(&mut *tx, |conn| {
+                sqlx::query(
+                    "UPDATE tenants SET billing_details_at = $1, cancel_at_period_end = $2, trial_end = $3, plan = $4 \
+                     WHERE id = $5",
+                )
+                .bind(d.at)
+                .bind(i64::from(d.cancel_at_period_end))
+                .bind(d.trial_end)
+                .bind(&plan)
+                .bind(tenant.as_str())
+                .execute(&mut *conn)
+                .await?;
+            });
+            if plan != held.plan {
+                plan_moved = d.plan;
+            }
+        }
+    }
+    let moved = now_held.and_then(|h| subscription::follow(current, h.status));
+    if let Some(to) = moved {
+        tx.transition_tenant_from(
+            &tenant,
+            current,
+            to,
+            &format!("stripe {kind}"),
+            "stripe webhook",
+        )
+        .await?;
+    } else if now_held == held_obs
+        && plan_moved.is_none()
+        && observed.is_some()
+        && let Some(h) = now_held
+    {
+        return Ok(Outcome::Stale {
+            tenant,
+            held: h.status,
+        });
+    }
+    let moved = moved.map(|to| (current, to));
+    Ok(Outcome::Applied {
+        tenant,
+        held: now_held.map(|h| h.status),
+        moved,
+        plan: plan_moved,
+    })
+}
+
+/// Stores the Stripe ids an event names on a tenant found by its metadata that has none yet (an
+/// invoice delivered before the checkout's completion).
+async fn adopt_ids(tx: &mut Tx, held: &Held, refs: &Refs) -> StoreResult<()> {
+    if (held.stripe_subscription_id.is_some() || refs.subscription.is_none())
+        && (held.stripe_customer_id.is_some() || refs.customer.is_none())
+    {
+        return Ok(());
+    }
+    with_conn!(&mut *tx, |conn| {
+        sqlx::query(
+            "UPDATE tenants SET stripe_subscription_id = COALESCE(stripe_subscription_id, $1), \
+             stripe_customer_id = COALESCE(stripe_customer_id, $2) WHERE id = $3",
+        )
+        .bind(refs.subscription.as_deref())
+        .bind(refs.customer.as_deref())
+        .bind(&held.id)
+        .execute(&mut *conn)
+        .await?;
+    });
+    Ok(())
+}
+
+/// The time now, in Stripe's unit (seconds).
+pub fn stripe_now() -> i64 {
+    now_ms() / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_invoice_names_its_subscription_in_both_api_shapes() {
+        let new = json!({"id": "in_1", "customer": "cus_1", "parent": {"type": "subscription_details",
+            "subscription_details": {"subscription": "sub_1", "metadata": {"tenant_id": "tenant_A"}}}});
+        let old = json!({"id": "in_1", "customer": {"id": "cus_1"}, "subscription": "sub_1",
+            "subscription_details": {"metadata": {"tenant_id": "tenant_A"}}});
+        let expected = Refs {
+            subscription: Some("sub_1".into()),
+            customer: Some("cus_1".into()),
+            tenant: Some("tenant_A".into()),
+        };
+        assert_eq!(refs("invoice.paid", &new), expected);
+        assert_eq!(refs("invoice.payment_failed", &old), expected);
+        let sub =
+            json!({"id": "sub_1", "customer": "cus_1", "metadata": {"tenant_id": "tenant_A"}});
+        assert_eq!(refs("customer.subscription.updated", &sub), expected);
+    }
+
+    #[test]
+    fn events_observe_the_status_they_imply() {
+        let sub = json!({"status": "unpaid"});
+        let o = |k| observation(k, 7, &sub).unwrap().map(|o| o.status);
+        assert_eq!(
+            o("invoice.payment_failed"),
+            Some(SubscriptionStatus::PastDue)
+        );
+        assert_eq!(o("invoice.paid"), Some(SubscriptionStatus::Active));
+        assert_eq!(
+            o("customer.subscription.updated"),
+            Some(SubscriptionStatus::Unpaid)
+        );
+        assert_eq!(
+            o("customer.subscription.deleted"),
+            Some(SubscriptionStatus::Canceled)
+        );
+        assert_eq!(o("customer.subscription.trial_will_end"), None);
+        assert!(
+            observation(
+                "customer.subscription.updated",
+                1,
+                &json!({"status": "bogus"})
+            )
+            .is_err()
+        );
+    }
+}

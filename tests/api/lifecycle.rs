@@ -1,0 +1,484 @@
+//! The subscription after day one: invoice and subscription events through the real webhook,
+//! in every delivery order, on both stores.
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::helpers::{ActiveTenant, Backend, TestApp, assert_error, eventually, spawn_app};
+use crate::store_tests;
+use onboard::domain::TenantId;
+
+store_tests!(
+    a_failed_payment_makes_the_tenant_past_due_and_a_paid_invoice_brings_it_back,
+    an_unpaid_subscription_suspends_the_api_with_402_and_keeps_the_data,
+    subscription_updates_sync_plan_and_cancel_at_period_end,
+    a_deleted_subscription_cancels_the_tenant,
+    every_delivery_order_ends_in_the_same_state,
+    an_invoice_for_an_unknown_subscription_is_found_by_its_metadata,
+);
+
+/// The Stripe ids the dev checkout stored for a tenant.
+pub async fn stripe_ids(app: &TestApp, tenant_id: &str) -> (String, String) {
+    let t = app
+        .store
+        .tenant(&TenantId::parse(tenant_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        t.stripe_customer_id
+            .expect("customer id stored at checkout"),
+        t.stripe_subscription_id
+            .expect("subscription id stored at checkout"),
+    )
+}
+
+pub fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
+    json!({
+        "id": id,
+        "object": "event",
+        "api_version": "2025-10-29.clover",
+        "created": created,
+        "livemode": false,
+        "type": kind,
+        "data": {"object": object},
+    })
+}
+
+/// An invoice in the shape of API versions since 2025-03-31 (`parent.subscription_details`).
+pub fn invoice(customer: &str, subscription: &str, tenant_id: &str, status: &str) -> Value {
+    json!({
+        "id": format!("in_{}", ulid::Ulid::new()),
+        "object": "invoice",
+        "customer": customer,
+        "status": status,
+        "billing_reason": "subscription_cycle",
+        "parent": {
+            "type": "subscription_details",
+            "subscription_details": {"subscription": subscription, "metadata": {"tenant_id": tenant_id}},
+        },
+    })
+}
+
+/// An invoice in the older shape (top-level `subscription`).
+fn legacy_invoice(customer: &str, subscription: &str, status: &str) -> Value {
+    json!({
+        "id": format!("in_{}", ulid::Ulid::new()),
+        "object": "invoice",
+        "customer": customer,
+        "subscription": subscription,
+        "status": status,
+    })
+}
+
+pub fn subscription(
+    customer: &str,
+    subscription: &str,
+    tenant_id: &str,
+    status: &str,
+    cancel_at_period_end: bool,
+    plan: &str,
+) -> Value {
+    json!({
+        "id": subscription,
+        "object": "subscription",
+        "customer": customer,
+        "status": status,
+        "cancel_at_period_end": cancel_at_period_end,
+        "metadata": {"tenant_id": tenant_id},
+        "items": {"object": "list", "data": [{"id": "si_1", "price": {"id": "price_unknown", "lookup_key": plan}}]},
+    })
+}
+
+fn evt_id() -> String {
+    format!("evt_{}", ulid::Ulid::new())
+}
+
+async fn deliver(app: &TestApp, event: &Value) {
+    let resp = app.deliver_event(event).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+}
+
+/// Waits until every stored event has been processed.
+async fn settled(app: &TestApp) {
+    eventually("every event processed", 30, || async {
+        let left = app
+            .store
+            .unfinished_jobs(Some(
+                <onboard::billing::events::EventJob as onboard::jobs::Task>::KIND,
+            ))
+            .await
+            .unwrap();
+        (left == 0).then_some(())
+    })
+    .await;
+}
+
+async fn status_of(app: &TestApp, tenant_id: &str) -> String {
+    app.store
+        .tenant(&TenantId::parse(tenant_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+        .to_string()
+}
+
+async fn a_failed_payment_makes_the_tenant_past_due_and_a_paid_invoice_brings_it_back(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("dunning@example.com", "starter").await;
+    let (cus, sub) = stripe_ids(&app, &t.tenant_id).await;
+    let now = chrono::Utc::now().timestamp();
+    deliver(
+        &app,
+        &event(
+            &evt_id(),
+            "invoice.payment_failed",
+            now,
+            invoice(&cus, &sub, &t.tenant_id, "open"),
+        ),
+    )
+    .await;
+    app.wait_for_status(&t.tenant_id, "past_due", 10).await;
+    // A past-due workspace keeps working while Stripe retries the card.
+    assert_eq!(app.query(&t.api_key, "sample", 1).await.status(), 200);
+    deliver(
+        &app,
+        &event(
+            &evt_id(),
+            "invoice.paid",
+            now + 60,
+            legacy_invoice(&cus, &sub, "paid"),
+        ),
+    )
+    .await;
+    app.wait_for_status(&t.tenant_id, "active", 10).await;
+    let id = TenantId::parse(&t.tenant_id).unwrap();
+    assert_eq!(
+        app.status_path(&id).await,
+        [
+            "pending_payment",
+            "provisioning",
+            "active",
+            "past_due",
+            "active"
+        ]
+    );
+    let billing = app.store.billing(&id).await.unwrap().unwrap();
+    assert_eq!(billing.subscription_status.as_deref(), Some("active"));
+    assert_eq!(billing.subscription_at, Some(now + 60));
+}
+
+async fn an_unpaid_subscription_suspends_the_api_with_402_and_keeps_the_data(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("unpaid@example.com", "starter").await;
+    app.upload(&t.api_key, "kept", "This document survives a suspension.")
+        .await;
+    let (cus, sub) = stripe_ids(&app, &t.tenant_id).await;
+    let now = chrono::Utc::now().timestamp();
+    deliver(
+        &app,
+        &event(
+            &evt_id(),
+            "customer.subscription.updated",
+            now,
+            subscription(&cus, &sub, &t.tenant_id, "unpaid", false, "starter"),
+        ),
+    )
+    .await;
+    app.wait_for_status(&t.tenant_id, "suspended", 10).await;
+    // Verified keys are cached for 3 s per process; the suspension shows within that.
+    let resp = eventually("the API refusing a suspended workspace", 10, || async {
+        let resp = app.query(&t.api_key, "survives", 1).await;
+        (resp.status() == 402).then_some(resp)
+    })
+    .await;
+    let err = assert_error(resp, 402, "workspace_suspended").await;
+    let msg = err["message"].as_str().unwrap();
+    assert!(
+        msg.contains("unpaid") && msg.contains("/account") && msg.contains("data is kept"),
+        "{msg}"
+    );
+    deliver(
+        &app,
+        &event(
+            &evt_id(),
+            "invoice.paid",
+            now + 5,
+            invoice(&cus, &sub, &t.tenant_id, "paid"),
+        ),
+    )
+    .await;
+    app.wait_for_status(&t.tenant_id, "active", 10).await;
+    let body = eventually("the API working again", 10, || async {
+        let resp = app.query(&t.api_key, "survives", 1).await;
+        if resp.status() == 200 {
+            Some(resp.json::<Value>().await.unwrap())
+        } else {
+            None
+        }
+    })
+    .await;
+    assert!(body.to_string().contains("survives a suspension"), "{body}");
+}
+
+async fn subscription_updates_sync_plan_and_cancel_at_period_end(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("upgrade@example.com", "starter").await;
+    let (cus, sub) = stripe_ids(&app, &t.tenant_id).await;
+    let id = TenantId::parse(&t.tenant_id).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    deliver(
+        &app,
+        &event(
+            &evt_id(),
+            "customer.subscription.updated",
+            now,
+            subscription(&cus, &sub, &t.tenant_id, "active", true, "pro"),
+        ),
+    )
+    .await;
+    settled(&app).await;
+    let tenant = app.store.tenant(&id).await.unwrap().unwrap();
+    assert_eq!(tenant.plan.as_str(), "pro");
+    assert_eq!(tenant.status.as_str(), "active");
+    let billing = app.store.billing(&id).await.unwrap().unwrap();
+    assert!(billing.cancel_at_period_end);
+    // An older update delivered late changes nothing.
+    deliver(
+        &app,
+        &event(
+            &evt_id(),
+            "customer.subscription.updated",
+            now - 100,
+            subscription(&cus, &sub, &t.tenant_id, "past_due", false, "starter"),
+        ),
+    )
+    .await;
+    settled(&app).await;
+    let tenant = app.store.tenant(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (tenant.plan.as_str(), tenant.status.as_str()),
+        ("pro", "active")
+    );
+    assert!(
+        app.store
+            .billing(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel_at_period_end
+    );
+}
+
+async fn a_deleted_subscription_cancels_the_tenant(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("deleted@example.com", "starter").await;
+    let (cus, sub) = stripe_ids(&app, &t.tenant_id).await;
+    let now = chrono::Utc::now().timestamp();
+    deliver(
+        &app,
+        &event(
+            &evt_id(),
+            "customer.subscription.deleted",
+            now,
+            subscription(&cus, &sub, &t.tenant_id, "canceled", false, "starter"),
+        ),
+    )
+    .await;
+    app.wait_for_status(&t.tenant_id, "canceled", 10).await;
+    let id = TenantId::parse(&t.tenant_id).unwrap();
+    let billing = app.store.billing(&id).await.unwrap().unwrap();
+    assert!(billing.canceled_at.is_some());
+    // A later "paid" cannot revive a deleted subscription.
+    deliver(
+        &app,
+        &event(
+            &evt_id(),
+            "invoice.paid",
+            now + 10,
+            invoice(&cus, &sub, &t.tenant_id, "paid"),
+        ),
+    )
+    .await;
+    settled(&app).await;
+    assert_eq!(status_of(&app, &t.tenant_id).await, "canceled");
+    let resp = eventually("the API refusing a canceled workspace", 10, || async {
+        let resp = app.query(&t.api_key, "x", 1).await;
+        (resp.status() == 403).then_some(resp)
+    })
+    .await;
+    assert_error(resp, 403, "workspace_unavailable").await;
+}
+
+fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    let mut out = Vec::new();
+    for i in 0..items.len() {
+        let mut rest = items.to_vec();
+        let first = rest.remove(i);
+        for mut p in permutations(&rest) {
+            p.insert(0, first.clone());
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// One event of a history, before it is addressed to a tenant.
+#[derive(Clone, Debug)]
+enum Step {
+    Failed(i64),
+    Paid(i64),
+    Sub(i64, &'static str, bool, &'static str),
+    Deleted(i64),
+}
+
+impl Step {
+    fn event(&self, t: &ActiveTenant, cus: &str, sub: &str) -> Value {
+        let tid = &t.tenant_id;
+        match *self {
+            Step::Failed(at) => event(
+                &evt_id(),
+                "invoice.payment_failed",
+                at,
+                invoice(cus, sub, tid, "open"),
+            ),
+            Step::Paid(at) => event(
+                &evt_id(),
+                "invoice.paid",
+                at,
+                legacy_invoice(cus, sub, "paid"),
+            ),
+            Step::Sub(at, status, cape, plan) => event(
+                &evt_id(),
+                "customer.subscription.updated",
+                at,
+                subscription(cus, sub, tid, status, cape, plan),
+            ),
+            Step::Deleted(at) => event(
+                &evt_id(),
+                "customer.subscription.deleted",
+                at,
+                subscription(cus, sub, tid, "canceled", false, "pro"),
+            ),
+        }
+    }
+}
+
+/// Tenant status, subscription status, plan, `cancel_at_period_end`.
+type Final = (&'static str, &'static str, &'static str, bool);
+
+/// Every order of delivery of the same events ends in the same tenant status, subscription
+/// status, plan and `cancel_at_period_end`: one tenant per order, all delivered concurrently.
+async fn every_delivery_order_ends_in_the_same_state(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let base = chrono::Utc::now().timestamp();
+    let histories: [(Vec<Step>, Final); 3] = [
+        (
+            // Dunning that ends paid, then an upgrade scheduled to cancel at period end; the
+            // failed payment and its subscription update share a second.
+            vec![
+                Step::Failed(base + 10),
+                Step::Sub(base + 10, "past_due", false, "starter"),
+                Step::Paid(base + 30),
+                Step::Sub(base + 31, "active", true, "pro"),
+            ],
+            ("active", "active", "pro", true),
+        ),
+        (
+            // Dunning that ends suspended.
+            vec![
+                Step::Paid(base + 5),
+                Step::Failed(base + 10),
+                Step::Sub(base + 20, "unpaid", false, "starter"),
+            ],
+            ("suspended", "unpaid", "starter", false),
+        ),
+        (
+            // A cancellation among later events: canceled wins.
+            vec![
+                Step::Failed(base + 10),
+                Step::Deleted(base + 15),
+                Step::Paid(base + 30),
+            ],
+            ("canceled", "canceled", "pro", false),
+        ),
+    ];
+    let mut runs = Vec::new();
+    for (h, (steps, expected)) in histories.iter().enumerate() {
+        for (p, order) in permutations(steps).into_iter().enumerate() {
+            runs.push((h, p, order, *expected));
+        }
+    }
+    // A few signups at a time: the password-hashing queue is bounded and answers 503 beyond it.
+    let tenants: Vec<ActiveTenant> = futures_util::stream::iter(runs.iter().map(|(h, p, _, _)| {
+        let app = &app;
+        async move {
+            app.active_tenant(&format!("order-{h}-{p}@example.com"), "starter")
+                .await
+        }
+    }))
+    .buffered(3)
+    .collect()
+    .await;
+    futures_util::future::join_all(runs.iter().zip(&tenants).map(|((_, _, order, _), t)| {
+        let app = &app;
+        async move {
+            let (cus, sub) = stripe_ids(app, &t.tenant_id).await;
+            // One tenant's events arrive in this order, each after the previous was stored.
+            for step in order {
+                deliver(app, &step.event(t, &cus, &sub)).await;
+            }
+        }
+    }))
+    .await;
+    settled(&app).await;
+    for ((h, _, order, expected), t) in runs.iter().zip(&tenants) {
+        let id = TenantId::parse(&t.tenant_id).unwrap();
+        let tenant = app.store.tenant(&id).await.unwrap().unwrap();
+        let billing = app.store.billing(&id).await.unwrap().unwrap();
+        let got = (
+            tenant.status.as_str(),
+            billing.subscription_status.as_deref().unwrap_or("none"),
+            tenant.plan.as_str(),
+            billing.cancel_at_period_end,
+        );
+        assert_eq!(got, *expected, "history {h}, order {order:?}");
+    }
+}
+
+async fn an_invoice_for_an_unknown_subscription_is_found_by_its_metadata(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("metadata@example.com", "starter").await;
+    let now = chrono::Utc::now().timestamp();
+    deliver(
+        &app,
+        &event(
+            &evt_id(),
+            "invoice.payment_failed",
+            now,
+            invoice("cus_other", "sub_other", &t.tenant_id, "open"),
+        ),
+    )
+    .await;
+    app.wait_for_status(&t.tenant_id, "past_due", 10).await;
+    // An invoice that names nothing we know is acknowledged, recorded, and changes nothing.
+    let stray = evt_id();
+    deliver(
+        &app,
+        &event(
+            &stray,
+            "invoice.paid",
+            now + 5,
+            legacy_invoice("cus_nobody", "sub_nobody", "paid"),
+        ),
+    )
+    .await;
+    settled(&app).await;
+    assert_eq!(status_of(&app, &t.tenant_id).await, "past_due");
+}
