@@ -146,8 +146,7 @@ pub async fn jobs_retry(settings: Settings, id: &str) -> anyhow::Result<()> {
 
 /// `onboard tenants retry <tenant_id>`.
 pub async fn tenants_retry(settings: Settings, id: &str, force: bool) -> anyhow::Result<()> {
-    let tenant = crate::domain::TenantId::parse(id)
-        .ok_or_else(|| anyhow::anyhow!("'{id}' is not a tenant id"))?;
+    let tenant = tenant_arg(id)?;
     let store = connect(&settings).await?;
     let state = crate::app::AppState::new(settings, store.clone());
     crate::provisioning::retry(&state, &tenant, force, "operator").await?;
@@ -192,6 +191,82 @@ pub async fn tenants_list(
         );
     }
     println!("{} tenant(s)", tenants.len());
+    store.close().await;
+    Ok(())
+}
+
+fn tenant_arg(id: &str) -> anyhow::Result<crate::domain::TenantId> {
+    crate::domain::TenantId::parse(id).ok_or_else(|| anyhow::anyhow!("'{id}' is not a tenant id"))
+}
+
+/// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time, as Stripe seconds.
+pub fn parse_since(s: &str) -> anyhow::Result<i64> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp());
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp())
+        .map_err(|_| {
+            anyhow::anyhow!("--since '{s}' is not a date (YYYY-MM-DD) or an RFC 3339 time")
+        })
+}
+
+/// `onboard events list [--tenant ID] [--limit N]`.
+pub async fn events_list(
+    settings: Settings,
+    tenant: Option<&str>,
+    limit: i64,
+) -> anyhow::Result<()> {
+    let tenant = tenant.map(tenant_arg).transpose()?;
+    let store = connect(&settings).await?;
+    let events =
+        crate::billing::events::list(&store, tenant.as_ref(), limit.clamp(1, 10_000)).await?;
+    println!(
+        "{:<36} {:<38} {:<20} {:<34} OUTCOME",
+        "EVENT", "TYPE", "CREATED", "TENANT"
+    );
+    for e in &events {
+        let created = chrono::DateTime::from_timestamp(e.created, 0)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        let outcome = match (&e.outcome, e.processed_at) {
+            (Some(o), _) => o.clone(),
+            (None, None) => "pending".into(),
+            (None, Some(_)) => "processed".into(),
+        };
+        println!(
+            "{:<36} {:<38} {:<20} {:<34} {}",
+            e.id,
+            e.kind,
+            created,
+            e.tenant_id.as_deref().unwrap_or("-"),
+            outcome
+        );
+    }
+    println!("{} event(s)", events.len());
+    store.close().await;
+    Ok(())
+}
+
+/// `onboard events replay [--type T] [--since DATE] [--tenant ID]`.
+pub async fn events_replay(
+    settings: Settings,
+    kind: Option<String>,
+    since: Option<&str>,
+    tenant: Option<&str>,
+) -> anyhow::Result<()> {
+    let filter = crate::billing::events::ReplayFilter {
+        kind,
+        since: since.map(parse_since).transpose()?,
+        tenant: tenant.map(tenant_arg).transpose()?,
+    };
+    let store = connect(&settings).await?;
+    let state = crate::app::AppState::new(settings, store.clone());
+    let report = crate::billing::events::replay(&state, &filter).await?;
+    println!(
+        "replayed {} event(s): {} changed something, {} of a type no handler takes",
+        report.replayed, report.changed, report.ignored
+    );
     store.close().await;
     Ok(())
 }

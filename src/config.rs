@@ -146,6 +146,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "signups allowed per client IP per hour (0 = no limit)",
     ),
     (
+        "TRIAL_DAYS",
+        "0",
+        "free trial days added to each Stripe checkout (0 = no trial, at most 730)",
+    ),
+    (
+        "DEPROVISION_GRACE_DAYS",
+        "30",
+        "days after cancellation before a workspace and its personal data are erased",
+    ),
+    (
         "TRUSTED_PROXIES",
         "",
         "comma-separated CIDRs whose X-Forwarded-For is believed",
@@ -318,6 +328,10 @@ pub struct Settings {
     pub max_provisioning_retries: u32,
     pub sample_data_enabled: bool,
     pub signup_rate_limit_per_hour: u32,
+    /// `subscription_data[trial_period_days]` of each checkout; 0 = none.
+    pub trial_days: u32,
+    /// Days between cancellation and erasure.
+    pub deprovision_grace_days: u32,
     pub trusted_proxies: Vec<IpNet>,
     pub admin_token: Option<SecretString>,
     pub operator_email: String,
@@ -478,6 +492,8 @@ impl Settings {
             max_provisioning_retries: p.parse("MAX_PROVISIONING_RETRIES")?,
             sample_data_enabled: p.boolean("SAMPLE_DATA_ENABLED")?,
             signup_rate_limit_per_hour: p.parse("SIGNUP_RATE_LIMIT_PER_HOUR")?,
+            trial_days: p.bounded("TRIAL_DAYS", 0, 730)?,
+            deprovision_grace_days: p.bounded("DEPROVISION_GRACE_DAYS", 0, 3650)?,
             trusted_proxies: p.cidrs("TRUSTED_PROXIES")?,
             admin_token: p.secret("ADMIN_TOKEN"),
             operator_email: p.string("OPERATOR_EMAIL"),
@@ -858,6 +874,15 @@ impl Parser<'_> {
         let v = self.string(key);
         v.parse::<T>()
             .map_err(|e| self.error(key, format!("'{v}' is not valid here: {e}")))
+    }
+
+    /// A whole number within `min..=max`.
+    fn bounded(&self, key: &str, min: u32, max: u32) -> Result<u32, ConfigError> {
+        let n: u32 = self.parse(key)?;
+        if !(min..=max).contains(&n) {
+            return Err(self.error(key, format!("'{n}' is out of range {min}..={max}")));
+        }
+        Ok(n)
     }
 
     fn boolean(&self, key: &str) -> Result<bool, ConfigError> {

@@ -39,6 +39,35 @@ enum Command {
         #[command(subcommand)]
         command: TenantsCommand,
     },
+    /// Stored Stripe events: list them, or put them through today's handlers again.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Recent events with their outcome, newest first.
+    List {
+        /// Only events about this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Put stored events through today's handlers, oldest first (idempotent).
+    Replay {
+        /// Only events of this type (e.g. invoice.payment_failed).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Only events created on or after this date (YYYY-MM-DD, UTC, or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events about this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -102,6 +131,17 @@ fn main() -> std::process::ExitCode {
                 command: TenantsCommand::Retry { tenant_id, force },
             } => cli::tenants_retry(settings, &tenant_id, force).await,
             Command::Migrate => cli::migrate(settings).await,
+            Command::Events {
+                command: EventsCommand::List { tenant, limit },
+            } => cli::events_list(settings, tenant.as_deref(), limit).await,
+            Command::Events {
+                command:
+                    EventsCommand::Replay {
+                        kind,
+                        since,
+                        tenant,
+                    },
+            } => cli::events_replay(settings, kind, since.as_deref(), tenant.as_deref()).await,
             Command::Tenants {
                 command: TenantsCommand::List { status, limit },
             } => cli::tenants_list(settings, status.as_deref(), limit).await,

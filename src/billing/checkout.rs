@@ -65,6 +65,7 @@ pub async fn create(
         customer_email: email.to_string(),
         success_url: success,
         cancel_url: cancel,
+        trial_days: app.settings.trial_days,
     };
     let session = stripe
         .create_checkout_session(&req, &format!("onboard-{tenant}-checkout-v1"))

@@ -229,6 +229,15 @@ impl Applied {
         }
     }
 
+    /// Whether applying the event changed anything.
+    fn changed(&self) -> bool {
+        matches!(
+            self,
+            Applied::Done(Fulfilment::Started | Fulfilment::Abandoned, _)
+                | Applied::Lifecycle(lifecycle::Outcome::Applied { .. })
+        )
+    }
+
     /// The tenant the event was found to be about.
     fn tenant(&self) -> Option<TenantId> {
         match self {
@@ -336,4 +345,122 @@ pub async fn stored_completed_session(
         .and_then(|p| serde_json::from_str::<Value>(&p).ok())
         .and_then(|v| v.pointer("/data/object").cloned())
         .and_then(|o| serde_json::from_value(o).ok()))
+}
+
+/// One stored event, as `onboard events list` shows it.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct StoredEvent {
+    pub id: String,
+    #[sqlx(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Stripe's time (seconds).
+    pub created: i64,
+    pub received_at: i64,
+    pub processed_at: Option<i64>,
+    pub outcome: Option<String>,
+    pub tenant_id: Option<String>,
+}
+
+const EVENT_COLUMNS: &str = "id, type, created, received_at, processed_at, outcome, tenant_id";
+
+/// The newest `limit` stored events (by Stripe time), optionally of one tenant.
+pub async fn list(
+    store: &crate::store::Store,
+    tenant: Option<&TenantId>,
+    limit: i64,
+) -> StoreResult<Vec<StoredEvent>> {
+    Ok(with_reader!(store, |pool| {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM webhook_events WHERE ($1 IS NULL OR tenant_id = $1) \
+             ORDER BY created DESC, received_at DESC, id DESC LIMIT $2"
+        )))
+        .bind(tenant.map(TenantId::as_str))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+/// Which stored events a replay puts through today's handlers.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFilter {
+    pub kind: Option<String>,
+    /// Stripe time (seconds): events created at or after it.
+    pub since: Option<i64>,
+    pub tenant: Option<TenantId>,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Events put through the handlers.
+    pub replayed: usize,
+    /// Of those, events that changed something (a status, a plan, the held subscription).
+    pub changed: usize,
+    /// Of those, events of a type no handler takes (stored as ignored again).
+    pub ignored: usize,
+}
+
+/// Puts the stored events that `filter` selects through today's handlers, oldest (Stripe
+/// time) first, each in its own transaction, and stores each one's new outcome. Handlers are
+/// idempotent, so replaying twice changes nothing the second time. Events about a tenant found
+/// only by its Stripe ids (those never processed, or ignored before their type was handled)
+/// are selected by `--tenant` through the ids and the tenant id in their payload.
+pub async fn replay(app: &AppState, filter: &ReplayFilter) -> StoreResult<ReplayReport> {
+    let needles: Vec<String> = match &filter.tenant {
+        Some(id) => {
+            let t = app.store.tenant(id).await?;
+            let mut n = vec![id.to_string()];
+            if let Some(t) = t {
+                n.extend(t.stripe_customer_id);
+                n.extend(t.stripe_subscription_id);
+            }
+            n
+        }
+        None => vec![],
+    };
+    let rows: Vec<(String, String, i64, String, Option<String>)> =
+        with_reader!(&app.store, |pool| {
+            sqlx::query_as(
+                "SELECT id, type, created, payload, tenant_id FROM webhook_events \
+             WHERE ($1 IS NULL OR type = $1) AND ($2 IS NULL OR created >= $2) \
+             ORDER BY created, received_at, id",
+            )
+            .bind(filter.kind.as_deref())
+            .bind(filter.since)
+            .fetch_all(pool)
+            .await?
+        });
+    let mut report = ReplayReport::default();
+    for (id, kind, created, payload, tenant_id) in rows {
+        if let Some(wanted) = &filter.tenant {
+            let matches = match &tenant_id {
+                Some(t) => t == wanted.as_str(),
+                None => needles.iter().any(|n| payload.contains(n.as_str())),
+            };
+            if !matches {
+                continue;
+            }
+        }
+        let object = serde_json::from_str::<Value>(&payload)
+            .ok()
+            .and_then(|v| v.pointer("/data/object").cloned());
+        let mut tx = app.store.begin().await?;
+        let applied = apply_in(&mut tx, app, &kind, created, object).await?;
+        let (outcome, tenant) = match &applied {
+            Some(a) => (a.outcome(), a.tenant()),
+            None => (IGNORED.to_string(), None),
+        };
+        mark_processed(&mut tx, &id, &outcome, tenant.as_ref()).await?;
+        tx.commit().await?;
+        report.replayed += 1;
+        match &applied {
+            Some(a) if a.changed() => report.changed += 1,
+            Some(_) => {}
+            None => report.ignored += 1,
+        }
+    }
+    app.jobs_ready.notify_one();
+    Ok(report)
 }

@@ -40,6 +40,8 @@ pub struct CheckoutRequest {
     pub customer_email: String,
     pub success_url: String,
     pub cancel_url: String,
+    /// `subscription_data[trial_period_days]`; 0 leaves the field out.
+    pub trial_days: u32,
 }
 
 /// The fields of a Checkout Session that onboard reads.
@@ -224,8 +226,12 @@ pub fn checkout_form_body(req: &CheckoutRequest) -> String {
         // Session metadata is not copied to the subscription; later invoices need the tenant.
         ("subscription_data[metadata][tenant_id]", &req.tenant_id),
     ];
+    let trial = (req.trial_days > 0).then(|| req.trial_days.to_string());
+    let trial_field = trial
+        .as_deref()
+        .map(|days| ("subscription_data[trial_period_days]", days));
     let mut body = String::new();
-    for (key, value) in fields {
+    for (key, value) in fields.into_iter().chain(trial_field) {
         if !body.is_empty() {
             body.push('&');
         }
@@ -312,7 +318,23 @@ mod tests {
             success_url: "https://app.example.com/signup/success?session_id={CHECKOUT_SESSION_ID}"
                 .into(),
             cancel_url: "https://app.example.com/signup/cancel".into(),
+            trial_days: 0,
         }
+    }
+
+    #[test]
+    fn a_trial_adds_trial_period_days_after_the_contract_fields() {
+        let body = checkout_form_body(&CheckoutRequest {
+            trial_days: 14,
+            ..alice()
+        });
+        assert_eq!(
+            body,
+            format!(
+                "{}&subscription_data[trial_period_days]=14",
+                contract_body()
+            )
+        );
     }
 
     fn client_for(server: &MockServer) -> StripeClient {

@@ -15,6 +15,7 @@ store_tests!(
     a_deleted_subscription_cancels_the_tenant,
     every_delivery_order_ends_in_the_same_state,
     an_invoice_for_an_unknown_subscription_is_found_by_its_metadata,
+    history_stored_before_its_handlers_existed_is_replayed_once,
 );
 
 /// The Stripe ids the dev checkout stored for a tenant.
@@ -481,4 +482,127 @@ async fn an_invoice_for_an_unknown_subscription_is_found_by_its_metadata(backend
     .await;
     settled(&app).await;
     assert_eq!(status_of(&app, &t.tenant_id).await, "past_due");
+}
+
+/// Stores `event` as an event of a type nobody handled when it arrived (the history received
+/// before the lifecycle handlers existed).
+async fn store_as_ignored(app: &TestApp, event: &Value) {
+    let payload = event.to_string();
+    onboard::with_pool!(&app.store, |pool| {
+        sqlx::query(
+            "INSERT INTO webhook_events (id, type, object_id, created, payload, received_at, processed_at, outcome) \
+             VALUES ($1, $2, NULL, $3, $4, 0, 0, 'ignored: unhandled type')",
+        )
+        .bind(event["id"].as_str().unwrap())
+        .bind(event["type"].as_str().unwrap())
+        .bind(event["created"].as_i64().unwrap())
+        .bind(&payload)
+        .execute(pool)
+        .await
+        .unwrap();
+    });
+}
+
+async fn history_stored_before_its_handlers_existed_is_replayed_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("replay@example.com", "starter").await;
+    let other = app.active_tenant("bystander@example.com", "starter").await;
+    let (cus, sub) = stripe_ids(&app, &t.tenant_id).await;
+    let (ocus, osub) = stripe_ids(&app, &other.tenant_id).await;
+    let now = chrono::Utc::now().timestamp();
+    let failed = event(
+        &evt_id(),
+        "invoice.payment_failed",
+        now - 100,
+        legacy_invoice(&cus, &sub, "open"),
+    );
+    let unpaid = event(
+        &evt_id(),
+        "customer.subscription.updated",
+        now - 50,
+        subscription(&cus, &sub, &t.tenant_id, "unpaid", false, "starter"),
+    );
+    let bystander = event(
+        &evt_id(),
+        "invoice.payment_failed",
+        now - 70,
+        legacy_invoice(&ocus, &osub, "open"),
+    );
+    // Stored newest first: the replay orders by Stripe time, not by arrival.
+    for e in [&unpaid, &bystander, &failed] {
+        store_as_ignored(&app, e).await;
+    }
+    let (ok, out, err) =
+        crate::pipeline::operator(&app, &["events", "replay", "--tenant", &t.tenant_id]);
+    assert!(ok, "{err}");
+    // Its checkout's completion is replayed too, and changes nothing.
+    assert!(
+        out.contains("replayed 3 event(s): 2 changed something"),
+        "{out}"
+    );
+    let id = TenantId::parse(&t.tenant_id).unwrap();
+    let path = [
+        "pending_payment",
+        "provisioning",
+        "active",
+        "past_due",
+        "suspended",
+    ];
+    assert_eq!(app.status_path(&id).await, path);
+    assert_eq!(
+        status_of(&app, &other.tenant_id).await,
+        "active",
+        "only the named tenant"
+    );
+
+    let (ok, out, err) =
+        crate::pipeline::operator(&app, &["events", "replay", "--tenant", &t.tenant_id]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("replayed 3 event(s): 0 changed something"),
+        "{out}"
+    );
+    assert_eq!(
+        app.status_path(&id).await,
+        path,
+        "a second replay changes nothing"
+    );
+
+    let (ok, out, err) =
+        crate::pipeline::operator(&app, &["events", "list", "--tenant", &t.tenant_id]);
+    assert!(ok, "{err}");
+    let failed_id = failed["id"].as_str().unwrap();
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(failed_id))
+        .unwrap_or_else(|| panic!("{failed_id} in:\n{out}"));
+    assert!(
+        row.contains("invoice.payment_failed") && row.contains("no change"),
+        "{row}"
+    );
+    assert!(out.contains("3 event(s)"), "{out}");
+
+    // All types since a date: the bystander's event is applied too.
+    let day = chrono::DateTime::from_timestamp(now - 200, 0)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    let (ok, out, err) = crate::pipeline::operator(
+        &app,
+        &[
+            "events",
+            "replay",
+            "--type",
+            "invoice.payment_failed",
+            "--since",
+            &day,
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("1 changed something"), "{out}");
+    assert_eq!(status_of(&app, &other.tenant_id).await, "past_due");
+
+    let (ok, _, err) =
+        crate::pipeline::operator(&app, &["events", "replay", "--since", "last week"]);
+    assert!(!ok && err.contains("--since 'last week'"), "{err}");
 }

@@ -486,6 +486,7 @@ async fn signup_with_stripe_sends_the_exact_checkout_request(backend: Backend) {
             customer_email: "alice+test@example.com".into(),
             success_url: app.url("/onboarding/success?session_id={CHECKOUT_SESSION_ID}"),
             cancel_url: app.url("/onboarding/canceled"),
+            trial_days: 0,
         });
     assert_eq!(body, success);
     assert!(body.contains("customer_email=alice%2Btest%40example.com"));
@@ -622,7 +623,7 @@ async fn a_failing_email_transport_dead_letters_the_email_and_a_retry_sends_it_o
 }
 
 /// Runs `onboard <args>` against the test's database; (success, stdout, stderr).
-fn operator(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+pub fn operator(app: &TestApp, args: &[&str]) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_onboard"))
         .args(args)
