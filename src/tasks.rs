@@ -24,6 +24,10 @@ pub fn registry() -> Registry<AppState> {
         .task::<email::Delivery>()
         .task::<workspace::documents::PurgeJob>()
         .periodic::<provisioning::Sweep>(provisioning::SWEEP_EVERY_MS)
+        .periodic::<provisioning::deprovision::Deprovision>(
+            provisioning::deprovision::DEPROVISION_EVERY_MS,
+        )
+        .periodic::<billing::lifecycle::Sweep>(billing::lifecycle::SWEEP_EVERY_MS)
         .periodic::<workspace::sessions::Prune>(workspace::sessions::PRUNE_EVERY_MS)
         .periodic::<PruneRateLimits>(PRUNE_RATE_LIMITS_EVERY_MS)
 }

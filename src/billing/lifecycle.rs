@@ -429,3 +429,73 @@ mod tests {
         );
     }
 }
+
+/// How often the lifecycle sweep runs.
+pub const SWEEP_EVERY_MS: i64 = 5 * 60_000;
+
+/// A signup still waiting for payment this long after it was made is abandoned.
+pub const ABANDON_AFTER_MS: i64 = 7 * 86_400_000;
+
+/// At most this many tenants are moved per run and kind of move.
+const SWEEP_BATCH: i64 = 200;
+
+/// Periodic: abandons signups that never paid (see [`sweep`]).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Sweep {}
+
+impl crate::jobs::Task for Sweep {
+    type Context = AppState;
+    const KIND: crate::jobs::JobKind = crate::jobs::JobKind::new("lifecycle_sweep", 0);
+
+    async fn run(
+        &self,
+        app: &AppState,
+        _: crate::jobs::JobRef<'_>,
+    ) -> Result<crate::jobs::Done, String> {
+        sweep(app, now_ms()).await.map_err(|e| e.to_string())?;
+        Ok(crate::jobs::Done::ByWorker)
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    pub abandoned: usize,
+}
+
+/// Moves `pending_payment` signups older than [`ABANDON_AFTER_MS`] at `now` to `abandoned`.
+pub async fn sweep(app: &AppState, now: i64) -> StoreResult<SweepReport> {
+    let mut report = SweepReport::default();
+    let stale: Vec<String> = crate::with_reader!(&app.store, |pool| {
+        sqlx::query_scalar(
+            "SELECT id FROM tenants WHERE status = 'pending_payment' AND created_at <= $1 \
+             ORDER BY created_at LIMIT $2",
+        )
+        .bind(now - ABANDON_AFTER_MS)
+        .bind(SWEEP_BATCH)
+        .fetch_all(pool)
+        .await?
+    });
+    for id in stale.iter().filter_map(|s| TenantId::parse(s)) {
+        let mut tx = app.store.begin().await?;
+        match tx
+            .transition_tenant_from(
+                &id,
+                TenantStatus::PendingPayment,
+                TenantStatus::Abandoned,
+                "no payment within 7 days of signup",
+                "lifecycle sweep",
+            )
+            .await
+        {
+            Ok(_) => {
+                tx.commit().await?;
+                report.abandoned += 1;
+            }
+            // Paid meanwhile: nothing to do.
+            Err(StoreError::Transition(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}

@@ -9,6 +9,8 @@
 //! `store`, `domain` and the `AppState` handle; must not import `http`, `cli`, `tasks` or
 //! `billing`.
 
+pub mod deprovision;
+
 use std::collections::HashMap;
 use std::time::Instant;
 

@@ -634,6 +634,44 @@ impl VectorStore {
         }
     }
 
+    /// Deletes every namespace of a tenant with all its vectors (Pinecone's `deleteAll`, or the
+    /// embedded rows), and forgets them. Idempotent: a namespace already gone is not an error.
+    pub async fn drop_tenant_namespaces(&self, tenant_id: &str) -> Result<usize, VectorError> {
+        self.check()?;
+        let (Backend::Embedded { store, .. } | Backend::Pinecone { store, .. }) = &self.backend;
+        let names: Vec<String> = with_reader!(store, |pool| {
+            sqlx::query_scalar("SELECT name FROM vector_namespaces WHERE tenant_id = $1")
+                .bind(tenant_id)
+                .fetch_all(pool)
+                .await?
+        });
+        for name in &names {
+            if let Backend::Pinecone { client, .. } = &self.backend {
+                client.delete_all(name).await?;
+            }
+            let mut tx = store.begin().await?;
+            with_conn!(&mut tx, |conn| {
+                sqlx::query("DELETE FROM vectors WHERE namespace = $1")
+                    .bind(name)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("DELETE FROM vector_namespaces WHERE name = $1")
+                    .bind(name)
+                    .execute(&mut *conn)
+                    .await?;
+            });
+            tx.commit().await?;
+            if let Backend::Embedded { cache, .. } = &self.backend {
+                cache
+                    .entries
+                    .lock()
+                    .expect("vector cache lock")
+                    .remove(name);
+            }
+        }
+        Ok(names.len())
+    }
+
     /// Whether the namespace is recorded in our database (either backend).
     pub async fn namespace_exists(&self, name: &str) -> Result<bool, VectorError> {
         let (Backend::Embedded { store, .. } | Backend::Pinecone { store, .. }) = &self.backend;

@@ -4,7 +4,9 @@
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::helpers::{ActiveTenant, Backend, TestApp, assert_error, eventually, spawn_app};
+use crate::helpers::{
+    ActiveTenant, Backend, TestApp, assert_error, eventually, spawn_app, spawn_app_with,
+};
 use crate::store_tests;
 use onboard::domain::TenantId;
 
@@ -16,6 +18,8 @@ store_tests!(
     every_delivery_order_ends_in_the_same_state,
     an_invoice_for_an_unknown_subscription_is_found_by_its_metadata,
     history_stored_before_its_handlers_existed_is_replayed_once,
+    a_canceled_tenant_is_erased_after_the_grace_period_leaving_no_personal_data,
+    signups_that_never_pay_are_abandoned_after_seven_days,
 );
 
 /// The Stripe ids the dev checkout stored for a tenant.
@@ -605,4 +609,192 @@ async fn history_stored_before_its_handlers_existed_is_replayed_once(backend: Ba
     let (ok, _, err) =
         crate::pipeline::operator(&app, &["events", "replay", "--since", "last week"]);
     assert!(!ok && err.contains("--since 'last week'"), "{err}");
+}
+
+/// Every row of every table of the test database, as text (the test's database dump).
+pub async fn dump(app: &TestApp) -> String {
+    let mut out = String::new();
+    match &app.store {
+        onboard::store::Store::Sqlite(pools) => {
+            let pool = &pools.write;
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            for table in tables {
+                let cols: Vec<String> =
+                    sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
+                        .bind(&table)
+                        .fetch_all(pool)
+                        .await
+                        .unwrap();
+                let expr = cols
+                    .iter()
+                    .map(|c| format!("COALESCE(CAST(\"{c}\" AS BLOB), '')"))
+                    .collect::<Vec<_>>()
+                    .join(" || '|' || ");
+                let rows: Vec<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT CAST({expr} AS BLOB) FROM \"{table}\""
+                )))
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                for r in rows {
+                    out.push_str(&format!("{table}: {}\n", String::from_utf8_lossy(&r)));
+                }
+            }
+        }
+        onboard::store::Store::Postgres(pool) => {
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            for table in tables {
+                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT t::text FROM \"{table}\" t"
+                )))
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                for r in rows {
+                    out.push_str(&format!("{table}: {r}\n"));
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn a_canceled_tenant_is_erased_after_the_grace_period_leaving_no_personal_data(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, &[("DEPROVISION_GRACE_DAYS", "0")]).await;
+    let email = "erase.me.4821@example.com";
+    let t = app.active_tenant(email, "starter").await;
+    let keep = app.active_tenant("keep.me@example.com", "starter").await;
+    app.upload(
+        &t.api_key,
+        "notes",
+        &format!("Contact {email} about the renewal."),
+    )
+    .await;
+    crate::login::signed_in(&app, &t).await;
+    crate::login::forgot(&app, email).await;
+    eventually("the reset email", 30, || async {
+        let emails = app.store.list_emails(Some(&t.tenant_id), 20).await.unwrap();
+        emails
+            .iter()
+            .any(|e| e.kind == "password_reset")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        dump(&app).await.contains(email),
+        "the dump finds personal data"
+    );
+    let (cus, sub) = stripe_ids(&app, &t.tenant_id).await;
+    deliver(
+        &app,
+        &event(
+            &evt_id(),
+            "customer.subscription.deleted",
+            chrono::Utc::now().timestamp(),
+            subscription(&cus, &sub, &t.tenant_id, "canceled", false, "starter"),
+        ),
+    )
+    .await;
+    app.wait_for_status(&t.tenant_id, "canceled", 10).await;
+    let id = TenantId::parse(&t.tenant_id).unwrap();
+    let namespace_before = app.state.vectors.count(&t.tenant_id).await.unwrap();
+    assert!(namespace_before > 0);
+
+    let erased = onboard::provisioning::deprovision::run_due(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(erased, 1, "only the canceled tenant is due");
+    let dump = dump(&app).await;
+    let leaks: Vec<&str> = dump
+        .lines()
+        .filter(|l| l.to_lowercase().contains(email))
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "personal data left:\n{}",
+        leaks.join("\n")
+    );
+    assert!(
+        dump.contains("keep.me@example.com"),
+        "other tenants are kept"
+    );
+    // The anonymised row stays, so the funnel still counts the tenant.
+    let row = app
+        .store
+        .tenant(&id)
+        .await
+        .unwrap()
+        .expect("tenant row kept");
+    assert_eq!(row.status.as_str(), "canceled");
+    assert!(row.email.is_empty() && row.company_name.is_empty() && row.password_hash.is_empty());
+    assert!(
+        app.store
+            .billing(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .erased_at
+            .is_some()
+    );
+    assert!(
+        !app.state
+            .vectors
+            .namespace_exists(&t.tenant_id)
+            .await
+            .unwrap()
+    );
+    let keys = app.store.list_api_keys(&id).await.unwrap();
+    assert!(keys.iter().all(|k| k.revoked_at.is_some()), "keys revoked");
+    assert_eq!(
+        app.query(&t.api_key, "renewal", 1).await.status(),
+        401,
+        "a revoked key is refused"
+    );
+    // The email can sign up again, and a second run erases nothing more.
+    assert_eq!(
+        onboard::provisioning::deprovision::run_due(&app.state)
+            .await
+            .unwrap(),
+        0
+    );
+    app.signup(email, "starter").await;
+    assert_eq!(app.query(&keep.api_key, "sample", 1).await.status(), 200);
+}
+
+async fn signups_that_never_pay_are_abandoned_after_seven_days(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (stale, _) = app.checkout("never-paid@example.com", "starter").await;
+    let now = onboard::store::now_ms();
+    let report = onboard::billing::lifecycle::sweep(&app.state, now + 6 * 86_400_000)
+        .await
+        .unwrap();
+    assert_eq!(report.abandoned, 0, "six days is not yet abandoned");
+    let report = onboard::billing::lifecycle::sweep(&app.state, now + 7 * 86_400_000 + 1000)
+        .await
+        .unwrap();
+    assert_eq!(report.abandoned, 1);
+    assert_eq!(status_of(&app, &stale).await, "abandoned");
+    let history = app
+        .store
+        .status_history(&TenantId::parse(&stale).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        history.last().unwrap().reason,
+        "no payment within 7 days of signup"
+    );
+    // The address is free again.
+    app.signup("never-paid@example.com", "starter").await;
 }

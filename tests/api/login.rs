@@ -72,7 +72,7 @@ async fn get_with_cookie(app: &TestApp, path: &str, cookie: &str) -> Response {
 }
 
 /// Signs in with the tenant's password and returns the cookie to send back.
-async fn signed_in(app: &TestApp, t: &ActiveTenant) -> String {
+pub async fn signed_in(app: &TestApp, t: &ActiveTenant) -> String {
     let resp = login_json(app, &t.email, &t.password).await;
     assert_eq!(resp.status(), 200);
     cookie_pair(&set_cookie(&resp))
@@ -871,7 +871,7 @@ async fn reset_link(app: &TestApp, tenant_id: &str, after: usize) -> String {
         .to_string()
 }
 
-async fn forgot(app: &TestApp, email: &str) -> Response {
+pub async fn forgot(app: &TestApp, email: &str) -> Response {
     app.client
         .post(app.url("/login/forgot"))
         .form(&[("email", email)])
