@@ -13,10 +13,12 @@
 //! A feature module: may use `jobs`, `store` and the `AppState` handle; must not import
 //! `http`, `cli`, `tasks` or another feature module.
 
+pub mod brand;
 pub mod message;
 pub mod sendgrid;
 pub mod templates;
 pub mod transport;
+pub mod unsubscribe;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,7 @@ use crate::jobs::{Done, JobKind, JobRef, NewJob, Task};
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
 use crate::{with_conn, with_pool, with_reader};
 
+pub use brand::Brand;
 pub use message::Sender;
 pub use transport::{SendError, Transport};
 
@@ -328,6 +331,7 @@ pub struct Mailer {
 struct Inner {
     transport: Transport,
     sender: Sender,
+    brand: Brand,
     outage: AtomicBool,
     last: Mutex<Option<LastSend>>,
     sent: AtomicU64,
@@ -342,11 +346,12 @@ impl Default for Mailer {
 }
 
 impl Mailer {
-    pub fn new(transport: Transport, sender: Sender) -> Self {
+    pub fn new(transport: Transport, sender: Sender, brand: Brand) -> Self {
         Self {
             inner: Arc::new(Inner {
                 transport,
                 sender,
+                brand,
                 outage: AtomicBool::new(false),
                 last: Mutex::new(None),
                 sent: AtomicU64::new(0),
@@ -366,6 +371,7 @@ impl Mailer {
                 email: "onboarding@onboard.local".into(),
                 reply_to: None,
             },
+            Brand::development(),
         )
     }
 
@@ -376,6 +382,11 @@ impl Mailer {
 
     pub fn sender(&self) -> &Sender {
         &self.inner.sender
+    }
+
+    /// What the templates need to know about the sender (links, footer, unsubscribe key).
+    pub fn brand(&self) -> &Brand {
+        &self.inner.brand
     }
 
     /// How the last send of this process went, if there was one.
