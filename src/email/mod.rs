@@ -37,11 +37,39 @@ pub use transport::{SendError, Transport};
 /// Kinds whose bodies carry a secret link: once sent, only a redacted copy is kept.
 const SECRET_BEARING: &[&str] = &["welcome", "password_reset"];
 
+/// Why an email is sent, which decides whether the reader may opt out of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// About the account itself (sign-in, billing, security): always sent, no unsubscribe link.
+    Transactional,
+    /// Reminders along the customer's journey: `List-Unsubscribe` and a footer link.
+    Lifecycle,
+    /// News and offers: `List-Unsubscribe` and a footer link.
+    Marketing,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Transactional => "transactional",
+            Category::Lifecycle => "lifecycle",
+            Category::Marketing => "marketing",
+        }
+    }
+
+    /// Whether the reader can opt out (`List-Unsubscribe`, the footer's link).
+    pub fn unsubscribable(self) -> bool {
+        self != Category::Transactional
+    }
+}
+
 /// A rendered email ready for the outbox.
 #[derive(Debug, Clone)]
 pub struct OutgoingEmail {
     pub tenant_id: Option<String>,
     pub kind: &'static str,
+    pub category: Category,
     /// At most one email per key, ever (e.g. `welcome:{tenant}`).
     pub dedupe_key: Option<String>,
     pub to: String,

@@ -306,6 +306,7 @@ async fn an_unknown_outcome_is_resent_once_with_the_same_message_id(backend: Bac
     // No worker: deliveries are driven by hand.
     let app = crate::helpers::spawn_app_without_worker(backend, &[("SMTP_URL", &smtp.url())]).await;
     let email = onboard::email::templates::password_reset(
+        app.state.mailer.brand(),
         "tenant_x",
         "unknown@example.com",
         "Acme",
