@@ -80,6 +80,31 @@ pub struct OutgoingEmail {
     pub headers: Vec<(String, String)>,
 }
 
+impl OutgoingEmail {
+    /// The email as the outbox would store it right now (queued, a fresh Message-ID in the
+    /// sender's domain): what the transports would send, for previews and tests.
+    pub fn preview(&self, from_address: &str) -> StoredEmail {
+        StoredEmail {
+            id: format!("msg_{}", ulid::Ulid::new()),
+            tenant_id: self.tenant_id.clone(),
+            kind: self.kind.to_string(),
+            to_email: self.to.clone(),
+            subject: self.subject.clone(),
+            preheader: self.preheader.clone(),
+            text_body: self.text.clone(),
+            html_body: self.html.clone(),
+            headers: serde_json::to_string(&self.headers).expect("headers serialize"),
+            message_id: message::new_message_id(message::domain_of(from_address)),
+            status: "queued".into(),
+            transport: None,
+            attempts: 0,
+            last_error: None,
+            created_at: now_ms(),
+            sent_at: None,
+        }
+    }
+}
+
 /// A stored email.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct StoredEmail {
