@@ -231,11 +231,7 @@ mod tests {
     #[test]
     fn every_kind_leaves_as_a_well_formed_message() {
         use crate::email::templates::samples;
-        let sender = Sender {
-            name: "onboard".into(),
-            email: "hello@onboard.example".into(),
-            reply_to: Some("support@onboard.example".into()),
-        };
+        let sender = samples::sender();
         for email in samples::every_kind(&samples::brand()) {
             let stored = email.preview(&sender.email);
             let raw = String::from_utf8(mime(&stored, &sender).unwrap().formatted()).unwrap();

@@ -1,4 +1,6 @@
-//! Email: templates, the outbox (every email is stored first, then delivered by its own job,
+//! Email: templates ([`templates`], one constructor per kind, rendered in the sender's
+//! [`Brand`]; each email has a [`Category`], and Lifecycle and Marketing ones carry a signed
+//! [`unsubscribe`] link), the outbox (every email is stored first, then delivered by its own job,
 //! the [`Delivery`] task), and the transports that send it ([`transport`]: the outbox, SMTP,
 //! SendGrid). The `outbox` transport (default) keeps the message for `/dev/mailbox`.
 //!

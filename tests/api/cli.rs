@@ -56,22 +56,6 @@ fn production_refuses_to_start_without_stripe() {
 }
 
 #[test]
-fn production_refuses_to_start_with_the_placeholder_postal_address() {
-    let out = onboard(&[
-        ("APP_ENV", "production"),
-        ("JWT_SECRET", "a-long-random-production-secret"),
-        ("EMAIL_TRANSPORT", "outbox"),
-        ("STRIPE_SECRET_KEY", "sk_live_x"),
-        ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
-        ("STRIPE_PRICE_ID_STARTER", "price_s"),
-        ("STRIPE_PRICE_ID_PRO", "price_p"),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("EMAIL_POSTAL_ADDRESS"), "{err}");
-}
-
-#[test]
 fn migrate_creates_and_migrates_the_embedded_database() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_onboard"))

@@ -558,12 +558,8 @@ fn spamassassin(messages: &[Vec<u8>]) -> Option<Vec<(f64, String)>> {
 /// with SpamAssassin's local rules; the welcome email first of all.
 #[test]
 fn spamassassin_scores_every_email_well_below_the_spam_line() {
-    use onboard::email::{Sender, message, templates::samples};
-    let sender = Sender {
-        name: "onboard".into(),
-        email: "hello@onboard.example".into(),
-        reply_to: Some("support@onboard.example".into()),
-    };
+    use onboard::email::{message, templates::samples};
+    let sender = samples::sender();
     let emails = samples::every_kind(&samples::brand());
     assert_eq!(emails[0].kind, "welcome");
     let raws: Vec<Vec<u8>> = emails
