@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use crate::billing::stripe::StripeClient;
 use crate::config::Settings;
 use crate::email::sendgrid::SendGrid;
-use crate::email::{Mailer, Sender, Transport};
+use crate::email::{Brand, Mailer, Sender, Transport};
 use crate::search::{Embedder, EmbeddingsClient, PineconeClient, VectorStore};
 use crate::store::Store;
 use crate::workspace::api_keys::KeySigner;
@@ -124,7 +124,13 @@ impl AppState {
             ),
             _ => Transport::Outbox,
         };
-        let mailer = Mailer::new(transport, sender);
+        let brand = Brand::new(
+            settings.app_url.as_str(),
+            &settings.sendgrid_from_name,
+            &settings.email_postal_address,
+            settings.jwt_secret.expose_secret().as_bytes(),
+        );
+        let mailer = Mailer::new(transport, sender, brand);
         let hashing = Arc::new(Hashing::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
             settings.hash_queue_max(),

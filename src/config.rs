@@ -17,6 +17,10 @@ use url::Url;
 /// The JWT secret used when none is configured: fine on a laptop, refused in production.
 pub const DEV_JWT_SECRET: &str = "onboard-development-secret-change-me";
 
+/// The postal address in emails' footers when none is configured: a placeholder, refused in
+/// production (anti-spam law and mailbox providers want the sender's real address).
+pub const DEV_POSTAL_ADDRESS: &str = "onboard, 1 Example Street, Springfield, 00000";
+
 /// Every setting we read, with its default ("" = unset) and what it does.
 pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
@@ -114,6 +118,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "EMAIL_REPLY_TO",
         "",
         "Reply-To of every email; unset = SENDGRID_FROM_EMAIL",
+    ),
+    (
+        "EMAIL_POSTAL_ADDRESS",
+        DEV_POSTAL_ADDRESS,
+        "the sender's postal address, in every email's footer (a placeholder by default: production must set it)",
     ),
     (
         "JWT_SECRET",
@@ -322,6 +331,7 @@ pub struct Settings {
     /// `EMAIL_TRANSPORT` as configured (None: chosen from what is set).
     pub email_transport_setting: Option<String>,
     pub email_reply_to: Option<String>,
+    pub email_postal_address: String,
     pub jwt_secret: SecretString,
     pub jwt_expiry_hours: u32,
     pub provisioning_timeout_seconds: u64,
@@ -486,6 +496,7 @@ impl Settings {
                 .optional("EMAIL_TRANSPORT")
                 .map(|t| t.to_ascii_lowercase()),
             email_reply_to: p.optional("EMAIL_REPLY_TO"),
+            email_postal_address: p.string("EMAIL_POSTAL_ADDRESS"),
             jwt_secret: SecretString::from(p.string("JWT_SECRET")),
             jwt_expiry_hours: p.parse("JWT_EXPIRY_HOURS")?,
             provisioning_timeout_seconds: p.parse("PROVISIONING_TIMEOUT_SECONDS")?,
@@ -636,6 +647,12 @@ impl Settings {
                             .into(),
                     ));
                 }
+            }
+            if self.email_postal_address == DEV_POSTAL_ADDRESS {
+                return Err(p.error(
+                    "EMAIL_POSTAL_ADDRESS",
+                    "required with APP_ENV=production: every email's footer shows the sender's real postal address, not the development placeholder".into(),
+                ));
             }
             if self
                 .admin_token
@@ -1004,7 +1021,7 @@ mod tests {
         assert_eq!(e.key, "DATABASE_URL");
     }
 
-    const PRODUCTION: [(&str, &str); 7] = [
+    const PRODUCTION: [(&str, &str); 8] = [
         ("APP_ENV", "production"),
         ("JWT_SECRET", "a-long-random-production-secret"),
         ("EMAIL_TRANSPORT", "outbox"),
@@ -1012,6 +1029,10 @@ mod tests {
         ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
         ("STRIPE_PRICE_ID_STARTER", "price_s"),
         ("STRIPE_PRICE_ID_PRO", "price_p"),
+        (
+            "EMAIL_POSTAL_ADDRESS",
+            "Onboard Ltd, 12 Harbour Road, Exampleton EX1 2AB, United Kingdom",
+        ),
     ];
 
     #[test]
@@ -1022,8 +1043,8 @@ mod tests {
     }
 
     #[test]
-    fn production_refuses_to_start_without_stripe() {
-        // Each Stripe setting left out in turn is named.
+    fn production_refuses_to_start_without_stripe_or_a_postal_address() {
+        // Each Stripe setting, and the postal address, left out in turn is named.
         for missing in 2..PRODUCTION.len() {
             let mut settings = PRODUCTION.to_vec();
             let (key, _) = settings.remove(missing);

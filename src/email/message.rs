@@ -215,6 +215,80 @@ mod tests {
         assert!(plain < html, "plain text first");
     }
 
+    /// The header block of a raw message, unfolded: (name, value) in order.
+    fn headers_of(raw: &str) -> Vec<(String, String)> {
+        let head = raw.split("\r\n\r\n").next().unwrap();
+        head.replace("\r\n ", " ")
+            .replace("\r\n\t", " ")
+            .split("\r\n")
+            .map(|line| {
+                let (name, value) = line.split_once(':').expect("a header line");
+                (name.to_string(), value.trim().to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_kind_leaves_as_a_well_formed_message() {
+        use crate::email::templates::samples;
+        let sender = samples::sender();
+        for email in samples::every_kind(&samples::brand()) {
+            let stored = email.preview(&sender.email);
+            let raw = String::from_utf8(mime(&stored, &sender).unwrap().formatted()).unwrap();
+            let headers = headers_of(&raw);
+            let all = |name: &str| -> Vec<&str> {
+                headers
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.as_str())
+                    .collect()
+            };
+            let one = |name: &str| -> &str {
+                let values = all(name);
+                assert_eq!(values.len(), 1, "{}: one {name} in\n{raw}", email.kind);
+                values[0]
+            };
+            let kind = email.kind;
+            let message_id = one("Message-ID");
+            assert!(
+                message_id.starts_with('<')
+                    && message_id.ends_with("@onboard.example>")
+                    && message_id.matches('@').count() == 1,
+                "{kind}: {message_id}"
+            );
+            assert!(
+                chrono::DateTime::parse_from_rfc2822(one("Date")).is_ok(),
+                "{kind}: {}",
+                one("Date")
+            );
+            assert_eq!(one("From"), "onboard <hello@onboard.example>", "{kind}");
+            assert_eq!(one("Reply-To"), "onboard <support@onboard.example>");
+            assert_eq!(one("To"), email.to);
+            assert!(!one("Subject").is_empty());
+            assert_eq!(one("MIME-Version"), "1.0");
+            assert!(
+                one("Content-Type").starts_with("multipart/alternative"),
+                "{kind}"
+            );
+            let plain = raw.find("Content-Type: text/plain").expect("a text part");
+            let html = raw.find("Content-Type: text/html").expect("an HTML part");
+            assert!(plain < html, "{kind}: plain text before HTML");
+            let (list, post) = (all("List-Unsubscribe"), all("List-Unsubscribe-Post"));
+            if email.category.unsubscribable() {
+                assert_eq!(list.len(), 1, "{kind}");
+                assert!(
+                    list[0].starts_with("<https://app.onboard.example/unsubscribe?token=")
+                        && list[0].ends_with('>'),
+                    "{kind}: {}",
+                    list[0]
+                );
+                assert_eq!(post, ["List-Unsubscribe=One-Click"], "{kind}");
+            } else {
+                assert!(list.is_empty() && post.is_empty(), "{kind}: {list:?}");
+            }
+        }
+    }
+
     #[test]
     fn the_sendgrid_body_follows_the_contract() {
         let body = sendgrid_body(&stored(), &sender());

@@ -1,4 +1,6 @@
-//! Email: templates, the outbox (every email is stored first, then delivered by its own job,
+//! Email: templates ([`templates`], one constructor per kind, rendered in the sender's
+//! [`Brand`]; each email has a [`Category`], and Lifecycle and Marketing ones carry a signed
+//! [`unsubscribe`] link), the outbox (every email is stored first, then delivered by its own job,
 //! the [`Delivery`] task), and the transports that send it ([`transport`]: the outbox, SMTP,
 //! SendGrid). The `outbox` transport (default) keeps the message for `/dev/mailbox`.
 //!
@@ -13,10 +15,12 @@
 //! A feature module: may use `jobs`, `store` and the `AppState` handle; must not import
 //! `http`, `cli`, `tasks` or another feature module.
 
+pub mod brand;
 pub mod message;
 pub mod sendgrid;
 pub mod templates;
 pub mod transport;
+pub mod unsubscribe;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,17 +32,46 @@ use crate::jobs::{Done, JobKind, JobRef, NewJob, Task};
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
 use crate::{with_conn, with_pool, with_reader};
 
+pub use brand::Brand;
 pub use message::Sender;
 pub use transport::{SendError, Transport};
 
 /// Kinds whose bodies carry a secret link: once sent, only a redacted copy is kept.
 const SECRET_BEARING: &[&str] = &["welcome", "password_reset"];
 
+/// Why an email is sent, which decides whether the reader may opt out of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// About the account itself (sign-in, billing, security): always sent, no unsubscribe link.
+    Transactional,
+    /// Reminders along the customer's journey: `List-Unsubscribe` and a footer link.
+    Lifecycle,
+    /// News and offers: `List-Unsubscribe` and a footer link.
+    Marketing,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Transactional => "transactional",
+            Category::Lifecycle => "lifecycle",
+            Category::Marketing => "marketing",
+        }
+    }
+
+    /// Whether the reader can opt out (`List-Unsubscribe`, the footer's link).
+    pub fn unsubscribable(self) -> bool {
+        self != Category::Transactional
+    }
+}
+
 /// A rendered email ready for the outbox.
 #[derive(Debug, Clone)]
 pub struct OutgoingEmail {
     pub tenant_id: Option<String>,
     pub kind: &'static str,
+    pub category: Category,
     /// At most one email per key, ever (e.g. `welcome:{tenant}`).
     pub dedupe_key: Option<String>,
     pub to: String,
@@ -47,6 +80,31 @@ pub struct OutgoingEmail {
     pub text: String,
     pub html: String,
     pub headers: Vec<(String, String)>,
+}
+
+impl OutgoingEmail {
+    /// The email as the outbox would store it right now (queued, a fresh Message-ID in the
+    /// sender's domain): what the transports would send, for previews and tests.
+    pub fn preview(&self, from_address: &str) -> StoredEmail {
+        StoredEmail {
+            id: format!("msg_{}", ulid::Ulid::new()),
+            tenant_id: self.tenant_id.clone(),
+            kind: self.kind.to_string(),
+            to_email: self.to.clone(),
+            subject: self.subject.clone(),
+            preheader: self.preheader.clone(),
+            text_body: self.text.clone(),
+            html_body: self.html.clone(),
+            headers: serde_json::to_string(&self.headers).expect("headers serialize"),
+            message_id: message::new_message_id(message::domain_of(from_address)),
+            status: "queued".into(),
+            transport: None,
+            attempts: 0,
+            last_error: None,
+            created_at: now_ms(),
+            sent_at: None,
+        }
+    }
 }
 
 /// A stored email.
@@ -328,6 +386,7 @@ pub struct Mailer {
 struct Inner {
     transport: Transport,
     sender: Sender,
+    brand: Brand,
     outage: AtomicBool,
     last: Mutex<Option<LastSend>>,
     sent: AtomicU64,
@@ -342,11 +401,12 @@ impl Default for Mailer {
 }
 
 impl Mailer {
-    pub fn new(transport: Transport, sender: Sender) -> Self {
+    pub fn new(transport: Transport, sender: Sender, brand: Brand) -> Self {
         Self {
             inner: Arc::new(Inner {
                 transport,
                 sender,
+                brand,
                 outage: AtomicBool::new(false),
                 last: Mutex::new(None),
                 sent: AtomicU64::new(0),
@@ -366,6 +426,7 @@ impl Mailer {
                 email: "onboarding@onboard.local".into(),
                 reply_to: None,
             },
+            Brand::development(),
         )
     }
 
@@ -376,6 +437,11 @@ impl Mailer {
 
     pub fn sender(&self) -> &Sender {
         &self.inner.sender
+    }
+
+    /// What the templates need to know about the sender (links, footer, unsubscribe key).
+    pub fn brand(&self) -> &Brand {
+        &self.inner.brand
     }
 
     /// How the last send of this process went, if there was one.

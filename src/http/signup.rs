@@ -183,7 +183,8 @@ pub async fn signup(
         Err(e) => return Err(e.into()),
     }
     if sales_assisted {
-        let email = templates::sales_notification(
+        let email = templates::enterprise_request(
+            state.mailer.brand(),
             tenant.id.as_str(),
             &state.settings.operator_email,
             &tenant.company_name,

@@ -415,15 +415,16 @@ async fn queue_welcome_in(
             i64::from(hours) * 3_600_000,
         )
         .await?;
-    let base = &app.settings.app_url;
-    let login_url = base.join(&format!("login/magic?token={token}"))?;
-    let docs_url = base.join("docs")?;
+    let login_url = app
+        .settings
+        .app_url
+        .join(&format!("login/magic?token={token}"))?;
     let email = templates::welcome(
+        app.mailer.brand(),
         tenant.id.as_str(),
         &tenant.email,
         &tenant.company_name,
         login_url.as_str(),
-        docs_url.as_str(),
         hours,
     );
     Ok(tx

@@ -1,6 +1,7 @@
 //! Email that leaves the machine: a real SMTP server on loopback (aiosmtpd, from PyPI, started
-//! by the test), SendGrid against a local fake checking the exact request, outages, and the
-//! send-once rule when a process stops between the send and its record.
+//! by the test), SendGrid against a local fake checking the exact request, outages, the
+//! send-once rule when a process stops between the send and its record, and SpamAssassin's
+//! verdict on the message as SMTP sends it.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -306,6 +307,7 @@ async fn an_unknown_outcome_is_resent_once_with_the_same_message_id(backend: Bac
     // No worker: deliveries are driven by hand.
     let app = crate::helpers::spawn_app_without_worker(backend, &[("SMTP_URL", &smtp.url())]).await;
     let email = onboard::email::templates::password_reset(
+        app.state.mailer.brand(),
         "tenant_x",
         "unknown@example.com",
         "Acme",
@@ -477,4 +479,107 @@ async fn sendgrid_gets_the_contract_request_and_a_refusal_is_kept(backend: Backe
         "{error}"
     );
     sendgrid.verify().await;
+}
+
+/// SpamAssassin's verdict on each raw message, with its local rules only (no network tests, no
+/// Bayes, a throwaway home): the score and the rules that fired, in order. `None`, saying so,
+/// when spamassassin is not installed (`.ci/run` installs Debian's).
+fn spamassassin(messages: &[Vec<u8>]) -> Option<Vec<(f64, String)>> {
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let child = Command::new("spamassassin")
+        .args([
+            "--local",
+            "--test-mode",
+            "--mbox",
+            "--cf=use_bayes 0",
+            "--cf=bayes_auto_learn 0",
+        ])
+        .env("HOME", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!(
+            "SKIPPED SpamAssassin test: spamassassin is not installed (apt-get install spamassassin)"
+        );
+        return None;
+    };
+    // One mbox: a `From ` line before each message, body lines that start so escaped.
+    let mut mbox = String::new();
+    for raw in messages {
+        let raw = String::from_utf8_lossy(raw).replace("\r\n", "\n");
+        mbox.push_str("From hello@onboard.example Thu Dec  3 10:00:00 2026\n");
+        mbox.push_str(&raw.replace("\nFrom ", "\n>From "));
+        mbox.push_str("\n\n");
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(mbox.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let checked = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    // `X-Spam-Status: No, score=-0.0 required=5.0 tests=A,B,\n\tC autolearn=… version=…`
+    let verdicts: Vec<(f64, String)> = checked
+        .split("\nX-Spam-Status:")
+        .skip(1)
+        .map(|rest| {
+            let mut status = String::new();
+            for (n, line) in rest.split('\n').enumerate() {
+                if n > 0 && !line.starts_with([' ', '\t']) {
+                    break;
+                }
+                status.push_str(line.trim());
+                status.push(' ');
+            }
+            let after = |name: &str| status.split_once(name).map_or("", |(_, r)| r).to_string();
+            let score = after("score=")
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse().ok())
+                .expect("a score");
+            let tests = after("tests=")
+                .split_whitespace()
+                .take_while(|t| !t.contains('='))
+                .collect::<String>();
+            (score, tests)
+        })
+        .collect();
+    assert_eq!(
+        verdicts.len(),
+        messages.len(),
+        "one verdict per message; spamassassin said: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(verdicts)
+}
+
+/// Every kind of email as SMTP sends it (`message::mime`, a realistic sender) scores below 1.0
+/// with SpamAssassin's local rules; the welcome email first of all.
+#[test]
+fn spamassassin_scores_every_email_well_below_the_spam_line() {
+    use onboard::email::{message, templates::samples};
+    let sender = samples::sender();
+    let emails = samples::every_kind(&samples::brand());
+    assert_eq!(emails[0].kind, "welcome");
+    let raws: Vec<Vec<u8>> = emails
+        .iter()
+        .map(|e| {
+            message::mime(&e.preview(&sender.email), &sender)
+                .unwrap()
+                .formatted()
+        })
+        .collect();
+    let Some(verdicts) = spamassassin(&raws) else {
+        return;
+    };
+    for ((email, raw), (score, tests)) in emails.iter().zip(&raws).zip(&verdicts) {
+        eprintln!("SpamAssassin {}: score={score} tests={tests}", email.kind);
+        assert!(
+            *score < 1.0,
+            "{}: score {score} (rules {tests}) for:\n{}",
+            email.kind,
+            String::from_utf8_lossy(raw)
+        );
+    }
 }

@@ -406,7 +406,7 @@ async fn enterprise_signups_go_to_sales_review_and_notify_the_operator(backend: 
     assert!(b["checkout_url"].is_null());
     assert!(b["message"].as_str().unwrap().contains("sales"));
     let emails = wait_for_sent_emails(&app, b["tenant_id"].as_str().unwrap(), 1).await;
-    assert_eq!(emails[0].kind, "sales_notification");
+    assert_eq!(emails[0].kind, "enterprise_request");
     assert_eq!(emails[0].to_email, "operators@onboard.local");
 }
 

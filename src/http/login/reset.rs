@@ -247,6 +247,7 @@ async fn send_reset_link(state: &AppState, ip: &ClientIp, req: ForgotRequest) ->
         .join(&format!("login/reset?token={token}"))
         .map_err(|e| ApiError::internal("reset link", e))?;
     let mail = templates::password_reset(
+        state.mailer.brand(),
         tenant.id.as_str(),
         &tenant.email,
         &tenant.company_name,
