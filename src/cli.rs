@@ -155,6 +155,22 @@ pub async fn tenants_retry(settings: Settings, id: &str, force: bool) -> anyhow:
     Ok(())
 }
 
+/// `onboard tenants approve <tenant_id>`.
+pub async fn tenants_approve(settings: Settings, id: &str) -> anyhow::Result<()> {
+    let tenant = tenant_arg(id)?;
+    let store = connect(&settings).await?;
+    let state = crate::app::AppState::new(settings, store.clone());
+    let approval = crate::billing::account::approve(&state, &tenant, "operator")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("tenant {id} approved: its workspace is being set up by the workers");
+    if let Some(url) = approval.invoice_url {
+        println!("invoice sent by Stripe: {url}");
+    }
+    store.close().await;
+    Ok(())
+}
+
 /// `onboard migrate`.
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let store = connect(&settings).await?;

@@ -87,6 +87,8 @@ enum TenantsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Approve an enterprise signup in sales_review: provision it (and, with Stripe, invoice it).
+    Approve { tenant_id: String },
     /// List tenants, newest first.
     List {
         /// Only tenants in this status (e.g. failed, provisioning).
@@ -131,6 +133,9 @@ fn main() -> std::process::ExitCode {
                 command: TenantsCommand::Retry { tenant_id, force },
             } => cli::tenants_retry(settings, &tenant_id, force).await,
             Command::Migrate => cli::migrate(settings).await,
+            Command::Tenants {
+                command: TenantsCommand::Approve { tenant_id },
+            } => cli::tenants_approve(settings, &tenant_id).await,
             Command::Events {
                 command: EventsCommand::List { tenant, limit },
             } => cli::events_list(settings, tenant.as_deref(), limit).await,

@@ -265,6 +265,9 @@ pub async fn apply_in(
             .get("trial_end")
             .and_then(Value::as_i64)
             .unwrap_or(created);
+        if matches!(current, TenantStatus::Active | TenantStatus::PastDue) {
+            super::notify::trial_ending(tx, app, &tenant, trial_end).await?;
+        }
         return Ok(Outcome::TrialEnding { tenant, trial_end });
     }
     let observed = match observation(kind, created, object) {
@@ -323,7 +326,7 @@ pub async fn apply_in(
         }
     }
     let moved = now_held.and_then(|h| subscription::follow(current, h.status));
-    if let Some(to) = moved {
+    if let (Some(to), Some(h)) = (moved, now_held) {
         tx.transition_tenant_from(
             &tenant,
             current,
@@ -332,6 +335,7 @@ pub async fn apply_in(
             "stripe webhook",
         )
         .await?;
+        super::notify::on_move(tx, app, &tenant, current, to, h.at).await?;
     } else if now_held == held_obs
         && plan_moved.is_none()
         && observed.is_some()
@@ -457,15 +461,46 @@ impl crate::jobs::Task for Sweep {
     }
 }
 
+/// A signup still waiting for payment this long after it was made gets its one reminder.
+pub const REMIND_AFTER_MS: i64 = 3_600_000;
+
 /// What one sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SweepReport {
+    pub reminded: usize,
     pub abandoned: usize,
 }
 
-/// Moves `pending_payment` signups older than [`ABANDON_AFTER_MS`] at `now` to `abandoned`.
+/// Sends the one checkout reminder to `pending_payment` signups older than
+/// [`REMIND_AFTER_MS`], and moves those older than [`ABANDON_AFTER_MS`] to `abandoned`, at `now`.
 pub async fn sweep(app: &AppState, now: i64) -> StoreResult<SweepReport> {
     let mut report = SweepReport::default();
+    let unreminded: Vec<(String, String)> = crate::with_reader!(&app.store, |pool| {
+        sqlx::query_as(
+            "SELECT t.id, t.stripe_checkout_session_id FROM tenants t WHERE t.status = 'pending_payment' \
+             AND t.created_at <= $1 AND t.created_at > $2 AND t.stripe_checkout_session_id IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM email_outbox e WHERE e.dedupe_key = 'checkout_reminder:' || t.id) \
+             ORDER BY t.created_at LIMIT $3",
+        )
+        .bind(now - REMIND_AFTER_MS)
+        .bind(now - ABANDON_AFTER_MS)
+        .bind(SWEEP_BATCH)
+        .fetch_all(pool)
+        .await?
+    });
+    for (id, session) in unreminded {
+        let Some(id) = TenantId::parse(&id) else {
+            continue;
+        };
+        let mut tx = app.store.begin().await?;
+        if super::notify::checkout_reminder(&mut tx, app, &id, &session).await? {
+            report.reminded += 1;
+        }
+        tx.commit().await?;
+    }
+    if report.reminded > 0 {
+        app.jobs_ready.notify_one();
+    }
     let stale: Vec<String> = crate::with_reader!(&app.store, |pool| {
         sqlx::query_scalar(
             "SELECT id FROM tenants WHERE status = 'pending_payment' AND created_at <= $1 \

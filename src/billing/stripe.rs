@@ -170,6 +170,131 @@ impl StripeClient {
         self.send_with_retries(|http| http.get(url.clone())).await
     }
 
+    /// POST {base}/v1/billing_portal/sessions: a Customer Portal session for `customer`, coming
+    /// back to `return_url`. Returns the portal's URL.
+    #[tracing::instrument(skip_all, fields(customer = %customer))]
+    pub async fn create_billing_portal_session(
+        &self,
+        customer: &str,
+        return_url: &str,
+    ) -> Result<String, StripeError> {
+        check_id(customer)?;
+        let url = self.endpoint(&["v1", "billing_portal", "sessions"])?;
+        let body = form_body(&[("customer", customer), ("return_url", return_url)]);
+        let session: UrlObject = self.post_form(url, body, None).await?;
+        Ok(session.url)
+    }
+
+    /// DELETE {base}/v1/subscriptions/{id}: cancels the subscription now (Stripe then sends
+    /// `customer.subscription.deleted`).
+    #[tracing::instrument(skip_all, fields(subscription = %id))]
+    pub async fn cancel_subscription(&self, id: &str) -> Result<(), StripeError> {
+        check_id(id)?;
+        let url = self.endpoint(&["v1", "subscriptions", id])?;
+        let _: serde_json::Value = self
+            .send_with_retries(|http| http.delete(url.clone()))
+            .await?;
+        Ok(())
+    }
+
+    /// The enterprise path after sales approval: a Customer for the tenant, and a subscription
+    /// to `price` billed by invoice (`collection_method=send_invoice`, due in 30 days) whose
+    /// first invoice is finalized so it has a hosted payment page, and sent (Stripe emails the
+    /// customer the invoice with its payment link). Every call carries an
+    /// idempotency key derived from the tenant, so an approval retried creates nothing twice.
+    /// Returns the customer, the subscription and the hosted invoice URL.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id))]
+    pub async fn invoice_subscription(
+        &self,
+        tenant_id: &str,
+        email: &str,
+        company_name: &str,
+        price: &str,
+    ) -> Result<InvoicedSubscription, StripeError> {
+        let url = self.endpoint(&["v1", "customers"])?;
+        let body = form_body(&[
+            ("email", email),
+            ("name", company_name),
+            ("metadata[tenant_id]", tenant_id),
+        ]);
+        let customer: IdObject = self
+            .post_form(url, body, Some(&format!("onboard-{tenant_id}-customer-v1")))
+            .await?;
+        let url = self.endpoint(&["v1", "subscriptions"])?;
+        let body = form_body(&[
+            ("customer", &customer.id),
+            ("items[0][price]", price),
+            ("collection_method", "send_invoice"),
+            ("days_until_due", "30"),
+            ("metadata[tenant_id]", tenant_id),
+            ("expand[0]", "latest_invoice"),
+        ]);
+        let sub: SubscriptionWithInvoice = self
+            .post_form(
+                url,
+                body,
+                Some(&format!("onboard-{tenant_id}-subscription-v1")),
+            )
+            .await?;
+        let invoice = sub
+            .latest_invoice
+            .ok_or_else(|| StripeError::Decode("the subscription has no invoice".into()))?;
+        check_id(&invoice.id)?;
+        let hosted = match invoice.hosted_invoice_url {
+            Some(u) => u,
+            None => {
+                let url = self.endpoint(&["v1", "invoices", &invoice.id, "finalize"])?;
+                let finalized: InvoiceObject = self
+                    .post_form(
+                        url,
+                        String::new(),
+                        Some(&format!("onboard-{tenant_id}-finalize-v1")),
+                    )
+                    .await?;
+                finalized.hosted_invoice_url.ok_or_else(|| {
+                    StripeError::Decode("the finalized invoice has no hosted_invoice_url".into())
+                })?
+            }
+        };
+        // Stripe emails the customer the invoice with its payment link.
+        let url = self.endpoint(&["v1", "invoices", &invoice.id, "send"])?;
+        let _: serde_json::Value = self
+            .post_form(
+                url,
+                String::new(),
+                Some(&format!("onboard-{tenant_id}-send-invoice-v1")),
+            )
+            .await?;
+        Ok(InvoicedSubscription {
+            customer: customer.id,
+            subscription: sub.id,
+            hosted_invoice_url: hosted,
+        })
+    }
+
+    /// A form POST under the retry policy.
+    async fn post_form<T: serde::de::DeserializeOwned>(
+        &self,
+        url: Url,
+        body: String,
+        idempotency_key: Option<&str>,
+    ) -> Result<T, StripeError> {
+        self.send_with_retries(|http| {
+            let req = http
+                .post(url.clone())
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(body.clone());
+            match idempotency_key {
+                Some(key) => req.header("Idempotency-Key", key),
+                None => req,
+            }
+        })
+        .await
+    }
+
     /// `base` with `segments` appended, keeping any path prefix the base already has.
     fn endpoint(&self, segments: &[&str]) -> Result<Url, StripeError> {
         let mut url = self.base.clone();
@@ -207,6 +332,60 @@ impl StripeClient {
     }
 }
 
+/// What [`StripeClient::invoice_subscription`] created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoicedSubscription {
+    pub customer: String,
+    pub subscription: String,
+    pub hosted_invoice_url: String,
+}
+
+#[derive(serde::Deserialize)]
+struct UrlObject {
+    url: String,
+}
+
+#[derive(serde::Deserialize)]
+struct IdObject {
+    id: String,
+}
+
+#[derive(serde::Deserialize)]
+struct InvoiceObject {
+    id: String,
+    #[serde(default)]
+    hosted_invoice_url: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct SubscriptionWithInvoice {
+    id: String,
+    #[serde(default)]
+    latest_invoice: Option<InvoiceObject>,
+}
+
+/// Ids we put in a path: Stripe's alphabet only.
+fn check_id(id: &str) -> Result<(), StripeError> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(local_rejection("invalid Stripe object id"));
+    }
+    Ok(())
+}
+
+/// `key=value&…`, values encoded as the SDKs do ([`encode_form_value`]).
+pub fn form_body(fields: &[(&str, &str)]) -> String {
+    let mut body = String::new();
+    for (key, value) in fields {
+        if !body.is_empty() {
+            body.push('&');
+        }
+        body.push_str(key);
+        body.push('=');
+        encode_form_value(value, &mut body);
+    }
+    body
+}
+
 /// The exact form body (pure, unit-tested against the contract's captured body).
 ///
 /// Written by hand rather than with `serde_urlencoded`: the SDKs leave brackets in keys
@@ -230,16 +409,8 @@ pub fn checkout_form_body(req: &CheckoutRequest) -> String {
     let trial_field = trial
         .as_deref()
         .map(|days| ("subscription_data[trial_period_days]", days));
-    let mut body = String::new();
-    for (key, value) in fields.into_iter().chain(trial_field) {
-        if !body.is_empty() {
-            body.push('&');
-        }
-        body.push_str(key);
-        body.push('=');
-        encode_form_value(value, &mut body);
-    }
-    body
+    let all: Vec<(&str, &str)> = fields.into_iter().chain(trial_field).collect();
+    form_body(&all)
 }
 
 /// Percent-encodes `value` into `out`: only `A-Z a-z 0-9 - . _ *` stay as they are, so a '+' in

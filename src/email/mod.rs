@@ -16,6 +16,7 @@
 //! `http`, `cli`, `tasks` or another feature module.
 
 pub mod brand;
+pub mod consent;
 pub mod message;
 pub mod sendgrid;
 pub mod templates;
@@ -144,14 +145,20 @@ impl Tx {
         email: &OutgoingEmail,
         from_address: &str,
     ) -> StoreResult<Option<String>> {
+        if let Some(tenant) = &email.tenant_id
+            && !self.may_email(tenant, email.category).await?
+        {
+            tracing::info!(tenant_id = %tenant, kind = email.kind, "email not sent: the tenant unsubscribed or did not opt in");
+            return Ok(None);
+        }
         let id = format!("msg_{}", ulid::Ulid::new());
         let message_id = message::new_message_id(message::domain_of(from_address));
         let headers = serde_json::to_string(&email.headers).expect("headers serialize");
         let n = with_conn!(self, |conn| {
             sqlx::query(
                 "INSERT INTO email_outbox (id, tenant_id, kind, dedupe_key, to_email, subject, preheader, text_body, \
-                 html_body, headers, message_id, status, attempts, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', 0, $12) ON CONFLICT DO NOTHING",
+                 html_body, headers, message_id, status, attempts, created_at, category) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', 0, $12, $13) ON CONFLICT DO NOTHING",
             )
             .bind(&id)
             .bind(&email.tenant_id)
@@ -165,6 +172,7 @@ impl Tx {
             .bind(headers)
             .bind(message_id)
             .bind(now_ms())
+            .bind(email.category.as_str())
             .execute(&mut *conn)
             .await?
             .rows_affected()

@@ -175,3 +175,56 @@ pub async fn metrics(
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
+
+/// What approving an enterprise signup did.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApproveResponse {
+    pub tenant_id: String,
+    pub status: String,
+    /// The Stripe-hosted invoice sent to the customer, when Stripe is configured.
+    pub invoice_url: Option<String>,
+    pub message: String,
+}
+
+/// Operator: approves an enterprise signup in `sales_review`, taking it to provisioning (and,
+/// with Stripe configured, billing it by invoice and emailing the invoice link).
+#[utoipa::path(post, path = "/admin/tenants/{tenant_id}/approve", tag = "operators",
+    params(("tenant_id" = String, Path, description = "The enterprise tenant")),
+    responses(
+        (status = 202, description = "Approved; provisioning enqueued", body = ApproveResponse),
+        (status = 400, description = "Not a tenant id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "The tenant is not in sales_review", body = ErrorBody),
+        (status = 502, description = "Stripe could not create the invoice; nothing changed", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
+pub async fn approve(
+    State(state): State<AppState>,
+    _operator: Operator,
+    super::extract::PathParam(tenant_id): super::extract::PathParam<String>,
+) -> AppResult<(StatusCode, Json<ApproveResponse>)> {
+    let id = TenantId::parse(&tenant_id).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_tenant_id",
+            format!("'{tenant_id}' is not a tenant id (tenant_…)"),
+        )
+        .with_field("tenant_id")
+    })?;
+    let approval = crate::billing::account::approve(&state, &id, "operator").await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ApproveResponse {
+            tenant_id: id.to_string(),
+            status: "provisioning".into(),
+            message: match &approval.invoice_url {
+                Some(_) => {
+                    "approved: the workspace is being set up and the invoice link was emailed"
+                        .into()
+                }
+                None => "approved: the workspace is being set up".into(),
+            },
+            invoice_url: approval.invoice_url,
+        }),
+    ))
+}

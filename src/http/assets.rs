@@ -18,6 +18,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../static/onboarding.js"),
     ),
     (
+        "account.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/account.js"),
+    ),
+    (
         "docs.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/docs.js"),

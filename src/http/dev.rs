@@ -5,6 +5,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
+use axum::http::HeaderMap;
 
 use super::extract::PathParam;
 use axum::http::StatusCode;
@@ -13,7 +14,7 @@ use axum::routing::{get, post};
 
 use super::AppState;
 use super::error::{ApiError, AppResult};
-use crate::billing::{checkout, signature};
+use crate::billing::{account, checkout, signature};
 use crate::store::Tenant;
 
 #[derive(Template)]
@@ -25,6 +26,16 @@ struct CheckoutPage<'a> {
     plan: &'a str,
     price: u32,
     status: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "dev_billing_portal.html")]
+struct PortalPage<'a> {
+    company_name: &'a str,
+    plan: &'a str,
+    price: u32,
+    status: &'a str,
+    can_change: bool,
 }
 
 #[derive(Template)]
@@ -44,6 +55,9 @@ pub fn router() -> Router<AppState> {
         .route("/dev/checkout/{session}", get(checkout_page))
         .route("/dev/checkout/{session}/pay", post(pay))
         .route("/dev/checkout/{session}/cancel", post(cancel))
+        .route("/dev/billing-portal", get(portal_page))
+        .route("/dev/billing-portal/update-card", post(portal_update_card))
+        .route("/dev/billing-portal/cancel", post(portal_cancel))
         .route("/dev/mailbox", get(mailbox))
         .route("/dev/mailbox/{id}", get(email_page))
 }
@@ -154,6 +168,69 @@ async fn cancel(
     require_open(&t)?;
     deliver(&state, &checkout::dev_expired_event(&t, &session)).await?;
     Ok(Redirect::to("/onboarding/canceled").into_response())
+}
+
+/// The signed-in tenant of the dev billing portal (the dev checkout's aid; only without Stripe).
+async fn portal_tenant(state: &AppState, headers: &HeaderMap) -> AppResult<Option<Tenant>> {
+    if !state.settings.dev_aids().checkout || state.stripe.is_some() {
+        return Err(ApiError::not_found("route"));
+    }
+    Ok(super::login::session::current_session(state, headers)
+        .await?
+        .map(|(_, t)| t))
+}
+
+fn portal_can_change(t: &Tenant) -> bool {
+    use crate::domain::TenantStatus::*;
+    matches!(t.status, Active | PastDue | Suspended) && t.stripe_subscription_id.is_some()
+}
+
+async fn portal_page(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    let Some(t) = portal_tenant(&state, &headers).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let html = PortalPage {
+        company_name: &t.company_name,
+        plan: t.plan.as_str(),
+        price: t.plan.price_monthly_usd(),
+        status: t.status.as_str(),
+        can_change: portal_can_change(&t),
+    }
+    .render()
+    .map_err(|e| ApiError::internal("render billing portal", e))?;
+    Ok(Html(html).into_response())
+}
+
+async fn portal_action(
+    state: &AppState,
+    headers: &HeaderMap,
+    event: fn(&Tenant) -> serde_json::Value,
+) -> AppResult<Response> {
+    let Some(t) = portal_tenant(state, headers).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    if !portal_can_change(&t) {
+        return Err(ApiError::conflict(
+            "subscription_closed",
+            format!(
+                "this subscription is {}; there is nothing to change",
+                t.status
+            ),
+        ));
+    }
+    deliver(state, &event(&t)).await?;
+    Ok(Redirect::to("/account").into_response())
+}
+
+async fn portal_update_card(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    portal_action(&state, &headers, account::dev_invoice_paid_event).await
+}
+
+async fn portal_cancel(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    portal_action(&state, &headers, account::dev_subscription_deleted_event).await
 }
 
 async fn mailbox(State(state): State<AppState>) -> AppResult<Response> {

@@ -81,7 +81,10 @@ pub async fn refuse_cross_site(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
+    // An unsubscribe link carries its own signed token and no cookie: a mail provider posts it
+    // (RFC 8058) from wherever it runs.
     if unsafe_method
+        && request.uri().path() != "/unsubscribe"
         && !request.headers().contains_key(header::AUTHORIZATION)
         && super::login::is_cross_site(request.headers(), &policy.app_url)
     {

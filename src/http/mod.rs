@@ -1,6 +1,7 @@
 //! HTTP: routers by area, extractors, error mapping, OpenAPI and pages. The outer edge: it may
 //! use every module below it; nothing but `cli` and `demo` imports it.
 
+pub mod account;
 pub mod admin;
 pub mod assets;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod login;
 pub mod onboarding;
 pub mod signup;
 pub mod tenant;
+pub mod unsubscribe;
 pub mod v1;
 pub mod webhook;
 
@@ -186,9 +188,16 @@ pub const PAGES: &[(&str, &str)] = &[
     ("GET", "/dev/mailbox/{id}"),
     ("GET", "/onboarding/success"),
     ("GET", "/onboarding/canceled"),
+    ("GET", "/onboarding/checkout"),
+    ("GET", "/unsubscribe"),
+    ("POST", "/unsubscribe"),
     ("GET", "/login/magic"),
     ("POST", "/login/magic"),
     ("GET", "/account"),
+    ("POST", "/account/consent"),
+    ("GET", "/dev/billing-portal"),
+    ("POST", "/dev/billing-portal/update-card"),
+    ("POST", "/dev/billing-portal/cancel"),
 ];
 
 /// The JSON API with its OpenAPI document; `guard_v1` puts authentication in front of `/v1`.
@@ -204,6 +213,10 @@ fn api(
         .routes(routes!(webhook::stripe_webhook))
         .routes(routes!(onboarding::status))
         .routes(routes!(admin::provision))
+        .routes(routes!(admin::approve))
+        .routes(routes!(account::billing_portal))
+        .routes(routes!(account::export))
+        .routes(routes!(account::close))
         .routes(routes!(login::password::login, login::password::login_page))
         .routes(routes!(login::session::session))
         .routes(routes!(login::session::logout))
@@ -261,6 +274,7 @@ fn build(
         .merge(assets::router())
         .merge(onboarding::router())
         .merge(login::router())
+        .merge(unsubscribe::router())
         .route("/metrics", axum::routing::get(admin::metrics))
         .fallback(|| async { error::ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {

@@ -28,6 +28,7 @@ pub struct SessionQuery {
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/onboarding/success", get(success_page))
+        .route("/onboarding/checkout", get(resume_checkout))
         .route("/onboarding/canceled", get(|| async { Html(CANCELED) }))
 }
 
@@ -79,6 +80,52 @@ async fn fulfil_from_session(state: &AppState, tenant: &Tenant) -> AppResult<boo
     };
     checkout::fulfill(state, &session, "success page").await?;
     Ok(true)
+}
+
+/// The checkout reminder's link: back to the signup's checkout while it is open (Stripe's
+/// hosted page, or the dev checkout), else to the success page, which explains where the
+/// signup stands. Our own address, so emails link only to APP_URL.
+async fn resume_checkout(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<SessionQuery>,
+) -> AppResult<Response> {
+    let tenant = match tenant_for_session(&state, &q).await {
+        Ok(t) => t,
+        Err(e) if e.status.is_client_error() => {
+            return Ok(super::message_page(
+                e.status,
+                "We could not find your checkout",
+                "This checkout link is incomplete or unknown. You can sign up again at any time.",
+                ("/login", "Go to sign in"),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let sid = tenant
+        .stripe_checkout_session_id
+        .clone()
+        .unwrap_or_default();
+    let success = format!("/onboarding/success?session_id={sid}");
+    if tenant.status != TenantStatus::PendingPayment {
+        return Ok(axum::response::Redirect::to(&success).into_response());
+    }
+    let target = match &state.stripe {
+        None => format!("/dev/checkout/{sid}"),
+        Some(stripe) if state.checkout_lookups.allow(&sid) => {
+            match stripe.retrieve_checkout_session(&sid).await {
+                Ok(session) if session.status.as_deref() == Some("open") => {
+                    session.url.unwrap_or(success)
+                }
+                Ok(_) => success,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not retrieve the checkout session from Stripe");
+                    success
+                }
+            }
+        }
+        Some(_) => success,
+    };
+    Ok(axum::response::Redirect::to(&target).into_response())
 }
 
 #[derive(Template)]

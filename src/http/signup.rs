@@ -48,6 +48,10 @@ pub struct SignupRequest {
     /// `starter` (default), `pro` or `enterprise`.
     #[schema(example = "pro", nullable = false, value_type = Option<crate::domain::Plan>)]
     pub plan: Option<String>,
+    /// Whether the customer agrees to receive product news and tips by email (default false).
+    /// Recorded with its time, source and client address; changeable on the account page.
+    #[schema(example = false, nullable = false)]
+    pub marketing_opt_in: Option<bool>,
 }
 
 /// The new tenant and where to pay.
@@ -80,6 +84,7 @@ pub async fn signup(
     ip: ClientIp,
     JsonBody(req): JsonBody<SignupRequest>,
 ) -> AppResult<(StatusCode, Json<SignupResponse>)> {
+    let marketing_opt_in = req.marketing_opt_in.unwrap_or(false);
     let input = SignupInput::parse(req.email, req.company_name, req.password, req.plan)?;
 
     let limit = state.settings.signup_rate_limit_per_hour;
@@ -182,6 +187,13 @@ pub async fn signup(
         Err(StoreError::Conflict(_)) => return Err(email_taken()),
         Err(e) => return Err(e.into()),
     }
+    tx.record_marketing_consent(
+        &tenant.id,
+        marketing_opt_in,
+        crate::email::consent::source::SIGNUP,
+        Some(&ip.0.to_string()),
+    )
+    .await?;
     if sales_assisted {
         let email = templates::enterprise_request(
             state.mailer.brand(),

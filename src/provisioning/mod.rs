@@ -623,10 +623,43 @@ pub async fn give_up(
         .transition_tenant(tenant_id, TenantStatus::Failed, &reason, "provisioning")
         .await
     {
-        Ok(_) => tx.commit().await,
+        Ok(_) => {
+            queue_failure_notice(&mut tx, app, tenant_id).await?;
+            tx.commit().await?;
+            app.jobs_ready.notify_one();
+            Ok(())
+        }
         Err(StoreError::Transition(_)) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Tells the customer that setting up the workspace failed, with the link that retries it (the
+/// success page of its checkout, whose retry button needs the session id), in the transaction
+/// that failed the tenant. Once per tenant.
+async fn queue_failure_notice(
+    tx: &mut Tx,
+    app: &AppState,
+    tenant_id: &TenantId,
+) -> StoreResult<()> {
+    let Some(t) = tx.tenant(tenant_id).await? else {
+        return Ok(());
+    };
+    let brand = app.mailer.brand();
+    let retry_url = match &t.stripe_checkout_session_id {
+        Some(session) => brand.link(&format!("/onboarding/success?session_id={session}")),
+        None => brand.link("/login"),
+    };
+    let email = templates::provisioning_failed(
+        brand,
+        tenant_id.as_str(),
+        &t.email,
+        &t.company_name,
+        &retry_url,
+    );
+    tx.queue_email(&email, &app.settings.sendgrid_from_email)
+        .await?;
+    Ok(())
 }
 
 /// Moves tenants stuck in `provisioning` past the timeout to `failed`. Returns how many. The
@@ -656,8 +689,10 @@ pub async fn sweep(app: &AppState) -> StoreResult<usize> {
             .await
         {
             Ok(_) => {
+                queue_failure_notice(&mut tx, app, &id).await?;
                 tx.commit().await?;
                 failed += 1;
+                app.jobs_ready.notify_one();
                 tracing::warn!(tenant_id = %id, "provisioning timed out");
             }
             Err(StoreError::Transition(_)) => {}

@@ -103,7 +103,7 @@ pub struct StatusChange {
 }
 
 /// A tenant's subscription and consent, as held (`billing::lifecycle`, `email` consent).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct Billing {
     pub subscription_status: Option<String>,
     /// The Stripe time (seconds) of the event that said so.

@@ -8,6 +8,7 @@
 
 pub mod api_keys;
 pub mod documents;
+pub mod export;
 pub mod hashing;
 pub mod key_cache;
 pub mod sample_data;

@@ -916,13 +916,16 @@ async fn the_sweeper_racing_a_slow_provisioning_job_fails_the_tenant_cleanly(bac
             .all(|k| k.name != "Default key"),
         "no key behind the failure"
     );
-    assert!(
-        app.store
-            .list_emails(Some(&tid), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    // No welcome behind the failure; the customer is told it failed, with the retry link.
+    let kinds: Vec<String> = app
+        .store
+        .list_emails(Some(&tid), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["provisioning_failed"]);
     // The customer retries with a responsive Pinecone: everything happens once.
     pinecone.set_delay(std::time::Duration::ZERO);
     let resp = app
@@ -945,5 +948,12 @@ async fn the_sweeper_racing_a_slow_provisioning_job_fails_the_tenant_cleanly(bac
     );
     let keys = app.store.list_api_keys(&id).await.unwrap();
     assert_eq!(keys.iter().filter(|k| k.name == "Default key").count(), 1);
-    assert_eq!(wait_for_sent_emails(&app, &tid, 1).await.len(), 1);
+    let emails = wait_for_sent_emails(&app, &tid, 2).await;
+    let mut kinds: Vec<&str> = emails.iter().map(|e| e.kind.as_str()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["provisioning_failed", "welcome"],
+        "one welcome, after the failure notice"
+    );
 }

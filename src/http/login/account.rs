@@ -38,6 +38,15 @@ struct AccountPage {
     plan: String,
     status: String,
     past_due: bool,
+    suspended: bool,
+    canceled: bool,
+    /// When a canceled account's data is erased.
+    erasure: String,
+    subscription: String,
+    cancel_at_period_end: bool,
+    trial_end: String,
+    marketing_opt_in: bool,
+    unsubscribed: bool,
     session_expires: String,
     keys: Vec<KeyView>,
     milestones: Vec<MilestoneView>,
@@ -84,6 +93,11 @@ pub(crate) async fn account_page(
             },
         })
         .collect();
+    let billing = state.store.billing(&tenant.id).await?.unwrap_or_default();
+    let erasure = billing
+        .canceled_at
+        .map(|at| when(crate::billing::account::erasure_at(&state, at)))
+        .unwrap_or_default();
     let page = AccountPage {
         tenant_id: tenant.id.to_string(),
         company_name: tenant.company_name,
@@ -91,6 +105,19 @@ pub(crate) async fn account_page(
         plan: tenant.plan.to_string(),
         status: tenant.status.to_string(),
         past_due: tenant.status == TenantStatus::PastDue,
+        suspended: tenant.status == TenantStatus::Suspended,
+        canceled: tenant.status == TenantStatus::Canceled,
+        erasure,
+        subscription: billing
+            .subscription_status
+            .unwrap_or_else(|| "active".into()),
+        cancel_at_period_end: billing.cancel_at_period_end,
+        trial_end: billing
+            .trial_end
+            .map(|s| when(s * 1000))
+            .unwrap_or_default(),
+        marketing_opt_in: billing.marketing_opt_in,
+        unsubscribed: billing.unsubscribed_at.is_some(),
         session_expires: when(session.expires_at),
         keys,
         milestones,
@@ -101,4 +128,34 @@ pub(crate) async fn account_page(
     let mut resp = Html(html).into_response();
     no_store(&mut resp);
     Ok(resp)
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct ConsentForm {
+    /// Present (any value) when the box is ticked.
+    marketing_opt_in: Option<String>,
+}
+
+/// `POST /account/consent`: the account page's email preference, recorded with its time,
+/// source and client address; back to the account page.
+pub(crate) async fn consent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    crate::http::extract::ClientIp(ip): crate::http::extract::ClientIp,
+    axum::extract::Form(form): axum::extract::Form<ConsentForm>,
+) -> AppResult<Response> {
+    let Some((_, tenant)) = current_session(&state, &headers).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let granted = form.marketing_opt_in.is_some();
+    let mut tx = state.store.begin().await?;
+    tx.record_marketing_consent(
+        &tenant.id,
+        granted,
+        crate::email::consent::source::ACCOUNT_PAGE,
+        Some(&ip.to_string()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/account").into_response())
 }

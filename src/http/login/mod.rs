@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
             get(magic::magic_link).post(magic::magic_link_confirmed),
         )
         .route("/account", get(account::account_page))
+        .route("/account/consent", axum::routing::post(account::consent))
 }
 
 /// Whether a browser says the request was made by another site (login CSRF): `Sec-Fetch-Site`
@@ -66,10 +67,15 @@ pub(crate) fn cross_site_refused() -> ApiError {
 }
 
 /// What a tenant who may not sign in is told: its status and what to do next. `None` for the
-/// statuses that may sign in (`active`, `past_due`).
+/// statuses that may sign in: `active` and `past_due`, and also `suspended` (to pay the open
+/// invoice) and `canceled` (to export its data before it is erased; an erased tenant has no
+/// password or address left to sign in with). The API itself works only for active and past_due.
 pub fn login_refusal(status: TenantStatus, tenant_id: &str) -> Option<String> {
     let message = match status {
-        TenantStatus::Active | TenantStatus::PastDue => return None,
+        TenantStatus::Active
+        | TenantStatus::PastDue
+        | TenantStatus::Suspended
+        | TenantStatus::Canceled => return None,
         TenantStatus::PendingPayment => "This account is waiting for payment (status: \
             pending_payment). Finish checkout with the link you received at signup; you can sign \
             in as soon as your workspace is ready."
@@ -86,12 +92,6 @@ pub fn login_refusal(status: TenantStatus, tenant_id: &str) -> Option<String> {
             .to_string(),
         TenantStatus::SalesReview => "Your enterprise signup is with our sales team (status: \
             sales_review); they will be in touch to set up your account."
-            .to_string(),
-        TenantStatus::Suspended => "This account is suspended because of unpaid invoices \
-            (status: suspended). Contact billing to restore access."
-            .to_string(),
-        TenantStatus::Canceled => "This account's subscription is canceled (status: canceled). \
-            Contact support if you want to reactivate it."
             .to_string(),
     };
     Some(message)
@@ -181,11 +181,14 @@ mod tests {
     }
 
     #[test]
-    fn only_active_and_past_due_tenants_may_sign_in() {
+    fn only_tenants_with_a_workspace_or_its_data_may_sign_in() {
         for status in TenantStatus::ALL {
             let refusal = login_refusal(status, "tenant_X");
             match status {
-                TenantStatus::Active | TenantStatus::PastDue => assert!(refusal.is_none()),
+                TenantStatus::Active
+                | TenantStatus::PastDue
+                | TenantStatus::Suspended
+                | TenantStatus::Canceled => assert!(refusal.is_none()),
                 other => {
                     let message = refusal.unwrap_or_default();
                     assert!(
