@@ -260,6 +260,56 @@ async fn smtp_delivers_the_welcome_email_with_both_parts_and_every_header(backen
     assert_eq!(health["services"]["email"]["backend"], "smtp");
     assert_eq!(health["services"]["email"]["status"], "ok");
     assert!(health["services"]["email"]["last_send_at"].is_string());
+
+    // Transactional mail has no unsubscribe; lifecycle mail (the trial notice) carries RFC 8058
+    // one-click headers whose link works.
+    assert!(header_of(&raw, "List-Unsubscribe").is_none());
+    let (cus, sub) = crate::lifecycle::stripe_ids(&app, &t.tenant_id).await;
+    let now = chrono::Utc::now().timestamp();
+    let mut trial =
+        crate::lifecycle::subscription(&cus, &sub, &t.tenant_id, "trialing", false, "starter");
+    trial["trial_end"] = serde_json::json!(now + 3 * 86_400);
+    let resp = app
+        .deliver_event(&crate::lifecycle::event(
+            &format!("evt_{}", ulid::Ulid::new()),
+            "customer.subscription.trial_will_end",
+            now,
+            trial,
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let notice = eventually("the trial notice at the SMTP server", 30, || async {
+        smtp.messages()
+            .into_iter()
+            .find(|m| header_of(m, "List-Unsubscribe").is_some())
+    })
+    .await;
+    assert_eq!(
+        header_of(&notice, "List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    let url = header_of(&notice, "List-Unsubscribe").unwrap();
+    let url = url.trim_matches(|c| c == '<' || c == '>');
+    assert!(url.starts_with(&app.url("/unsubscribe?token=")), "{url}");
+    let resp = app
+        .client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = onboard::domain::TenantId::parse(&t.tenant_id).unwrap();
+    assert!(
+        app.store
+            .billing(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .unsubscribed_at
+            .is_some()
+    );
 }
 
 async fn an_smtp_outage_delays_the_email_but_never_provisioning_and_it_arrives_once(

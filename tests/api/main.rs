@@ -3,6 +3,7 @@
 mod fakes;
 mod helpers;
 
+mod account;
 mod backends;
 mod browser;
 mod cli;
