@@ -175,8 +175,15 @@ pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
     let object: Option<Value> = serde_json::from_str::<Value>(&payload)
         .ok()
         .and_then(|v| v.pointer("/data/object").cloned());
+    let truth = stripe_truth(app, &kind, created, object.as_ref()).await?;
     let mut tx = app.store.begin().await?;
-    let (outcome, tenant) = match apply_in(&mut tx, app, &kind, created, object).await? {
+    let applied = match (&object, truth) {
+        (Some(o), Some(t)) if lifecycle::handles(&kind) => Some(Applied::Lifecycle(
+            lifecycle::apply_with(&mut tx, app, &kind, created, o, Some(t)).await?,
+        )),
+        _ => apply_in(&mut tx, app, &kind, created, object).await?,
+    };
+    let (outcome, tenant) = match applied {
         Some(applied) => {
             applied.count(app, event_id);
             (applied.outcome(), applied.tenant())
@@ -191,6 +198,36 @@ pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
     tx.commit().await?;
     app.jobs_ready.notify_one();
     Ok(())
+}
+
+/// With Stripe configured, the current status of the subscription a lifecycle event is in
+/// doubt about (it ties with what is held and disagrees), asked outside any transaction.
+async fn stripe_truth(
+    app: &AppState,
+    kind: &str,
+    created: i64,
+    object: Option<&Value>,
+) -> StoreResult<Option<crate::domain::SubscriptionStatus>> {
+    let (Some(stripe), Some(object)) = (&app.stripe, object) else {
+        return Ok(None);
+    };
+    if !lifecycle::handles(kind) {
+        return Ok(None);
+    }
+    let mut tx = app.store.begin().await?;
+    let doubt = lifecycle::in_doubt(&mut tx, kind, created, object).await?;
+    drop(tx);
+    let Some(sub) = doubt else {
+        return Ok(None);
+    };
+    match stripe.retrieve_subscription_status(&sub).await {
+        Ok(status) => Ok(status.parse().ok()),
+        Err(e) => {
+            // The tie-break rule still gives one answer for every delivery order.
+            tracing::warn!(error = %e, subscription = %sub, "could not re-read the subscription from Stripe; the tie-break rule decides");
+            Ok(None)
+        }
+    }
 }
 
 /// The outcome stored on an event of a type no handler takes.

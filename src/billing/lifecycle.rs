@@ -252,6 +252,40 @@ pub async fn apply_in(
     created: i64,
     object: &Value,
 ) -> StoreResult<Outcome> {
+    apply_with(tx, app, kind, created, object, None).await
+}
+
+/// The subscription an event is in doubt about: with the held observation of the same second
+/// saying something else, Stripe's own current status settles it. `None` when there is no doubt
+/// (or no subscription id to ask about).
+pub async fn in_doubt(
+    tx: &mut Tx,
+    kind: &str,
+    created: i64,
+    object: &Value,
+) -> StoreResult<Option<String>> {
+    let refs = refs(kind, object);
+    let (Some(held), Ok(Some(obs))) = (find(tx, &refs).await?, observation(kind, created, object))
+    else {
+        return Ok(None);
+    };
+    let tie = held.subscription_at == Some(obs.at)
+        && held.subscription_status.as_deref() != Some(obs.status.as_str());
+    Ok(tie
+        .then(|| held.stripe_subscription_id.or(refs.subscription))
+        .flatten())
+}
+
+/// [`apply_in`], with the subscription status Stripe reported just now (`truth`) when the event
+/// was in doubt: it is held as of the event's time, whatever the tie-break rank says.
+pub async fn apply_with(
+    tx: &mut Tx,
+    app: &AppState,
+    kind: &str,
+    created: i64,
+    object: &Value,
+    truth: Option<SubscriptionStatus>,
+) -> StoreResult<Outcome> {
     let refs = refs(kind, object);
     let Some(held) = find(tx, &refs).await? else {
         return Ok(Outcome::UnknownTenant);
@@ -282,8 +316,18 @@ pub async fn apply_in(
         _ => None,
     };
     let mut now_held = held_obs;
+    let observed = match (observed, truth) {
+        (Some(o), Some(status)) => Some(Observation { status, at: o.at }),
+        (o, _) => o,
+    };
+    let settled_by_stripe = |obs: &Observation| {
+        truth.is_some()
+            && held_obs.is_none_or(|h| {
+                h.status != SubscriptionStatus::Canceled && obs.at >= h.at && *obs != h
+            })
+    };
     if let Some(obs) = observed
-        && obs.supersedes(held_obs.as_ref())
+        && (obs.supersedes(held_obs.as_ref()) || settled_by_stripe(&obs))
     {
         with_conn!(&mut *tx, |conn| {
             sqlx::query(

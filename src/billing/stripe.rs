@@ -185,6 +185,19 @@ impl StripeClient {
         Ok(session.url)
     }
 
+    /// GET {base}/v1/subscriptions/{id}: the subscription's current status.
+    #[tracing::instrument(skip_all, fields(subscription = %id))]
+    pub async fn retrieve_subscription_status(&self, id: &str) -> Result<String, StripeError> {
+        check_id(id)?;
+        let url = self.endpoint(&["v1", "subscriptions", id])?;
+        #[derive(serde::Deserialize)]
+        struct Status {
+            status: String,
+        }
+        let s: Status = self.send_with_retries(|http| http.get(url.clone())).await?;
+        Ok(s.status)
+    }
+
     /// DELETE {base}/v1/subscriptions/{id}: cancels the subscription now (Stripe then sends
     /// `customer.subscription.deleted`).
     #[tracing::instrument(skip_all, fields(subscription = %id))]

@@ -20,6 +20,7 @@ store_tests!(
     history_stored_before_its_handlers_existed_is_replayed_once,
     a_canceled_tenant_is_erased_after_the_grace_period_leaving_no_personal_data,
     signups_that_never_pay_are_abandoned_after_seven_days,
+    a_tie_is_settled_by_reading_the_subscription_from_stripe,
 );
 
 /// The Stripe ids the dev checkout stored for a tenant.
@@ -797,4 +798,74 @@ async fn signups_that_never_pay_are_abandoned_after_seven_days(backend: Backend)
     );
     // The address is free again.
     app.signup("never-paid@example.com", "starter").await;
+}
+
+/// Two events of the same second that disagree: without Stripe the fixed rank decides (see the
+/// permutation test); with Stripe configured, the subscription is read back and Stripe's answer
+/// is held, in either delivery order.
+async fn a_tie_is_settled_by_reading_the_subscription_from_stripe(backend: Backend) {
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let stripe = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/v1/subscriptions/sub_[A-Za-z0-9_]+$"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"id": "sub_x", "object": "subscription", "status": "active"}),
+            ),
+        )
+        .mount(&stripe)
+        .await;
+    let app = spawn_app(backend).await;
+    let first = app.active_tenant("tie-one@example.com", "starter").await;
+    let second = app.active_tenant("tie-two@example.com", "starter").await;
+    let app = app
+        .restart_with(&[
+            ("STRIPE_SECRET_KEY", "sk_test_tie"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_tie"),
+            ("STRIPE_API_BASE", &stripe.uri()),
+            ("STRIPE_PRICE_ID_STARTER", "price_starter"),
+            ("STRIPE_PRICE_ID_PRO", "price_pro"),
+        ])
+        .await;
+    let at = chrono::Utc::now().timestamp();
+    for (t, failed_first) in [(&first, true), (&second, false)] {
+        let (cus, sub) = stripe_ids(&app, &t.tenant_id).await;
+        let failed = event(
+            &evt_id(),
+            "invoice.payment_failed",
+            at,
+            invoice(&cus, &sub, &t.tenant_id, "open"),
+        );
+        let updated = event(
+            &evt_id(),
+            "customer.subscription.updated",
+            at,
+            subscription(&cus, &sub, &t.tenant_id, "active", false, "starter"),
+        );
+        let order = if failed_first {
+            [failed, updated]
+        } else {
+            [updated, failed]
+        };
+        for e in &order {
+            deliver(&app, e).await;
+            settled(&app).await;
+        }
+        let id = TenantId::parse(&t.tenant_id).unwrap();
+        assert_eq!(
+            app.store
+                .billing(&id)
+                .await
+                .unwrap()
+                .unwrap()
+                .subscription_status
+                .as_deref(),
+            Some("active"),
+            "failed first: {failed_first}"
+        );
+        assert_eq!(status_of(&app, &t.tenant_id).await, "active");
+    }
+    let asked = stripe.received_requests().await.unwrap();
+    assert_eq!(asked.len(), 2, "one read per tie");
 }
