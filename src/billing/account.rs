@@ -49,11 +49,6 @@ pub async fn portal_url(app: &AppState, tenant: &Tenant) -> Result<String, Accou
         .await?)
 }
 
-/// When a canceled tenant's data is erased (ms).
-pub fn erasure_at(app: &AppState, canceled_at: i64) -> i64 {
-    canceled_at + i64::from(app.settings.deprovision_grace_days) * 86_400_000
-}
-
 /// Cancels a tenant's subscription now, at the customer's request (`DELETE /account`): at Stripe
 /// first (a failure changes nothing here), then here, so the account is canceled at once and the
 /// `customer.subscription.deleted` that follows changes nothing. Returns when its data will be
@@ -66,7 +61,7 @@ pub async fn cancel(app: &AppState, tenant: &Tenant, actor: &str) -> Result<i64,
             .await?
             .and_then(|b| b.canceled_at)
             .unwrap_or_else(now_ms);
-        return Ok(erasure_at(app, canceled_at));
+        return Ok(super::notify::erasure_at(app, canceled_at));
     }
     if !tenant.status.can_transition_to(TenantStatus::Canceled) {
         return Err(AccountError::Refused(format!(
@@ -108,7 +103,7 @@ pub async fn cancel(app: &AppState, tenant: &Tenant, actor: &str) -> Result<i64,
     .await?;
     tx.commit().await?;
     app.jobs_ready.notify_one();
-    Ok(erasure_at(app, now))
+    Ok(super::notify::erasure_at(app, now))
 }
 
 /// What approving an enterprise signup did.

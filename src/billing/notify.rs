@@ -8,6 +8,11 @@ use crate::email::templates;
 use crate::store::{StoreResult, Tx};
 use crate::with_conn;
 
+/// When a tenant canceled at `canceled_at` (ms) has its data erased (ms).
+pub fn erasure_at(app: &AppState, canceled_at: i64) -> i64 {
+    canceled_at + i64::from(app.settings.deprovision_grace_days) * 86_400_000
+}
+
 /// `3 December 2026` for a time in ms.
 pub fn human_date(ms: i64) -> String {
     crate::store::ms_to_datetime(ms)
@@ -72,7 +77,7 @@ pub async fn on_move(
         ),
         TenantStatus::Canceled => {
             let canceled_at = crate::store::now_ms();
-            let erase = super::account::erasure_at(app, canceled_at);
+            let erase = erasure_at(app, canceled_at);
             templates::subscription_canceled(
                 brand,
                 tid,

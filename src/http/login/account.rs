@@ -96,7 +96,7 @@ pub(crate) async fn account_page(
     let billing = state.store.billing(&tenant.id).await?.unwrap_or_default();
     let erasure = billing
         .canceled_at
-        .map(|at| when(crate::billing::account::erasure_at(&state, at)))
+        .map(|at| when(crate::billing::notify::erasure_at(&state, at)))
         .unwrap_or_default();
     let page = AccountPage {
         tenant_id: tenant.id.to_string(),
