@@ -74,11 +74,15 @@ pub async fn cancel(app: &AppState, tenant: &Tenant, actor: &str) -> Result<i64,
     }
     let now = now_ms();
     let mut tx = app.store.begin().await?;
+    // `canceled_at` is stamped with the same `now` as the erasure date returned below (the
+    // transition keeps it), so this answer, a repeated one and the erasure job agree.
     with_conn!(&mut tx, |conn| {
         sqlx::query(
-            "UPDATE tenants SET subscription_status = 'canceled', subscription_at = $1 WHERE id = $2",
+            "UPDATE tenants SET subscription_status = 'canceled', subscription_at = $1, \
+             canceled_at = COALESCE(canceled_at, $2) WHERE id = $3",
         )
         .bind(now / 1000)
+        .bind(now)
         .bind(tenant.id.as_str())
         .execute(&mut *conn)
         .await

@@ -18,6 +18,7 @@ mod pipeline;
 mod security;
 mod signup;
 mod store;
+mod stripe_account;
 mod tenant;
 mod workers;
 mod workspace;

@@ -624,12 +624,22 @@ async fn a_failing_email_transport_dead_letters_the_email_and_a_retry_sends_it_o
 
 /// Runs `onboard <args>` against the test's database; (success, stdout, stderr).
 pub fn operator(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    operator_with_env(app, args, &[])
+}
+
+/// [`operator`] with more settings in its environment (e.g. `STRIPE_*` for a fake Stripe).
+pub fn operator_with_env(
+    app: &TestApp,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_onboard"))
         .args(args)
         .current_dir(dir.path())
         .env("DATABASE_URL", &app.db.url)
         .env("RUST_LOG", "warn")
+        .envs(envs.iter().copied())
         .output()
         .unwrap();
     (
