@@ -24,12 +24,9 @@ pub enum AccountError {
 /// Where the customer manages card and subscription: Stripe's Customer Portal for its Stripe
 /// customer, or the dev portal.
 pub async fn portal_url(app: &AppState, tenant: &Tenant) -> Result<String, AccountError> {
-    let return_url = app
-        .settings
-        .app_url
-        .join("account")
-        .map(|u| u.to_string())
-        .unwrap_or_else(|_| app.settings.app_url.to_string());
+    // APP_URL may have a path (`https://host/app`): keep it, as the checkout's URLs do.
+    let base = app.settings.app_url.as_str();
+    let return_url = format!("{}/account", base.trim_end_matches('/'));
     let Some(stripe) = &app.stripe else {
         if !app.settings.dev_aids().checkout {
             return Err(AccountError::Refused(

@@ -76,8 +76,14 @@ pub async fn on_move(
             format!("account_suspended:{tid}:{at}"),
         ),
         TenantStatus::Canceled => {
-            let canceled_at = crate::store::now_ms();
-            let erase = erasure_at(app, canceled_at);
+            // The same instant the account page and the erasure job count from.
+            let canceled_at: Option<i64> = with_conn!(&mut *tx, |conn| {
+                sqlx::query_scalar("SELECT canceled_at FROM tenants WHERE id = $1")
+                    .bind(tid)
+                    .fetch_one(&mut *conn)
+                    .await?
+            });
+            let erase = erasure_at(app, canceled_at.unwrap_or_else(crate::store::now_ms));
             templates::subscription_canceled(
                 brand,
                 tid,

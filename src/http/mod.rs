@@ -193,7 +193,6 @@ pub const PAGES: &[(&str, &str)] = &[
     ("POST", "/unsubscribe"),
     ("GET", "/login/magic"),
     ("POST", "/login/magic"),
-    ("GET", "/account"),
     ("POST", "/account/consent"),
     ("GET", "/dev/billing-portal"),
     ("POST", "/dev/billing-portal/update-card"),
@@ -216,7 +215,7 @@ fn api(
         .routes(routes!(admin::approve))
         .routes(routes!(account::billing_portal))
         .routes(routes!(account::export))
-        .routes(routes!(account::close))
+        .routes(routes!(login::account::account_page, account::close))
         .routes(routes!(login::password::login, login::password::login_page))
         .routes(routes!(login::session::session))
         .routes(routes!(login::session::logout))

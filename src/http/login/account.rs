@@ -56,8 +56,14 @@ fn when(ms: i64) -> String {
     ms_to_datetime(ms).format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// `GET /account`: the signed-in tenant's account, keys and progress; `/login` otherwise.
-pub(crate) async fn account_page(
+/// The signed-in customer's account page: account, billing, email preference, data, keys and
+/// progress; a redirect to `/login` when not signed in.
+#[utoipa::path(get, path = "/account", tag = "account",
+    responses(
+        (status = 200, description = "The account page", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: go to /login"),
+    ))]
+pub async fn account_page(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> AppResult<Response> {

@@ -36,7 +36,6 @@ pub fn router() -> Router<AppState> {
             "/login/magic",
             get(magic::magic_link).post(magic::magic_link_confirmed),
         )
-        .route("/account", get(account::account_page))
         .route("/account/consent", axum::routing::post(account::consent))
 }
 
