@@ -362,19 +362,10 @@ pub async fn run(
     }
     let err = step_err("welcome_email");
     match tx
-        .transition_tenant_from(
-            tenant_id,
-            TenantStatus::Provisioning,
-            TenantStatus::Active,
-            "all provisioning steps done",
-            "provisioning",
-        )
+        .activate_tenant(tenant_id, "all provisioning steps done", "provisioning")
         .await
     {
         Ok(_) => {
-            tx.settle_subscription(tenant_id)
-                .await
-                .map_err(|e| err(&e))?;
             // Not owning the job any more (its lease expired under a slow attempt) changes
             // nothing here: the step records make the other attempt find this work done.
             if let Some(job) = job

@@ -382,21 +382,41 @@ impl Tx {
         })
     }
 
-    /// Moves a tenant that has just become active to what its held subscription status says (a
-    /// payment that failed while its workspace was being set up; `domain::subscription`).
-    pub async fn settle_subscription(
+    /// Moves a tenant from `provisioning` to `active` (all its steps are done) and then, if the
+    /// subscription changed while its workspace was being set up (a payment that failed
+    /// meanwhile: `domain::subscription`), on to what the held subscription status says. One
+    /// statement in the usual case: the update returns the held status. Returns where the tenant
+    /// ended up.
+    pub async fn activate_tenant(
         &mut self,
         id: &TenantId,
-    ) -> StoreResult<Option<TenantStatus>> {
+        reason: &str,
+        actor: &str,
+    ) -> StoreResult<TenantStatus> {
+        TenantStatus::Provisioning.transition_to(TenantStatus::Active)?;
+        let now = now_ms();
         let held: Option<Option<String>> = with_conn!(&mut *self, |conn| {
-            sqlx::query_scalar("SELECT subscription_status FROM tenants WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&mut *conn)
-                .await?
+            sqlx::query_scalar(
+                "UPDATE tenants SET status = 'active', status_reason = $1, updated_at = $2, status_actor = $3, \
+                 activated_at = COALESCE(activated_at, $2) \
+                 WHERE id = $4 AND status = 'provisioning' RETURNING subscription_status",
+            )
+            .bind(reason)
+            .bind(now)
+            .bind(actor)
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
         });
-        let held = held.flatten().and_then(|s| s.parse().ok());
+        let Some(held) = held else {
+            return Err(StoreError::Transition(crate::domain::TransitionError {
+                from: TenantStatus::Provisioning,
+                to: TenantStatus::Active,
+            }));
+        };
+        let held = held.and_then(|s| s.parse().ok());
         let Some(to) = crate::domain::subscription::settled_status(held) else {
-            return Ok(None);
+            return Ok(TenantStatus::Active);
         };
         self.transition_tenant_from(
             id,
@@ -406,7 +426,7 @@ impl Tx {
             "stripe webhook",
         )
         .await?;
-        Ok(Some(to))
+        Ok(to)
     }
 
     /// Moves a tenant from `pending_payment` to `provisioning` for its paid checkout session

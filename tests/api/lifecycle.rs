@@ -21,6 +21,7 @@ store_tests!(
     a_canceled_tenant_is_erased_after_the_grace_period_leaving_no_personal_data,
     signups_that_never_pay_are_abandoned_after_seven_days,
     a_tie_is_settled_by_reading_the_subscription_from_stripe,
+    a_payment_that_fails_during_provisioning_is_followed_once_active,
 );
 
 /// The Stripe ids the dev checkout stored for a tenant.
@@ -868,4 +869,39 @@ async fn a_tie_is_settled_by_reading_the_subscription_from_stripe(backend: Backe
     }
     let asked = stripe.received_requests().await.unwrap();
     assert_eq!(asked.len(), 2, "one read per tie");
+}
+
+/// The subscription changes while the workspace is being set up: the tenant cannot be past due
+/// before it is active, so the held status is applied when provisioning finishes.
+async fn a_payment_that_fails_during_provisioning_is_followed_once_active(backend: Backend) {
+    let app = crate::helpers::spawn_app_without_worker(backend, &[]).await;
+    let (tid, session) = app.checkout("early-fail@example.com", "starter").await;
+    assert_eq!(app.dev_checkout(&session, "pay").await.status(), 303);
+    app.wait_for_status(&tid, "provisioning", 10).await;
+    let (cus, sub) = stripe_ids(&app, &tid).await;
+    let failed = event(
+        &evt_id(),
+        "invoice.payment_failed",
+        chrono::Utc::now().timestamp(),
+        invoice(&cus, &sub, &tid, "open"),
+    );
+    deliver(&app, &failed).await;
+    onboard::billing::events::process(&app.state, failed["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        status_of(&app, &tid).await,
+        "provisioning",
+        "held, not applied yet"
+    );
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(onboard::tasks::run_worker(app.state.clone(), 2, stop_rx));
+    app.wait_for_status(&tid, "past_due", 30).await;
+    let id = TenantId::parse(&tid).unwrap();
+    assert_eq!(
+        app.status_path(&id).await,
+        ["pending_payment", "provisioning", "active", "past_due"]
+    );
+    let _ = stop.send(true);
+    let _ = worker.await;
 }
