@@ -2,6 +2,7 @@
 //! use every module below it; nothing but `cli` and `demo` imports it.
 
 pub mod account;
+pub mod activation;
 pub mod admin;
 pub mod assets;
 pub mod auth;
@@ -213,6 +214,8 @@ fn api(
         .routes(routes!(onboarding::status))
         .routes(routes!(admin::provision))
         .routes(routes!(admin::approve))
+        .routes(routes!(activation::track))
+        .routes(routes!(activation::metrics))
         .routes(routes!(account::billing_portal))
         .routes(routes!(account::export))
         .routes(routes!(login::account::account_page, account::close))

@@ -139,6 +139,10 @@ impl Tx {
             .bind(tid)
             .execute(&mut *conn)
             .await?;
+            sqlx::query("UPDATE activation_events SET metadata = '{}' WHERE tenant_id = $1")
+                .bind(tid)
+                .execute(&mut *conn)
+                .await?;
             sqlx::query("UPDATE activation_milestones SET detail = NULL WHERE tenant_id = $1")
                 .bind(tid)
                 .execute(&mut *conn)

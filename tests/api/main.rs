@@ -4,6 +4,7 @@ mod fakes;
 mod helpers;
 
 mod account;
+mod activation;
 mod backends;
 mod browser;
 mod cli;

@@ -1,0 +1,256 @@
+//! Activation tracking and metrics (seed paths): `POST /activation/track` for the tenant's own
+//! apps (its API key or session; the operator token for any tenant) and `GET
+//! /activation/metrics` for operators.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::admin::Operator;
+use super::error::{ApiError, AppResult, ErrorBody};
+use super::extract::{JsonBody, QueryParams};
+use super::login::session::current_session;
+use crate::analytics::metrics::{self, Metrics};
+use crate::analytics::{EVENT_TYPES, TrackedEvent};
+use crate::domain::{Plan, TenantId};
+
+/// Most bytes a tracked event's metadata may take, as JSON.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+/// An activation event reported by the tenant's app (seed shape, plus an optional `event_id`).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct TrackRequest {
+    /// The tenant the event is about; must be the caller's own.
+    #[schema(
+        example = "tenant_01J9Z5QW3Y8K7V6T5R4E3W2Q1A",
+        required = true,
+        nullable = false
+    )]
+    pub tenant_id: Option<String>,
+    /// One of the seed's six milestones or the wizard's three events.
+    #[schema(example = "first_query_executed", required = true, nullable = false)]
+    pub event_type: Option<String>,
+    /// A JSON object of at most 4 KiB.
+    #[schema(value_type = Option<Object>, example = json!({"query": "test query"}))]
+    pub metadata: Option<serde_json::Value>,
+    /// The client's id for this event: a retry with the same id is stored once.
+    #[schema(example = "evt-42", nullable = false, min_length = 1, max_length = 128)]
+    pub event_id: Option<String>,
+}
+
+/// What was tracked.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TrackResponse {
+    /// `tracked`.
+    pub status: &'static str,
+    pub event: TrackedEvent,
+}
+
+/// Who is tracking: the operator, or one tenant.
+enum Tracker {
+    Operator,
+    Tenant(TenantId),
+}
+
+async fn tracker(state: &AppState, headers: &HeaderMap) -> AppResult<Tracker> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if let Some(token) = bearer {
+        if let Some(admin) = &state.settings.admin_token
+            && bool::from(token.as_bytes().ct_eq(admin.expose_secret().as_bytes()))
+        {
+            return Ok(Tracker::Operator);
+        }
+        return match state
+            .keys
+            .authenticate(&state.store, &state.signer, token)
+            .await
+        {
+            Ok(caller) => Ok(Tracker::Tenant(caller.tenant().clone())),
+            Err(_) => Err(ApiError::unauthorized(
+                "the API key is not valid (wrong, revoked or expired); track with one of the tenant's live keys",
+            )),
+        };
+    }
+    match current_session(state, headers).await? {
+        Some((_, tenant)) => Ok(Tracker::Tenant(tenant.id)),
+        None => Err(ApiError::unauthorized(
+            "send one of the tenant's API keys as 'Authorization: Bearer onb_…', or sign in",
+        )),
+    }
+}
+
+/// Records an activation event the tenant's app saw. A milestone the server has no record of is
+/// kept and flagged (and counted in the metrics' discrepancy rates).
+#[utoipa::path(post, path = "/activation/track", tag = "activation",
+    request_body = TrackRequest,
+    responses(
+        (status = 200, description = "Tracked (or, for a repeated event_id, the first record)", body = TrackResponse),
+        (status = 400, description = "A field is invalid; `field` names it", body = ErrorBody),
+        (status = 401, description = "No valid API key, session or operator token", body = ErrorBody),
+        (status = 403, description = "The key or session belongs to another tenant", body = ErrorBody),
+        (status = 404, description = "No such tenant (operator token)", body = ErrorBody),
+    ))]
+pub async fn track(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<TrackRequest>,
+) -> AppResult<Json<TrackResponse>> {
+    let who = tracker(&state, &headers).await?;
+    let field = |f: &'static str, code: &'static str, msg: String| {
+        ApiError::bad_request(code, msg).with_field(f)
+    };
+    let raw_tenant = req.tenant_id.ok_or_else(|| {
+        field(
+            "tenant_id",
+            "invalid_tenant_id",
+            "tenant_id is required".into(),
+        )
+    })?;
+    let tenant = TenantId::parse(&raw_tenant).ok_or_else(|| {
+        field(
+            "tenant_id",
+            "invalid_tenant_id",
+            format!("'{raw_tenant}' is not a tenant id (tenant_…)"),
+        )
+    })?;
+    let event_type = req.event_type.unwrap_or_default();
+    if !EVENT_TYPES.contains(&event_type.as_str()) {
+        return Err(field(
+            "event_type",
+            "invalid_event_type",
+            format!("event_type must be one of {}", EVENT_TYPES.join(", ")),
+        ));
+    }
+    let metadata = req.metadata.unwrap_or_else(|| serde_json::json!({}));
+    if !metadata.is_object() {
+        return Err(field(
+            "metadata",
+            "invalid_metadata",
+            "metadata must be a JSON object".into(),
+        ));
+    }
+    let size = metadata.to_string().len();
+    if size > MAX_METADATA_BYTES {
+        return Err(field(
+            "metadata",
+            "invalid_metadata",
+            format!("metadata takes {size} bytes as JSON; at most {MAX_METADATA_BYTES} are kept"),
+        ));
+    }
+    if let Some(id) = &req.event_id
+        && (id.is_empty() || id.chars().count() > 128)
+    {
+        return Err(field(
+            "event_id",
+            "invalid_event_id",
+            "event_id must be 1 to 128 characters".into(),
+        ));
+    }
+    match who {
+        Tracker::Tenant(own) if own != tenant => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "wrong_tenant",
+                "this key or session belongs to another tenant; track events for your own tenant_id",
+            ));
+        }
+        Tracker::Operator if state.store.tenant(&tenant).await?.is_none() => {
+            return Err(ApiError::not_found("tenant"));
+        }
+        _ => {}
+    }
+    let event = state
+        .store
+        .track_client_event(&tenant, &event_type, &metadata, req.event_id.as_deref())
+        .await?;
+    Ok(Json(TrackResponse {
+        status: "tracked",
+        event,
+    }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MetricsQuery {
+    /// Tenants that signed up on or after this date (YYYY-MM-DD, UTC, or RFC 3339).
+    pub from: Option<String>,
+    /// Tenants that signed up before this date (YYYY-MM-DD, UTC, or RFC 3339).
+    pub to: Option<String>,
+    /// Only tenants on this plan.
+    #[param(value_type = Option<Plan>)]
+    pub plan: Option<String>,
+}
+
+/// The seed's envelope: the metrics, how many events are stored, and when.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MetricsResponse {
+    pub metrics: Metrics,
+    pub total_events: i64,
+    /// RFC 3339.
+    pub timestamp: String,
+}
+
+fn date_param(name: &'static str, value: Option<&str>) -> AppResult<Option<i64>> {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        return Ok(Some(
+            d.and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .timestamp_millis(),
+        ));
+    }
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| Some(t.timestamp_millis()))
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query_parameter",
+                format!("{name} must be a date (YYYY-MM-DD) or an RFC 3339 time"),
+            )
+            .with_field(name)
+        })
+}
+
+/// Operator: activation over distinct tenants — the seed's counts and rates (`login_rate`,
+/// `activation_rate`), the funnel with conversion and drop-off, time to activation and the
+/// client-tracking discrepancy per event type.
+#[utoipa::path(get, path = "/activation/metrics", tag = "activation",
+    params(MetricsQuery),
+    responses(
+        (status = 200, description = "The metrics", body = MetricsResponse),
+        (status = 400, description = "A filter is invalid; `field` names it", body = ErrorBody),
+        (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    _operator: Operator,
+    QueryParams(q): QueryParams<MetricsQuery>,
+) -> AppResult<Json<MetricsResponse>> {
+    let plan = match q.plan.as_deref().filter(|p| !p.is_empty()) {
+        Some(p) => Some(p.parse::<Plan>().map_err(|e| {
+            ApiError::bad_request("invalid_query_parameter", e.message).with_field("plan")
+        })?),
+        None => None,
+    };
+    let filter = metrics::Filter {
+        from: date_param("from", q.from.as_deref())?,
+        to: date_param("to", q.to.as_deref())?,
+        plan,
+    };
+    let metrics = state.store.activation_metrics(&filter).await?;
+    Ok(Json(MetricsResponse {
+        metrics,
+        total_events: state.store.activation_event_count().await?,
+        timestamp: metrics::timestamp(),
+    }))
+}

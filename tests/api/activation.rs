@@ -1,0 +1,335 @@
+//! Activation tracking and metrics over distinct tenants, on both stores.
+
+use reqwest::header::COOKIE;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, assert_error, spawn_app_with};
+use crate::store_tests;
+
+store_tests!(
+    the_seed_example_gives_fifty_percent_and_repeats_count_once,
+    track_checks_who_is_calling_and_what_is_sent,
+    metrics_filter_by_signup_date_and_plan,
+);
+
+const ADMIN: &str = "activation-admin-token-0123456789";
+
+async fn app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[("ADMIN_TOKEN", ADMIN)]).await
+}
+
+async fn metrics(app: &TestApp, query: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(&format!("/activation/metrics{query}")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn metrics_ok(app: &TestApp, query: &str) -> Value {
+    let resp = metrics(app, query).await;
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+async fn track(app: &TestApp, bearer: Option<&str>, body: &Value) -> reqwest::Response {
+    let mut req = app.client.post(app.url("/activation/track")).json(body);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    req.send().await.unwrap()
+}
+
+async fn the_seed_example_gives_fifty_percent_and_repeats_count_once(backend: Backend) {
+    let app = app(backend).await;
+    let one = app.active_tenant("seed-one@example.com", "pro").await;
+    let _two = app.active_tenant("seed-two@example.com", "starter").await;
+    // One tenant logs in and queries, twice each: distinct tenants, not events, count.
+    for _ in 0..2 {
+        crate::login::signed_in(&app, &one).await;
+        app.query_ok(&one.api_key, "sample", 1).await;
+    }
+    let body = crate::helpers::eventually("the milestones recorded", 10, || async {
+        let b = metrics_ok(&app, "").await;
+        (b["metrics"]["first_query_executed"] == 1).then_some(b)
+    })
+    .await;
+    let m = &body["metrics"];
+    assert_eq!(m["total_signups"], 2);
+    assert_eq!(m["payment_confirmed"], 2);
+    assert_eq!(m["first_login"], 1);
+    assert_eq!(m["first_query_executed"], 1);
+    assert_eq!(m["login_rate"], 50.0);
+    assert_eq!(m["activation_rate"], 50.0);
+    let funnel: Vec<(String, i64)> = m["funnel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_string(),
+                s["tenants"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, i64)> = [
+        ("signed_up", 2),
+        ("paid", 2),
+        ("provisioned", 2),
+        ("first_login", 1),
+        ("first_document", 0),
+        ("first_query", 1),
+        ("integration", 0),
+    ]
+    .iter()
+    .map(|(s, n)| (s.to_string(), *n))
+    .collect();
+    assert_eq!(funnel, want);
+    assert_eq!(m["funnel"][3]["dropped"], 1);
+    assert_eq!(m["funnel"][3]["step_conversion"], 50.0);
+    assert_eq!(m["time_to_activation"]["activated"], 1);
+    assert_eq!(m["time_to_activation"]["within_24h_rate"], 50.0);
+    assert!(m["time_to_activation"]["p50_seconds"].as_f64().unwrap() >= 0.0);
+    // Events: 2 signups, 2 payments, 1 login, 1 query (server), and nothing for the repeats.
+    assert_eq!(body["total_events"], 6);
+    assert!(body["timestamp"].is_string());
+}
+
+async fn track_checks_who_is_calling_and_what_is_sent(backend: Backend) {
+    let app = app(backend).await;
+    let one = app.active_tenant("track-one@example.com", "pro").await;
+    let two = app.active_tenant("track-two@example.com", "pro").await;
+    app.query_ok(&one.api_key, "sample", 1).await;
+    let event = |tenant: &str, kind: &str| json!({"tenant_id": tenant, "event_type": kind, "metadata": {"query": "test query"}});
+
+    assert_error(
+        track(&app, None, &event(&one.tenant_id, "first_login")).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_error(
+        track(
+            &app,
+            Some("onb_forged"),
+            &event(&one.tenant_id, "first_login"),
+        )
+        .await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_error(
+        track(
+            &app,
+            Some(&one.api_key),
+            &event(&two.tenant_id, "first_login"),
+        )
+        .await,
+        403,
+        "wrong_tenant",
+    )
+    .await;
+    let err = assert_error(
+        track(
+            &app,
+            Some(&one.api_key),
+            &event(&one.tenant_id, "clicked_button"),
+        )
+        .await,
+        400,
+        "invalid_event_type",
+    )
+    .await;
+    assert_eq!(err["field"], "event_type");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("first_query_executed, integration_configured")
+    );
+    let bad_meta =
+        json!({"tenant_id": one.tenant_id, "event_type": "first_login", "metadata": [1, 2]});
+    assert_error(
+        track(&app, Some(&one.api_key), &bad_meta).await,
+        400,
+        "invalid_metadata",
+    )
+    .await;
+    let big = json!({"tenant_id": one.tenant_id, "event_type": "first_login", "metadata": {"x": "y".repeat(5000)}});
+    let err = assert_error(
+        track(&app, Some(&one.api_key), &big).await,
+        400,
+        "invalid_metadata",
+    )
+    .await;
+    assert!(err["message"].as_str().unwrap().contains("4096"));
+    let no_tenant = json!({"event_type": "first_login"});
+    assert_error(
+        track(&app, Some(&one.api_key), &no_tenant).await,
+        400,
+        "invalid_tenant_id",
+    )
+    .await;
+
+    // The seed's request, with the tenant's own key: tracked, verified by the server's record.
+    let resp = track(
+        &app,
+        Some(&one.api_key),
+        &event(&one.tenant_id, "first_query_executed"),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(b["status"], "tracked");
+    assert_eq!(b["event"]["source"], "client");
+    assert_eq!(b["event"]["flagged"], false);
+    assert_eq!(b["event"]["metadata"]["query"], "test query");
+    // A milestone the server never saw (tenant two never queried) is kept, flagged.
+    let b: Value = track(
+        &app,
+        Some(&two.api_key),
+        &event(&two.tenant_id, "first_query_executed"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(b["event"]["flagged"], true);
+    // A retry with the same event_id is stored once.
+    let with_id = json!({"tenant_id": one.tenant_id, "event_type": "wizard_step_viewed", "metadata": {"step": 1}, "event_id": "evt-42"});
+    let first: Value = track(&app, Some(&one.api_key), &with_id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let again: Value = track(&app, Some(&one.api_key), &with_id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["event"]["id"], again["event"]["id"]);
+    assert_eq!(
+        (
+            first["event"]["duplicate"].clone(),
+            again["event"]["duplicate"].clone()
+        ),
+        (json!(false), json!(true))
+    );
+    // A session works as well as a key; the operator tracks for anyone, and names a tenant that exists.
+    let cookie = crate::login::signed_in(&app, &two).await;
+    let resp = app
+        .client
+        .post(app.url("/activation/track"))
+        .header(COOKIE, cookie)
+        .json(&event(&two.tenant_id, "wizard_step_completed"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        track(
+            &app,
+            Some(ADMIN),
+            &event(&two.tenant_id, "integration_configured")
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_error(
+        track(
+            &app,
+            Some(ADMIN),
+            &event("tenant_01J9Z5QW3Y8K7V6T5R4E3W2Q1A", "first_login"),
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+
+    // Client reports never change the distinct counts; they show as a discrepancy rate.
+    let m = &metrics_ok(&app, "").await["metrics"];
+    assert_eq!(
+        m["first_query_executed"], 1,
+        "only the server's record counts"
+    );
+    assert_eq!(m["integration_configured"], 0);
+    let q = m["discrepancies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["event_type"] == "first_query_executed")
+        .unwrap();
+    assert_eq!(
+        (
+            q["client_events"].as_i64(),
+            q["unverified"].as_i64(),
+            q["rate"].as_f64()
+        ),
+        (Some(2), Some(1), Some(50.0))
+    );
+}
+
+async fn metrics_filter_by_signup_date_and_plan(backend: Backend) {
+    let app = app(backend).await;
+    app.active_tenant("filter-pro@example.com", "pro").await;
+    app.active_tenant("filter-starter@example.com", "starter")
+        .await;
+    app.signup("filter-unpaid@example.com", "starter").await;
+    let m = metrics_ok(&app, "").await;
+    assert_eq!(
+        (
+            m["metrics"]["total_signups"].as_i64(),
+            m["metrics"]["payment_confirmed"].as_i64()
+        ),
+        (Some(3), Some(2))
+    );
+    assert_eq!(
+        metrics_ok(&app, "?plan=pro").await["metrics"]["total_signups"],
+        1
+    );
+    assert_eq!(
+        metrics_ok(&app, "?plan=starter").await["metrics"]["total_signups"],
+        2
+    );
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert_eq!(
+        metrics_ok(&app, &format!("?from={today}&to={tomorrow}")).await["metrics"]["total_signups"],
+        3
+    );
+    assert_eq!(
+        metrics_ok(&app, &format!("?from={tomorrow}")).await["metrics"]["total_signups"],
+        0
+    );
+    assert_eq!(
+        metrics_ok(&app, &format!("?to={today}")).await["metrics"]["login_rate"],
+        0.0
+    );
+    let err = assert_error(
+        metrics(&app, "?from=last-week").await,
+        400,
+        "invalid_query_parameter",
+    )
+    .await;
+    assert_eq!(err["field"], "from");
+    let err = assert_error(
+        metrics(&app, "?plan=gold").await,
+        400,
+        "invalid_query_parameter",
+    )
+    .await;
+    assert_eq!(err["field"], "plan");
+    let resp = app
+        .client
+        .get(app.url("/activation/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 401, "unauthorized").await;
+}
