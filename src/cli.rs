@@ -217,12 +217,9 @@ fn tenant_arg(id: &str) -> anyhow::Result<crate::domain::TenantId> {
 
 /// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time, as Stripe seconds.
 pub fn parse_since(s: &str) -> anyhow::Result<i64> {
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp());
-    }
-    chrono::DateTime::parse_from_rfc3339(s)
+    crate::domain::parse_day_or_time(s)
         .map(|t| t.timestamp())
-        .map_err(|_| {
+        .ok_or_else(|| {
             anyhow::anyhow!("--since '{s}' is not a date (YYYY-MM-DD) or an RFC 3339 time")
         })
 }

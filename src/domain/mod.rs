@@ -32,3 +32,13 @@ impl FieldError {
         }
     }
 }
+
+/// A date (`YYYY-MM-DD`, midnight UTC) or an RFC 3339 time, as operators and filters write them.
+pub fn parse_day_or_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Some(d.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}

@@ -202,16 +202,9 @@ fn date_param(name: &'static str, value: Option<&str>) -> AppResult<Option<i64>>
     let Some(v) = value.filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-        return Ok(Some(
-            d.and_time(chrono::NaiveTime::MIN)
-                .and_utc()
-                .timestamp_millis(),
-        ));
-    }
-    chrono::DateTime::parse_from_rfc3339(v)
+    crate::domain::parse_day_or_time(v)
         .map(|t| Some(t.timestamp_millis()))
-        .map_err(|_| {
+        .ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_query_parameter",
                 format!("{name} must be a date (YYYY-MM-DD) or an RFC 3339 time"),
