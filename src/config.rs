@@ -155,6 +155,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "signups allowed per client IP per hour (0 = no limit)",
     ),
     (
+        "WIZARD_SPLIT",
+        "50",
+        "percentage of new tenants whose setup wizard is the quick variant (the rest get guided)",
+    ),
+    (
         "TRIAL_DAYS",
         "0",
         "free trial days added to each Stripe checkout (0 = no trial, at most 730)",
@@ -338,6 +343,8 @@ pub struct Settings {
     pub max_provisioning_retries: u32,
     pub sample_data_enabled: bool,
     pub signup_rate_limit_per_hour: u32,
+    /// Percentage of tenants assigned the quick wizard (0–100).
+    pub wizard_split: u32,
     /// `subscription_data[trial_period_days]` of each checkout; 0 = none.
     pub trial_days: u32,
     /// Days between cancellation and erasure.
@@ -504,6 +511,7 @@ impl Settings {
             sample_data_enabled: p.boolean("SAMPLE_DATA_ENABLED")?,
             signup_rate_limit_per_hour: p.parse("SIGNUP_RATE_LIMIT_PER_HOUR")?,
             trial_days: p.bounded("TRIAL_DAYS", 0, 730)?,
+            wizard_split: p.bounded("WIZARD_SPLIT", 0, 100)?,
             deprovision_grace_days: p.bounded("DEPROVISION_GRACE_DAYS", 0, 3650)?,
             trusted_proxies: p.cidrs("TRUSTED_PROXIES")?,
             admin_token: p.secret("ADMIN_TOKEN"),

@@ -5,6 +5,7 @@
 //! import `app`, `http`, `jobs` or another feature module.
 
 pub mod metrics;
+pub mod wizard;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -15,6 +15,7 @@ use super::error::{ApiError, AppResult, ErrorBody};
 use super::extract::{JsonBody, QueryParams};
 use super::login::session::current_session;
 use crate::analytics::metrics::{self, Metrics};
+use crate::analytics::wizard::Wizard;
 use crate::analytics::{EVENT_TYPES, TrackedEvent};
 use crate::domain::{Plan, TenantId};
 
@@ -54,6 +55,22 @@ pub struct TrackResponse {
 enum Tracker {
     Operator,
     Tenant(TenantId),
+}
+
+/// The tenant a request speaks for, by its API key or session; `None` when it sends neither.
+async fn optional_tenant(state: &AppState, headers: &HeaderMap) -> AppResult<Option<TenantId>> {
+    let has_bearer = headers.contains_key(header::AUTHORIZATION);
+    let has_cookie = headers.contains_key(header::COOKIE);
+    if !has_bearer && !has_cookie {
+        return Ok(None);
+    }
+    match tracker(state, headers).await {
+        Ok(Tracker::Tenant(t)) => Ok(Some(t)),
+        Ok(Tracker::Operator) => Ok(None),
+        // A cookie that is no (longer a) session: the anonymous wizard.
+        Err(_) if !has_bearer => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 async fn tracker(state: &AppState, headers: &HeaderMap) -> AppResult<Tracker> {
@@ -246,4 +263,68 @@ pub async fn metrics(
         total_events: state.store.activation_event_count().await?,
         timestamp: metrics::timestamp(),
     }))
+}
+
+/// The setup wizard: the caller's variant with each step's state and the call that completes
+/// it (by API key or session); without credentials, the default variant's steps (seed shape).
+#[utoipa::path(get, path = "/wizard/steps", tag = "activation",
+    responses(
+        (status = 200, description = "The wizard", body = Wizard),
+        (status = 401, description = "An API key was sent and is not valid", body = ErrorBody),
+    ))]
+pub async fn wizard_steps(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> AppResult<Json<Wizard>> {
+    let wizard = match optional_tenant(&state, &headers).await? {
+        Some(tenant) => {
+            state
+                .store
+                .wizard(&tenant, state.settings.wizard_split)
+                .await?
+        }
+        None => crate::analytics::wizard::anonymous(),
+    };
+    Ok(Json(wizard))
+}
+
+/// Skips a step of the caller's wizard (recorded once, with a `wizard_step_skipped` event);
+/// answers the wizard as it now stands.
+#[utoipa::path(post, path = "/wizard/steps/{step}/skip", tag = "activation",
+    params(("step" = u32, Path, description = "The step's number, from 1", minimum = 1, maximum = 10)),
+    responses(
+        (status = 200, description = "Skipped; the wizard", body = Wizard),
+        (status = 400, description = "Not a step number", body = ErrorBody),
+        (status = 401, description = "No valid API key or session", body = ErrorBody),
+        (status = 404, description = "The caller's wizard has no such step", body = ErrorBody),
+    ))]
+pub async fn skip_step(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    super::extract::PathParam(step): super::extract::PathParam<String>,
+) -> AppResult<Json<Wizard>> {
+    let n: u32 = step
+        .parse()
+        .ok()
+        .filter(|n| (1..=10).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_path_parameter",
+                format!("'{step}' is not a step number (1, 2, …)"),
+            )
+            .with_field("step")
+        })?;
+    let tenant = match tracker(&state, &headers).await? {
+        Tracker::Tenant(t) => t,
+        Tracker::Operator => {
+            return Err(ApiError::unauthorized(
+                "skipping is the customer's choice: use one of the tenant's API keys or its session",
+            ));
+        }
+    };
+    let split = state.settings.wizard_split;
+    if !state.store.skip_wizard_step(&tenant, split, n).await? {
+        return Err(ApiError::not_found("wizard step"));
+    }
+    Ok(Json(state.store.wizard(&tenant, split).await?))
 }

@@ -10,6 +10,7 @@ store_tests!(
     the_seed_example_gives_fifty_percent_and_repeats_count_once,
     track_checks_who_is_calling_and_what_is_sent,
     metrics_filter_by_signup_date_and_plan,
+    the_wizard_follows_the_tenants_real_actions_in_its_variant,
 );
 
 const ADMIN: &str = "activation-admin-token-0123456789";
@@ -332,4 +333,119 @@ async fn metrics_filter_by_signup_date_and_plan(backend: Backend) {
         .await
         .unwrap();
     assert_error(resp, 401, "unauthorized").await;
+}
+
+async fn wizard(app: &TestApp, key: Option<&str>) -> Value {
+    let mut req = app.client.get(app.url("/wizard/steps"));
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+fn states(w: &Value) -> Vec<String> {
+    w["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn skip(app: &TestApp, key: Option<&str>, step: &str) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(app.url(&format!("/wizard/steps/{step}/skip")));
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    req.send().await.unwrap()
+}
+
+async fn the_wizard_follows_the_tenants_real_actions_in_its_variant(backend: Backend) {
+    // Everyone quick first.
+    let app = spawn_app_with(backend, &[("ADMIN_TOKEN", ADMIN), ("WIZARD_SPLIT", "100")]).await;
+    // The seed's curl: no credentials, the default variant's steps in the seed's shape.
+    let anon = wizard(&app, None).await;
+    assert_eq!(anon["variant"], "quick");
+    let first = &anon["steps"][0];
+    for field in ["step", "title", "description", "action"] {
+        assert!(!first[field].is_null(), "{field} in {first}");
+    }
+    assert!(first.get("state").is_none());
+
+    let t = app
+        .active_tenant("wizard-quick@example.com", "starter")
+        .await;
+    let w = wizard(&app, Some(&t.api_key)).await;
+    assert_eq!(w["variant"], "quick");
+    assert_eq!(states(&w), ["pending", "pending"]);
+    let skipped: Value = skip(&app, Some(&t.api_key), "1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(states(&skipped), ["skipped", "pending"]);
+    app.query_ok(&t.api_key, "sample", 1).await;
+    let w = crate::helpers::eventually("the query seen", 10, || async {
+        let w = wizard(&app, Some(&t.api_key)).await;
+        (states(&w) == ["skipped", "done"]).then_some(w)
+    })
+    .await;
+    assert_eq!(w["steps"][1]["action"], "POST /v1/query");
+    app.upload(&t.api_key, "Mine", "My own document.").await;
+    crate::helpers::eventually("the upload seen", 10, || async {
+        (states(&wizard(&app, Some(&t.api_key)).await) == ["done", "done"]).then_some(())
+    })
+    .await;
+    // Bad input and no credentials.
+    assert_error(
+        skip(&app, Some(&t.api_key), "abc").await,
+        400,
+        "invalid_path_parameter",
+    )
+    .await;
+    assert_error(skip(&app, Some(&t.api_key), "9").await, 404, "not_found").await;
+    assert_error(skip(&app, None, "1").await, 401, "unauthorized").await;
+    let resp = app
+        .client
+        .get(app.url("/wizard/steps"))
+        .bearer_auth("onb_forged")
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 401, "unauthorized").await;
+    let skip_events = crate::helpers::eventually("the skip event", 5, || async {
+        let m = metrics_ok(&app, "").await;
+        (m["total_events"].as_i64().unwrap() > 0).then_some(m)
+    })
+    .await;
+    assert!(skip_events["total_events"].as_i64().unwrap() >= 5);
+
+    // A new split applies to new tenants; the first keeps its variant.
+    let app = app
+        .restart_with(&[("ADMIN_TOKEN", ADMIN), ("WIZARD_SPLIT", "0")])
+        .await;
+    assert_eq!(wizard(&app, Some(&t.api_key)).await["variant"], "quick");
+    let g = app
+        .active_tenant("wizard-guided@example.com", "starter")
+        .await;
+    let w = wizard(&app, Some(&g.api_key)).await;
+    assert_eq!(w["variant"], "guided");
+    assert_eq!(states(&w), ["pending", "pending", "pending", "pending"]);
+    let resp = app
+        .client
+        .post(app.url("/v1/api-keys"))
+        .bearer_auth(&g.api_key)
+        .json(&json!({"name": "my app", "scopes": ["query"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    assert_eq!(
+        states(&wizard(&app, Some(&g.api_key)).await),
+        ["pending", "pending", "done", "pending"]
+    );
 }
