@@ -164,6 +164,7 @@ fn main() {
                 "query".into(),
                 "keys:manage".into(),
             ],
+            own: false,
         }),
         plan: Plan::Starter,
         status: TenantStatus::Active,

@@ -20,6 +20,8 @@ pub enum Milestone {
     FirstLogin,
     FirstDocumentUpload,
     FirstQueryExecuted,
+    /// The first `/v1` call made with a key the tenant created itself.
+    IntegrationConfigured,
 }
 
 impl Milestone {
@@ -28,6 +30,7 @@ impl Milestone {
             Milestone::FirstLogin => "first_login",
             Milestone::FirstDocumentUpload => "first_document_upload",
             Milestone::FirstQueryExecuted => "first_query_executed",
+            Milestone::IntegrationConfigured => "integration_configured",
         }
     }
 }

@@ -60,6 +60,7 @@ pub struct KeyCheck {
     keys: KeyCache,
     store: Store,
     signer: KeySigner,
+    milestones: crate::analytics::MilestoneMemo,
 }
 
 impl From<&AppState> for KeyCheck {
@@ -68,6 +69,7 @@ impl From<&AppState> for KeyCheck {
             keys: state.keys.clone(),
             store: state.store.clone(),
             signer: state.signer.clone(),
+            milestones: state.milestones.clone(),
         }
     }
 }
@@ -121,6 +123,22 @@ pub async fn require_api_key(
             ),
         )
         .into_response();
+    }
+    if caller.principal.own {
+        // The first call with a key the tenant made itself: its integration works. Once per
+        // tenant and process (a set lookup after that); a failure to record never fails the call.
+        if let Err(e) = state
+            .milestones
+            .record(
+                &state.store,
+                caller.tenant(),
+                crate::analytics::Milestone::IntegrationConfigured,
+                None,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not record integration_configured");
+        }
     }
     request.extensions_mut().insert(caller);
     next.run(request).await

@@ -57,6 +57,9 @@ pub struct Principal {
     pub tenant_id: TenantId,
     pub key_id: String,
     pub scopes: Vec<String>,
+    /// A key the tenant created itself (not the first key provisioning issued): its first use
+    /// is `integration_configured`.
+    pub own: bool,
 }
 
 impl Principal {
@@ -190,10 +193,15 @@ type KeyRow = (
     Option<i64>,
     String,
     String,
+    bool,
 );
 /// A key row with its tenant's plan and status: one indexed read answers everything a request
 /// needs to know about its key.
-const KEY_ROW_SQL: &str = "SELECT k.id, k.tenant_id, k.scopes, k.expires_at, k.revoked_at, t.plan, t.status \
+/// `own`: a key the tenant created, not the one provisioning issued (whose id the `api_key`
+/// step recorded).
+const KEY_ROW_SQL: &str = "SELECT k.id, k.tenant_id, k.scopes, k.expires_at, k.revoked_at, t.plan, t.status, \
+     NOT EXISTS (SELECT 1 FROM provisioning_steps p WHERE p.tenant_id = k.tenant_id AND p.step = 'api_key' \
+     AND p.detail = k.id) AS own \
      FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.jti_hash = $1";
 
 /// A verified key: who it acts for, and its tenant's plan and status as of the check.
@@ -207,7 +215,7 @@ pub struct VerifiedKey {
 
 /// The caller a verified token's stored row names, unless revoked, expired or mismatched.
 fn verified_from(claims: &Claims, row: Option<KeyRow>) -> Result<VerifiedKey, AuthError> {
-    let (key_id, tenant_id, scopes, expires_at, revoked_at, plan, status) =
+    let (key_id, tenant_id, scopes, expires_at, revoked_at, plan, status, own) =
         row.ok_or(AuthError::Revoked)?;
     if revoked_at.is_some() || tenant_id != claims.tid {
         return Err(AuthError::Revoked);
@@ -220,6 +228,7 @@ fn verified_from(claims: &Claims, row: Option<KeyRow>) -> Result<VerifiedKey, Au
             tenant_id: TenantId::parse(&tenant_id).ok_or(AuthError::Invalid)?,
             key_id,
             scopes: scopes.split_whitespace().map(str::to_string).collect(),
+            own,
         },
         plan: plan.parse().map_err(|_| AuthError::Invalid)?,
         status: status.parse().map_err(|_| AuthError::Invalid)?,

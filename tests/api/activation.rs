@@ -443,9 +443,22 @@ async fn the_wizard_follows_the_tenants_real_actions_in_its_variant(backend: Bac
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.unwrap();
     assert_eq!(
         states(&wizard(&app, Some(&g.api_key)).await),
         ["pending", "pending", "done", "pending"]
     );
+    // The first call with the tenant's own key is its integration; the provisioning key's
+    // calls never were.
+    let own = created["api_key"].as_str().expect("the new key's secret");
+    app.query_ok(own, "sample", 1).await;
+    let w = crate::helpers::eventually("integration_configured", 10, || async {
+        let w = wizard(&app, Some(&g.api_key)).await;
+        (states(&w) == ["pending", "done", "done", "done"]).then_some(w)
+    })
+    .await;
+    assert_eq!(w["variant"], "guided");
+    let m = metrics_ok(&app, "").await;
+    assert_eq!(m["metrics"]["integration_configured"], 1);
 }
