@@ -8,12 +8,13 @@ use crate::domain::Plan;
 use crate::store::{Store, StoreResult, now_ms};
 use crate::with_reader;
 
-/// Which tenants count: signed up in `[from, to)` (ms), on `plan`.
+/// Which tenants count: signed up in `[from, to)` (ms), on `plan`, given wizard `variant`.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub from: Option<i64>,
     pub to: Option<i64>,
     pub plan: Option<Plan>,
+    pub variant: Option<super::wizard::Variant>,
 }
 
 /// One step of the funnel.
@@ -67,6 +68,8 @@ pub struct Metrics {
     pub funnel: Vec<FunnelStep>,
     pub time_to_activation: TimeToActivation,
     pub discrepancies: Vec<Discrepancy>,
+    /// The wizard's A/B test: activation per variant and the z-test of the difference.
+    pub wizard: super::abtest::Comparison,
 }
 
 /// `part / whole` as a percentage with one decimal (0 when `whole` is 0).
@@ -110,8 +113,9 @@ impl Store {
     /// The activation metrics of the tenants `filter` selects.
     pub async fn activation_metrics(&self, filter: &Filter) -> StoreResult<Metrics> {
         let plan = filter.plan.map(Plan::as_str);
+        let variant = filter.variant.map(super::wizard::Variant::as_str);
         const WHERE: &str = "($1 IS NULL OR signed_up_at >= $1) AND ($2 IS NULL OR signed_up_at < $2) \
-             AND ($3 IS NULL OR plan = $3)";
+             AND ($3 IS NULL OR plan = $3) AND ($4 IS NULL OR variant = $4)";
         let counts: (i64, i64, i64, i64, i64, i64, i64) = with_reader!(self, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT COUNT(*), COUNT(paid_at), COUNT(provisioned_at), COUNT(first_login_at), \
@@ -121,6 +125,7 @@ impl Store {
             .bind(filter.from)
             .bind(filter.to)
             .bind(plan)
+            .bind(variant)
             .fetch_one(pool)
             .await?
         });
@@ -133,6 +138,7 @@ impl Store {
             .bind(filter.from)
             .bind(filter.to)
             .bind(plan)
+            .bind(variant)
             .fetch_all(pool)
             .await?
         });
@@ -150,7 +156,9 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
+        let wizard = self.wizard_comparison(filter).await?;
         Ok(Metrics {
+            wizard,
             total_signups: signups,
             payment_confirmed: paid,
             first_login: login,
@@ -184,6 +192,71 @@ impl Store {
                     unverified,
                 })
                 .collect(),
+        })
+    }
+
+    /// Activation per wizard variant (of the tenants `filter` selects, whatever its variant),
+    /// skips per step, and the z-test of quick against guided.
+    pub async fn wizard_comparison(
+        &self,
+        filter: &Filter,
+    ) -> StoreResult<super::abtest::Comparison> {
+        use super::abtest::{VariantResult, compare};
+        use super::wizard::Variant;
+        let plan = filter.plan.map(Plan::as_str);
+        let per_variant: Vec<(String, i64, i64)> = with_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT variant, COUNT(*), COUNT(first_query_at) FROM tenant_activation \
+                 WHERE variant IS NOT NULL AND ($1 IS NULL OR signed_up_at >= $1) \
+                 AND ($2 IS NULL OR signed_up_at < $2) AND ($3 IS NULL OR plan = $3) GROUP BY variant",
+            )
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(plan)
+            .fetch_all(pool)
+            .await?
+        });
+        let skips: Vec<(String, i64, i64)> = with_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT w.variant, w.step, COUNT(*) FROM wizard_skips w \
+                 JOIN tenant_activation a ON a.tenant_id = w.tenant_id \
+                 WHERE ($1 IS NULL OR a.signed_up_at >= $1) AND ($2 IS NULL OR a.signed_up_at < $2) \
+                 AND ($3 IS NULL OR a.plan = $3) GROUP BY w.variant, w.step",
+            )
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(plan)
+            .fetch_all(pool)
+            .await?
+        });
+        let result = |v: Variant| {
+            let (tenants, activated) = per_variant
+                .iter()
+                .find(|(name, _, _)| name == v.as_str())
+                .map_or((0, 0), |(_, n, a)| (*n, *a));
+            let skips_by_step = (1..=v.steps().len() as i64)
+                .map(|step| {
+                    skips
+                        .iter()
+                        .find(|(name, s, _)| name == v.as_str() && *s == step)
+                        .map_or(0, |(_, _, n)| *n)
+                })
+                .collect();
+            VariantResult {
+                variant: v.as_str().to_string(),
+                tenants,
+                activated,
+                activation_rate: percent(activated, tenants),
+                skips_by_step,
+            }
+        };
+        let (quick, guided) = (result(Variant::Quick), result(Variant::Guided));
+        let (z, p_value, verdict) = compare(&quick, &guided);
+        Ok(super::abtest::Comparison {
+            variants: vec![quick, guided],
+            z,
+            p_value,
+            verdict,
         })
     }
 

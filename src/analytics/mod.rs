@@ -4,6 +4,7 @@
 //! A feature module every other one may record into: uses only `store` and `domain`; must not
 //! import `app`, `http`, `jobs` or another feature module.
 
+pub mod abtest;
 pub mod metrics;
 pub mod wizard;
 

@@ -1,8 +1,8 @@
 //! The setup wizard and its A/B test (seed "Failure 2"). Two variants: `quick` (two steps: add a
 //! document or skip to the sample data, then run a query) and `guided` (upload your own
 //! document, run a query, create an integration key, make a first call with it). A tenant's
-//! variant comes from its id and `WIZARD_SPLIT`, is stored the first time it is needed, and is
-//! kept even if the split changes. A step is done when the server saw the real action; a skip
+//! variant comes from its id and `WIZARD_SPLIT`, is stored at signup (or, for tenants older
+//! than the wizard, the first time it is needed), and is kept even if the split changes. A step is done when the server saw the real action; a skip
 //! is recorded.
 
 use serde::Serialize;
@@ -170,6 +170,26 @@ struct Progress {
     first_query_at: Option<i64>,
     integration_at: Option<i64>,
     own_keys: i64,
+}
+
+impl crate::store::Tx {
+    /// Assigns a new tenant its variant (at signup, so every tenant of the A/B test has one).
+    pub async fn assign_wizard_variant(
+        &mut self,
+        tenant: &TenantId,
+        quick_percent: u32,
+    ) -> StoreResult<()> {
+        crate::with_conn!(&mut *self, |conn| {
+            sqlx::query(
+                "UPDATE tenant_activation SET variant = COALESCE(variant, $1) WHERE tenant_id = $2",
+            )
+            .bind(Variant::assign(tenant, quick_percent).as_str())
+            .bind(tenant.as_str())
+            .execute(&mut *conn)
+            .await?;
+        });
+        Ok(())
+    }
 }
 
 impl Store {

@@ -204,6 +204,9 @@ pub struct MetricsQuery {
     /// Only tenants on this plan.
     #[param(value_type = Option<Plan>)]
     pub plan: Option<String>,
+    /// Only tenants given this wizard variant (`quick` or `guided`).
+    #[param(value_type = Option<crate::analytics::wizard::Variant>)]
+    pub variant: Option<String>,
 }
 
 /// The seed's envelope: the metrics, how many events are stored, and when.
@@ -252,10 +255,21 @@ pub async fn metrics(
         })?),
         None => None,
     };
+    let variant = match q.variant.as_deref().filter(|v| !v.is_empty()) {
+        Some(v) => Some(crate::analytics::wizard::Variant::parse(v).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query_parameter",
+                format!("variant must be quick or guided, not '{v}'"),
+            )
+            .with_field("variant")
+        })?),
+        None => None,
+    };
     let filter = metrics::Filter {
         from: date_param("from", q.from.as_deref())?,
         to: date_param("to", q.to.as_deref())?,
         plan,
+        variant,
     };
     let metrics = state.store.activation_metrics(&filter).await?;
     Ok(Json(MetricsResponse {

@@ -187,6 +187,8 @@ pub async fn signup(
         Err(StoreError::Conflict(_)) => return Err(email_taken()),
         Err(e) => return Err(e.into()),
     }
+    tx.assign_wizard_variant(&tenant.id, state.settings.wizard_split)
+        .await?;
     tx.record_marketing_consent(
         &tenant.id,
         marketing_opt_in,

@@ -461,4 +461,31 @@ async fn the_wizard_follows_the_tenants_real_actions_in_its_variant(backend: Bac
     assert_eq!(w["variant"], "guided");
     let m = metrics_ok(&app, "").await;
     assert_eq!(m["metrics"]["integration_configured"], 1);
+
+    // The A/B comparison: one tenant per variant, the quick one skipped its first step.
+    let ab = &m["metrics"]["wizard"];
+    assert_eq!(ab["variants"][0]["variant"], "quick");
+    assert_eq!(ab["variants"][0]["tenants"], 1);
+    assert_eq!(ab["variants"][0]["activated"], 1);
+    assert_eq!(ab["variants"][0]["skips_by_step"], json!([1, 0]));
+    assert_eq!(ab["variants"][1]["variant"], "guided");
+    assert_eq!(ab["variants"][1]["skips_by_step"], json!([0, 0, 0, 0]));
+    assert!(
+        ab["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("not enough data yet")
+    );
+    assert!(ab["p_value"].is_null());
+    assert_eq!(
+        metrics_ok(&app, "?variant=guided").await["metrics"]["total_signups"],
+        1
+    );
+    let err = assert_error(
+        metrics(&app, "?variant=fast").await,
+        400,
+        "invalid_query_parameter",
+    )
+    .await;
+    assert_eq!(err["field"], "variant");
 }
