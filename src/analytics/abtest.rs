@@ -39,6 +39,10 @@ pub struct VariantResult {
     pub activation_rate: f64,
     /// Tenants that skipped each step (index 0 = step 1).
     pub skips_by_step: Vec<i64>,
+    /// Tenants shown each step as their next one.
+    pub views_by_step: Vec<i64>,
+    /// Tenants that did each step.
+    pub completions_by_step: Vec<i64>,
 }
 
 /// The comparison of the two variants.
@@ -93,6 +97,8 @@ mod tests {
             activated,
             activation_rate: 0.0,
             skips_by_step: vec![],
+            views_by_step: vec![],
+            completions_by_step: vec![],
         }
     }
 

@@ -229,6 +229,13 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
+        let steps = self.wizard_step_counts(filter).await?;
+        let count_of = |kind: &str, v: Variant, step: u32| {
+            steps
+                .iter()
+                .find(|(k, name, s, _)| k == kind && name == v.as_str() && *s == step)
+                .map_or(0, |(_, _, _, n)| *n)
+        };
         let result = |v: Variant| {
             let (tenants, activated) = per_variant
                 .iter()
@@ -242,12 +249,19 @@ impl Store {
                         .map_or(0, |(_, _, n)| *n)
                 })
                 .collect();
+            let by_step = |kind: &str| {
+                (1..=v.steps().len() as u32)
+                    .map(|step| count_of(kind, v, step))
+                    .collect()
+            };
             VariantResult {
                 variant: v.as_str().to_string(),
                 tenants,
                 activated,
                 activation_rate: percent(activated, tenants),
                 skips_by_step,
+                views_by_step: by_step("viewed"),
+                completions_by_step: by_step("completed"),
             }
         };
         let (quick, guided) = (result(Variant::Quick), result(Variant::Guided));

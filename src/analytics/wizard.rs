@@ -280,6 +280,80 @@ impl Store {
         Ok(Wizard { variant, steps })
     }
 
+    /// Records, once per tenant, that it was shown the wizard (`wizard_step_viewed` for the
+    /// first step still pending) and each step it has done (`wizard_step_completed`). The
+    /// event's key (`wizard:{kind}:{variant}:{step}`) makes a repeat a no-op.
+    pub async fn note_wizard_progress(
+        &self,
+        tenant: &TenantId,
+        wizard: &Wizard,
+    ) -> StoreResult<()> {
+        let variant = wizard.variant.as_str();
+        let mut notes: Vec<(&str, u32)> = wizard
+            .steps
+            .iter()
+            .filter(|s| s.state == Some("done"))
+            .map(|s| ("completed", s.step))
+            .collect();
+        if let Some(next) = wizard.steps.iter().find(|s| s.state == Some("pending")) {
+            notes.push(("viewed", next.step));
+        }
+        let now = now_ms();
+        for (kind, step) in notes {
+            with_pool!(self, |pool| {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{} ON CONFLICT (tenant_id, client_event_id) DO NOTHING",
+                    super::INSERT_EVENT_SQL
+                )))
+                .bind(format!("aev_{}", ulid::Ulid::new()))
+                .bind(tenant.as_str())
+                .bind(format!("wizard_step_{kind}"))
+                .bind("server")
+                .bind(format!("wizard:{kind}:{variant}:{step}"))
+                .bind(serde_json::json!({"step": step, "variant": variant}).to_string())
+                .bind(0_i64)
+                .bind(now)
+                .execute(pool)
+                .await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Tenants that viewed and completed each step, per variant, among those `filter` selects
+    /// by signup date and plan: `(kind, variant, step, tenants)`.
+    pub async fn wizard_step_counts(
+        &self,
+        filter: &super::metrics::Filter,
+    ) -> StoreResult<Vec<(String, String, u32, i64)>> {
+        let rows: Vec<(String, i64)> = with_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT e.client_event_id, COUNT(*) FROM activation_events e \
+                 JOIN tenant_activation a ON a.tenant_id = e.tenant_id \
+                 WHERE e.source = 'server' AND e.event_type IN ('wizard_step_viewed', 'wizard_step_completed') \
+                 AND ($1 IS NULL OR a.signed_up_at >= $1) AND ($2 IS NULL OR a.signed_up_at < $2) \
+                 AND ($3 IS NULL OR a.plan = $3) GROUP BY e.client_event_id",
+            )
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(filter.plan.map(crate::domain::Plan::as_str))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, n)| {
+                let mut parts = key.split(':');
+                let (Some("wizard"), Some(kind), Some(variant), Some(step)) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return None;
+                };
+                Some((kind.to_string(), variant.to_string(), step.parse().ok()?, n))
+            })
+            .collect())
+    }
+
     /// Records that the tenant skipped step `step` of its variant (once), with its
     /// `wizard_step_skipped` event. False when the variant has no such step.
     pub async fn skip_wizard_step(

@@ -292,10 +292,12 @@ pub async fn wizard_steps(
 ) -> AppResult<Json<Wizard>> {
     let wizard = match optional_tenant(&state, &headers).await? {
         Some(tenant) => {
-            state
+            let wizard = state
                 .store
                 .wizard(&tenant, state.settings.wizard_split)
-                .await?
+                .await?;
+            state.store.note_wizard_progress(&tenant, &wizard).await?;
+            wizard
         }
         None => crate::analytics::wizard::anonymous(),
     };
@@ -340,5 +342,7 @@ pub async fn skip_step(
     if !state.store.skip_wizard_step(&tenant, split, n).await? {
         return Err(ApiError::not_found("wizard step"));
     }
-    Ok(Json(state.store.wizard(&tenant, split).await?))
+    let wizard = state.store.wizard(&tenant, split).await?;
+    state.store.note_wizard_progress(&tenant, &wizard).await?;
+    Ok(Json(wizard))
 }

@@ -470,6 +470,15 @@ async fn the_wizard_follows_the_tenants_real_actions_in_its_variant(backend: Bac
     assert_eq!(ab["variants"][0]["skips_by_step"], json!([1, 0]));
     assert_eq!(ab["variants"][1]["variant"], "guided");
     assert_eq!(ab["variants"][1]["skips_by_step"], json!([0, 0, 0, 0]));
+    // Views: the step each tenant was shown as its next one (the quick tenant saw step 2 once it
+    // skipped step 1; the guided one only ever had step 1 next); completions: what each did.
+    assert_eq!(ab["variants"][0]["views_by_step"], json!([1, 1]));
+    assert_eq!(ab["variants"][0]["completions_by_step"], json!([1, 1]));
+    assert_eq!(ab["variants"][1]["views_by_step"], json!([1, 0, 0, 0]));
+    assert_eq!(
+        ab["variants"][1]["completions_by_step"],
+        json!([0, 1, 1, 1])
+    );
     assert!(
         ab["verdict"]
             .as_str()
