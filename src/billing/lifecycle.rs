@@ -421,11 +421,6 @@ async fn adopt_ids(tx: &mut Tx, held: &Held, refs: &Refs) -> StoreResult<()> {
     Ok(())
 }
 
-/// The time now, in Stripe's unit (seconds).
-pub fn stripe_now() -> i64 {
-    now_ms() / 1000
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

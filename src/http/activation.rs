@@ -5,9 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::admin::Operator;
@@ -80,9 +78,7 @@ async fn tracker(state: &AppState, headers: &HeaderMap) -> AppResult<Tracker> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     if let Some(token) = bearer {
-        if let Some(admin) = &state.settings.admin_token
-            && bool::from(token.as_bytes().ct_eq(admin.expose_secret().as_bytes()))
-        {
+        if super::admin::require_admin(state, headers).is_ok() {
             return Ok(Tracker::Operator);
         }
         return match state

@@ -5,7 +5,7 @@ use reqwest::header::{CONTENT_DISPOSITION, COOKIE, LOCATION};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, assert_error, eventually, spawn_app};
-use crate::lifecycle::{event, invoice, stripe_ids, subscription};
+use crate::lifecycle::{deliver, event, evt_id, invoice, settled, stripe_ids, subscription};
 use crate::login::signed_in;
 use crate::store_tests;
 use onboard::domain::TenantId;
@@ -19,15 +19,6 @@ store_tests!(
     closing_the_account_cancels_it_and_schedules_erasure,
     the_checkout_reminder_is_sent_once_an_hour_after_signup,
 );
-
-fn evt() -> String {
-    format!("evt_{}", ulid::Ulid::new())
-}
-
-async fn deliver(app: &TestApp, e: &Value) {
-    let resp = app.deliver_event(e).await;
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-}
 
 /// The kinds of the emails queued for a tenant, oldest first.
 async fn kinds(app: &TestApp, tid: &str) -> Vec<String> {
@@ -46,20 +37,6 @@ async fn wait_for_kind(app: &TestApp, tid: &str, kind: &str) -> onboard::email::
             .find(|e| e.kind == kind)
     })
     .await
-}
-
-async fn settled(app: &TestApp) {
-    eventually("every event processed", 30, || async {
-        let left = app
-            .store
-            .unfinished_jobs(Some(
-                <onboard::billing::events::EventJob as onboard::jobs::Task>::KIND,
-            ))
-            .await
-            .unwrap();
-        (left == 0).then_some(())
-    })
-    .await;
 }
 
 async fn signup_records_marketing_consent_with_its_source_and_address(backend: Backend) {
@@ -140,7 +117,7 @@ async fn one_click_unsubscribe_stops_lifecycle_mail_but_not_transactional_mail(b
     deliver(
         &app,
         &event(
-            &evt(),
+            &evt_id(),
             "customer.subscription.trial_will_end",
             now,
             trial.clone(),
@@ -226,7 +203,7 @@ async fn one_click_unsubscribe_stops_lifecycle_mail_but_not_transactional_mail(b
     deliver(
         &app,
         &event(
-            &evt(),
+            &evt_id(),
             "customer.subscription.trial_will_end",
             now + 1,
             trial,
@@ -275,19 +252,19 @@ async fn subscription_changes_send_their_emails_once(backend: Backend) {
     let now = chrono::Utc::now().timestamp();
     for (i, e) in [
         event(
-            &evt(),
+            &evt_id(),
             "invoice.payment_failed",
             now,
             invoice(&cus, &sub, &t.tenant_id, "open"),
         ),
         event(
-            &evt(),
+            &evt_id(),
             "customer.subscription.updated",
             now + 10,
             subscription(&cus, &sub, &t.tenant_id, "unpaid", false, "starter"),
         ),
         event(
-            &evt(),
+            &evt_id(),
             "invoice.paid",
             now + 20,
             invoice(&cus, &sub, &t.tenant_id, "paid"),
@@ -362,7 +339,7 @@ async fn the_dev_billing_portal_pays_and_cancels_through_the_webhook(backend: Ba
     deliver(
         &app,
         &event(
-            &evt(),
+            &evt_id(),
             "invoice.payment_failed",
             chrono::Utc::now().timestamp() - 5,
             invoice(&cus, &sub, &t.tenant_id, "open"),

@@ -97,17 +97,17 @@ pub fn subscription(
     })
 }
 
-fn evt_id() -> String {
+pub fn evt_id() -> String {
     format!("evt_{}", ulid::Ulid::new())
 }
 
-async fn deliver(app: &TestApp, event: &Value) {
+pub async fn deliver(app: &TestApp, event: &Value) {
     let resp = app.deliver_event(event).await;
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
 }
 
 /// Waits until every stored event has been processed.
-async fn settled(app: &TestApp) {
+pub async fn settled(app: &TestApp) {
     eventually("every event processed", 30, || async {
         let left = app
             .store
