@@ -220,8 +220,17 @@ async fn one_click_unsubscribe_stops_lifecycle_mail_but_not_transactional_mail(b
         "no second trial notice after the unsubscribe: {after:?} (before {before:?})"
     );
 
-    // Ticking the box on the account page subscribes again.
+    // Ticking the box on the account page subscribes again (its form only: JSON is a 415).
     let cookie = signed_in(&app, &t).await;
+    let resp = app
+        .client
+        .post(app.url("/account/consent"))
+        .header(COOKIE, &cookie)
+        .json(&json!({"marketing_opt_in": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 415, "unsupported_media_type").await;
     let resp = app
         .client
         .post(app.url("/account/consent"))

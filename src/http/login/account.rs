@@ -136,24 +136,27 @@ pub async fn account_page(
     Ok(resp)
 }
 
-#[derive(serde::Deserialize)]
-pub(crate) struct ConsentForm {
-    /// Present (any value) when the box is ticked.
-    marketing_opt_in: Option<String>,
-}
-
 /// `POST /account/consent`: the account page's email preference, recorded with its time,
 /// source and client address; back to the account page.
 pub(crate) async fn consent(
     State(state): State<AppState>,
     headers: HeaderMap,
     crate::http::extract::ClientIp(ip): crate::http::extract::ClientIp,
-    axum::extract::Form(form): axum::extract::Form<ConsentForm>,
+    body: axum::body::Bytes,
 ) -> AppResult<Response> {
+    // The account page's form; anything else gets the API's own 415, not a silent "no".
+    if crate::http::extract::media_type(&headers) != super::FORM {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the email preference as the account page's form (application/x-www-form-urlencoded)",
+        ));
+    }
     let Some((_, tenant)) = current_session(&state, &headers).await? else {
         return Ok(Redirect::to("/login").into_response());
     };
-    let granted = form.marketing_opt_in.is_some();
+    // The box's field is present (any value) when ticked.
+    let granted = url::form_urlencoded::parse(&body).any(|(k, _)| k == "marketing_opt_in");
     let mut tx = state.store.begin().await?;
     tx.record_marketing_consent(
         &tenant.id,
