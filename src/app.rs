@@ -43,6 +43,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Activation milestones this process already knows are recorded.
     pub milestones: crate::analytics::MilestoneMemo,
+    /// Group commit of tracked activation events.
+    pub ingest: crate::analytics::ingest::Ingest,
     pub embedder: Embedder,
     /// Queries counted in memory, flushed every second.
     pub usage: UsageMeter,
@@ -153,6 +155,7 @@ impl AppState {
             metrics: Arc::new(crate::metrics::Counters::default()),
             http: reqwest::Client::new(),
             milestones: crate::analytics::MilestoneMemo::default(),
+            ingest: crate::analytics::ingest::Ingest::default(),
         }
     }
 }

@@ -155,6 +155,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "signups allowed per client IP per hour (0 = no limit)",
     ),
     (
+        "EVENT_RETENTION_DAYS",
+        "90",
+        "days raw activation events and Stripe webhook payloads are kept (their counts live on in daily aggregates)",
+    ),
+    (
         "WIZARD_SPLIT",
         "50",
         "percentage of new tenants whose setup wizard is the quick variant (the rest get guided)",
@@ -345,6 +350,7 @@ pub struct Settings {
     pub signup_rate_limit_per_hour: u32,
     /// Percentage of tenants assigned the quick wizard (0–100).
     pub wizard_split: u32,
+    pub event_retention_days: u32,
     /// `subscription_data[trial_period_days]` of each checkout; 0 = none.
     pub trial_days: u32,
     /// Days between cancellation and erasure.
@@ -512,6 +518,7 @@ impl Settings {
             signup_rate_limit_per_hour: p.parse("SIGNUP_RATE_LIMIT_PER_HOUR")?,
             trial_days: p.bounded("TRIAL_DAYS", 0, 730)?,
             wizard_split: p.bounded("WIZARD_SPLIT", 0, 100)?,
+            event_retention_days: p.bounded("EVENT_RETENTION_DAYS", 1, 3650)?,
             deprovision_grace_days: p.bounded("DEPROVISION_GRACE_DAYS", 0, 3650)?,
             trusted_proxies: p.cidrs("TRUSTED_PROXIES")?,
             admin_token: p.secret("ADMIN_TOKEN"),

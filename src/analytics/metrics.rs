@@ -70,6 +70,8 @@ pub struct Metrics {
     pub discrepancies: Vec<Discrepancy>,
     /// The wizard's A/B test: activation per variant and the z-test of the difference.
     pub wizard: super::abtest::Comparison,
+    /// The funnel per signup week (Monday, UTC), oldest first.
+    pub cohorts: Vec<Cohort>,
 }
 
 /// `part / whole` as a percentage with one decimal (0 when `whole` is 0).
@@ -78,15 +80,6 @@ pub fn percent(part: i64, whole: i64) -> f64 {
         return 0.0;
     }
     (part as f64 * 1000.0 / whole as f64).round() / 10.0
-}
-
-/// The `q` quantile (0..=1) of sorted values, nearest rank.
-fn quantile(sorted: &[i64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1] as f64 / 1000.0)
 }
 
 /// The funnel from the counts of each step, in order.
@@ -109,56 +102,159 @@ pub fn funnel(counts: &[(&'static str, i64)]) -> Vec<FunnelStep> {
         .collect()
 }
 
+/// The rollup's counted columns, in the order [`Sums`] holds them.
+const SUM_COLUMNS: [&str; 21] = [
+    "signups",
+    "paid",
+    "provisioned",
+    "first_login",
+    "first_document",
+    "first_query",
+    "integration",
+    "activated_24h",
+    "activation_ms_sum",
+    "viewed1",
+    "viewed2",
+    "viewed3",
+    "viewed4",
+    "completed1",
+    "completed2",
+    "completed3",
+    "completed4",
+    "skipped1",
+    "skipped2",
+    "skipped3",
+    "skipped4",
+];
+
+/// One day's length in ms: the rollup's grain.
+const DAY_MS: i64 = 86_400_000;
+
+/// Summed rollup columns (see [`SUM_COLUMNS`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Sums([i64; SUM_COLUMNS.len()]);
+
+impl Sums {
+    fn add(&mut self, other: &Sums) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+    fn get(&self, column: &str) -> i64 {
+        SUM_COLUMNS
+            .iter()
+            .position(|c| *c == column)
+            .map_or(0, |i| self.0[i])
+    }
+    /// Views, completions or skips (`kind`) of steps 1..=`steps`.
+    fn by_step(&self, kind: &str, steps: usize) -> Vec<i64> {
+        (1..=steps.min(4))
+            .map(|n| self.get(&format!("{kind}{n}")))
+            .collect()
+    }
+}
+
+/// One tenant's contribution to the rollup, computed from its `tenant_activation` row exactly
+/// as the rollup's triggers compute it (migration 0015), for a filter that cuts through a day.
+fn per_tenant_rollup() -> String {
+    let mut cols = vec![
+        "signed_up_at / 86400000 AS day".to_string(),
+        "signed_up_at".into(),
+        "plan".into(),
+        "COALESCE(variant, '') AS variant".into(),
+        "1 AS signups".into(),
+    ];
+    for (name, column) in [
+        ("paid", "paid_at"),
+        ("provisioned", "provisioned_at"),
+        ("first_login", "first_login_at"),
+        ("first_document", "first_document_at"),
+        ("first_query", "first_query_at"),
+        ("integration", "integration_at"),
+    ] {
+        cols.push(format!(
+            "CASE WHEN {column} IS NOT NULL THEN 1 ELSE 0 END AS {name}"
+        ));
+    }
+    cols.push(
+        "CASE WHEN first_query_at - signed_up_at <= 86400000 THEN 1 ELSE 0 END AS activated_24h"
+            .into(),
+    );
+    cols.push("COALESCE(first_query_at - signed_up_at, 0) AS activation_ms_sum".into());
+    for kind in ["viewed", "completed", "skipped"] {
+        for n in 1..=4 {
+            cols.push(format!("(wizard_{kind} >> {}) & 1 AS {kind}{n}", n - 1));
+        }
+    }
+    format!("(SELECT {} FROM tenant_activation) r", cols.join(", "))
+}
+
+/// The Monday (UTC) of the week holding `day` (days since the epoch; day 0 was a Thursday).
+fn week_start(week: i64) -> String {
+    let day = week * 7 - 3;
+    crate::store::ms_to_datetime(day * DAY_MS)
+        .date_naive()
+        .to_string()
+}
+
+/// One signup week's funnel (weeks start on Monday, UTC).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Cohort {
+    /// The week's Monday, YYYY-MM-DD.
+    pub week: String,
+    pub signups: i64,
+    pub paid: i64,
+    pub first_login: i64,
+    pub first_query: i64,
+    /// first_query / signups, percent, one decimal.
+    pub activation_rate: f64,
+    /// Percentage of the week's signups that ran a first query within 24 hours.
+    pub within_24h_rate: f64,
+}
+
 impl Store {
-    /// The activation metrics of the tenants `filter` selects.
+    /// The activation metrics of the tenants `filter` selects: read from the daily rollups
+    /// (a few rows per day) when the date filter falls on whole UTC days, else from the
+    /// tenants' rows with the same arithmetic; time-to-activation quantiles walk an index.
     pub async fn activation_metrics(&self, filter: &Filter) -> StoreResult<Metrics> {
-        let plan = filter.plan.map(Plan::as_str);
+        let rows = self.rollup_rows(filter).await?;
         let variant = filter.variant.map(super::wizard::Variant::as_str);
-        const WHERE: &str = "($1 IS NULL OR signed_up_at >= $1) AND ($2 IS NULL OR signed_up_at < $2) \
-             AND ($3 IS NULL OR plan = $3) AND ($4 IS NULL OR variant = $4)";
-        let counts: (i64, i64, i64, i64, i64, i64, i64) = with_reader!(self, |pool| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(*), COUNT(paid_at), COUNT(provisioned_at), COUNT(first_login_at), \
-                 COUNT(first_document_at), COUNT(first_query_at), COUNT(integration_at) \
-                 FROM tenant_activation WHERE {WHERE}"
-            )))
-            .bind(filter.from)
-            .bind(filter.to)
-            .bind(plan)
-            .bind(variant)
-            .fetch_one(pool)
-            .await?
-        });
-        let (signups, paid, provisioned, login, document, query, integration) = counts;
-        let mut durations: Vec<i64> = with_reader!(self, |pool| {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT first_query_at - signed_up_at FROM tenant_activation \
-                 WHERE first_query_at IS NOT NULL AND {WHERE}"
-            )))
-            .bind(filter.from)
-            .bind(filter.to)
-            .bind(plan)
-            .bind(variant)
-            .fetch_all(pool)
-            .await?
-        });
-        durations.sort_unstable();
-        let within_day = durations.iter().filter(|d| **d <= 86_400_000).count() as i64;
-        let mean = (!durations.is_empty())
-            .then(|| durations.iter().sum::<i64>() as f64 / durations.len() as f64 / 1000.0);
+        let selected = |v: &str| variant.is_none_or(|want| want == v);
+        let mut total = Sums::default();
+        let mut weeks: std::collections::BTreeMap<i64, Sums> = Default::default();
+        for (week, v, sums) in &rows {
+            if selected(v) {
+                total.add(sums);
+                weeks.entry(*week).or_default().add(sums);
+            }
+        }
+        let g = |c: &str| total.get(c);
+        let (signups, paid, provisioned) = (g("signups"), g("paid"), g("provisioned"));
+        let (login, document, query, integration) = (
+            g("first_login"),
+            g("first_document"),
+            g("first_query"),
+            g("integration"),
+        );
+        let (p50, p90) = (
+            self.activation_quantile(filter, query, 0.5).await?,
+            self.activation_quantile(filter, query, 0.9).await?,
+        );
+        let mean = (query > 0)
+            .then(|| (g("activation_ms_sum") as f64 / query as f64 / 100.0).round() / 10.0);
         let reports: Vec<(String, i64, i64)> = with_reader!(self, |pool| {
             sqlx::query_as(
-                "SELECT event_type, COUNT(*), CAST(SUM(flagged) AS BIGINT) FROM activation_events \
-                 WHERE source = 'client' AND event_type IN ('signup_completed', 'payment_confirmed', 'first_login', \
-                 'first_document_upload', 'first_query_executed', 'integration_configured') \
+                "SELECT event_type, CAST(SUM(events) AS BIGINT), CAST(SUM(flagged) AS BIGINT) \
+                 FROM activation_event_daily WHERE source = 'client' AND event_type IN \
+                 ('signup_completed', 'payment_confirmed', 'first_login', 'first_document_upload', \
+                 'first_query_executed', 'integration_configured') \
                  GROUP BY event_type ORDER BY event_type",
             )
             .fetch_all(pool)
             .await?
         });
-        let wizard = self.wizard_comparison(filter).await?;
         Ok(Metrics {
-            wizard,
+            wizard: wizard_comparison(&rows),
             total_signups: signups,
             payment_confirmed: paid,
             first_login: login,
@@ -177,12 +273,26 @@ impl Store {
                 ("integration", integration),
             ]),
             time_to_activation: TimeToActivation {
-                activated: durations.len() as i64,
-                p50_seconds: quantile(&durations, 0.5),
-                p90_seconds: quantile(&durations, 0.9),
-                mean_seconds: mean.map(|m| (m * 10.0).round() / 10.0),
-                within_24h_rate: percent(within_day, signups),
+                activated: query,
+                p50_seconds: p50,
+                p90_seconds: p90,
+                mean_seconds: mean,
+                within_24h_rate: percent(g("activated_24h"), signups),
             },
+            // A week whose tenants all moved away (their signup time rewritten) nets to zero.
+            cohorts: weeks
+                .into_iter()
+                .filter(|(_, s)| s.get("signups") > 0)
+                .map(|(week, s)| Cohort {
+                    week: week_start(week),
+                    signups: s.get("signups"),
+                    paid: s.get("paid"),
+                    first_login: s.get("first_login"),
+                    first_query: s.get("first_query"),
+                    activation_rate: percent(s.get("first_query"), s.get("signups")),
+                    within_24h_rate: percent(s.get("activated_24h"), s.get("signups")),
+                })
+                .collect(),
             discrepancies: reports
                 .into_iter()
                 .map(|(event_type, n, unverified)| Discrepancy {
@@ -195,92 +305,136 @@ impl Store {
         })
     }
 
-    /// Activation per wizard variant (of the tenants `filter` selects, whatever its variant),
-    /// skips per step, and the z-test of quick against guided.
-    pub async fn wizard_comparison(
-        &self,
-        filter: &Filter,
-    ) -> StoreResult<super::abtest::Comparison> {
-        use super::abtest::{VariantResult, compare};
-        use super::wizard::Variant;
+    /// The rollup summed per signup week and variant, of the tenants `filter` selects by date
+    /// and plan (the variant is left to the caller: the A/B comparison needs both).
+    async fn rollup_rows(&self, filter: &Filter) -> StoreResult<Vec<(i64, String, Sums)>> {
+        let whole_days = [filter.from, filter.to]
+            .iter()
+            .all(|b| b.is_none_or(|ms| ms % DAY_MS == 0));
+        let (source, column, from, to) = if whole_days {
+            (
+                "activation_rollup".to_string(),
+                "day",
+                filter.from.map(|ms| ms.div_euclid(DAY_MS)),
+                filter.to.map(|ms| ms.div_euclid(DAY_MS)),
+            )
+        } else {
+            (per_tenant_rollup(), "signed_up_at", filter.from, filter.to)
+        };
+        let sums: Vec<String> = SUM_COLUMNS
+            .iter()
+            .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
+            .collect();
+        let sql = format!(
+            "SELECT (day + 3) / 7 AS week, variant, {} FROM {source} \
+             WHERE ($1 IS NULL OR {column} >= $1) AND ($2 IS NULL OR {column} < $2) \
+             AND ($3 IS NULL OR plan = $3) GROUP BY (day + 3) / 7, variant",
+            sums.join(", ")
+        );
         let plan = filter.plan.map(Plan::as_str);
-        let per_variant: Vec<(String, i64, i64)> = with_reader!(self, |pool| {
-            sqlx::query_as(
-                "SELECT variant, COUNT(*), COUNT(first_query_at) FROM tenant_activation \
-                 WHERE variant IS NOT NULL AND ($1 IS NULL OR signed_up_at >= $1) \
-                 AND ($2 IS NULL OR signed_up_at < $2) AND ($3 IS NULL OR plan = $3) GROUP BY variant",
-            )
-            .bind(filter.from)
-            .bind(filter.to)
-            .bind(plan)
-            .fetch_all(pool)
-            .await?
-        });
-        let skips: Vec<(String, i64, i64)> = with_reader!(self, |pool| {
-            sqlx::query_as(
-                "SELECT w.variant, w.step, COUNT(*) FROM wizard_skips w \
-                 JOIN tenant_activation a ON a.tenant_id = w.tenant_id \
-                 WHERE ($1 IS NULL OR a.signed_up_at >= $1) AND ($2 IS NULL OR a.signed_up_at < $2) \
-                 AND ($3 IS NULL OR a.plan = $3) GROUP BY w.variant, w.step",
-            )
-            .bind(filter.from)
-            .bind(filter.to)
-            .bind(plan)
-            .fetch_all(pool)
-            .await?
-        });
-        let steps = self.wizard_step_counts(filter).await?;
-        let count_of = |kind: &str, v: Variant, step: u32| {
-            steps
+        Ok(with_reader!(self, |pool| {
+            use sqlx::Row;
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(from)
+                .bind(to)
+                .bind(plan)
+                .fetch_all(pool)
+                .await?
                 .iter()
-                .find(|(k, name, s, _)| k == kind && name == v.as_str() && *s == step)
-                .map_or(0, |(_, _, _, n)| *n)
-        };
-        let result = |v: Variant| {
-            let (tenants, activated) = per_variant
-                .iter()
-                .find(|(name, _, _)| name == v.as_str())
-                .map_or((0, 0), |(_, n, a)| (*n, *a));
-            let skips_by_step = (1..=v.steps().len() as i64)
-                .map(|step| {
-                    skips
-                        .iter()
-                        .find(|(name, s, _)| name == v.as_str() && *s == step)
-                        .map_or(0, |(_, _, n)| *n)
+                .map(|row| {
+                    let mut sums = Sums::default();
+                    for (i, v) in sums.0.iter_mut().enumerate() {
+                        *v = row.try_get::<Option<i64>, _>(i + 2)?.unwrap_or(0);
+                    }
+                    Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?, sums))
                 })
-                .collect();
-            let by_step = |kind: &str| {
-                (1..=v.steps().len() as u32)
-                    .map(|step| count_of(kind, v, step))
-                    .collect()
-            };
-            VariantResult {
-                variant: v.as_str().to_string(),
-                tenants,
-                activated,
-                activation_rate: percent(activated, tenants),
-                skips_by_step,
-                views_by_step: by_step("viewed"),
-                completions_by_step: by_step("completed"),
-            }
-        };
-        let (quick, guided) = (result(Variant::Quick), result(Variant::Guided));
-        let (z, p_value, verdict) = compare(&quick, &guided);
-        Ok(super::abtest::Comparison {
-            variants: vec![quick, guided],
-            z,
-            p_value,
-            verdict,
-        })
+                .collect::<Result<Vec<_>, _>>()?
+        }))
     }
 
-    /// Every activation event stored (the seed's `total_events`).
+    /// The `q` quantile (nearest rank) of signup → first query among the `activated` tenants
+    /// `filter` selects, in seconds: one row read at the rank's offset along the index on that
+    /// duration (from whichever end is nearer), instead of sorting every activated tenant.
+    async fn activation_quantile(
+        &self,
+        filter: &Filter,
+        activated: i64,
+        q: f64,
+    ) -> StoreResult<Option<f64>> {
+        if activated == 0 {
+            return Ok(None);
+        }
+        let rank = ((q * activated as f64).ceil() as i64).clamp(1, activated);
+        let (order, offset) = if rank - 1 <= activated - rank {
+            ("ASC", rank - 1)
+        } else {
+            ("DESC", activated - rank)
+        };
+        let sql = format!(
+            "SELECT first_query_at - signed_up_at FROM tenant_activation \
+             WHERE first_query_at IS NOT NULL AND ($1 IS NULL OR signed_up_at >= $1) \
+             AND ($2 IS NULL OR signed_up_at < $2) AND ($3 IS NULL OR plan = $3) \
+             AND ($4 IS NULL OR variant = $4) \
+             ORDER BY first_query_at - signed_up_at {order} LIMIT 1 OFFSET $5"
+        );
+        let ms: Option<i64> = with_reader!(self, |pool| {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(filter.from)
+                .bind(filter.to)
+                .bind(filter.plan.map(Plan::as_str))
+                .bind(filter.variant.map(super::wizard::Variant::as_str))
+                .bind(offset)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(ms.map(|ms| ms as f64 / 1000.0))
+    }
+
+    /// Every activation event ever stored (the seed's `total_events`), counted in the daily
+    /// aggregates so that events deleted by retention still count.
     pub async fn activation_event_count(&self) -> StoreResult<i64> {
         Ok(with_reader!(self, |pool| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM activation_events")
-                .fetch_one(pool)
-                .await?
+            sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(events), 0) AS BIGINT) FROM activation_event_daily",
+            )
+            .fetch_one(pool)
+            .await?
         }))
+    }
+}
+
+/// Activation per wizard variant (of the tenants the filter selects by date and plan, whatever
+/// their variant), views, completions and skips per step, and the z-test of quick against
+/// guided.
+fn wizard_comparison(rows: &[(i64, String, Sums)]) -> super::abtest::Comparison {
+    use super::abtest::{VariantResult, compare};
+    use super::wizard::Variant;
+    let result = |v: Variant| {
+        let mut s = Sums::default();
+        for (_, name, sums) in rows {
+            if name == v.as_str() {
+                s.add(sums);
+            }
+        }
+        let steps = v.steps().len();
+        let (tenants, activated) = (s.get("signups"), s.get("first_query"));
+        VariantResult {
+            variant: v.as_str().to_string(),
+            tenants,
+            activated,
+            activation_rate: percent(activated, tenants),
+            skips_by_step: s.by_step("skipped", steps),
+            views_by_step: s.by_step("viewed", steps),
+            completions_by_step: s.by_step("completed", steps),
+        }
+    };
+    let (quick, guided) = (result(Variant::Quick), result(Variant::Guided));
+    let (z, p_value, verdict) = compare(&quick, &guided);
+    super::abtest::Comparison {
+        variants: vec![quick, guided],
+        z,
+        p_value,
+        verdict,
     }
 }
 
@@ -319,13 +473,5 @@ mod tests {
             (f[3].step_conversion, f[3].overall_conversion),
             (25.0, 10.0)
         );
-    }
-
-    #[test]
-    fn quantiles_take_the_nearest_rank() {
-        let v = [1000, 2000, 3000, 4000, 10_000];
-        assert_eq!(quantile(&v, 0.5), Some(3.0));
-        assert_eq!(quantile(&v, 0.9), Some(10.0));
-        assert_eq!(quantile(&[], 0.5), None);
     }
 }

@@ -1,11 +1,14 @@
 //! Activation: the milestones the server records itself when they really happen (seed names),
 //! once per tenant, with when and how. Analytics (funnel, at-risk) reads them from here.
 //!
-//! A feature module every other one may record into: uses only `store` and `domain`; must not
-//! import `app`, `http`, `jobs` or another feature module.
+//! A feature module every other one may record into: uses `store` and `domain`, and `app` and
+//! `jobs` only for its periodic job (`retention`); must not import `http` or another feature
+//! module.
 
 pub mod abtest;
+pub mod ingest;
 pub mod metrics;
+pub mod retention;
 pub mod wizard;
 
 use std::collections::HashSet;
@@ -13,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::domain::TenantId;
 use crate::store::{Store, StoreResult, now_ms};
-use crate::{with_pool, with_reader};
+use crate::with_reader;
 
 /// A milestone recorded by the server (seed `activation_events` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -218,68 +221,159 @@ impl EventRow {
     }
 }
 
+/// A client-reported event to store (`event_type` one of [`EVENT_TYPES`], `metadata` a JSON
+/// object already checked by the caller).
+#[derive(Debug, Clone)]
+pub struct ClientEvent {
+    pub tenant: TenantId,
+    pub event_type: String,
+    pub metadata: serde_json::Value,
+    /// The client's id: a retry with the same id returns the first record.
+    pub client_event_id: Option<String>,
+}
+
+/// The funnel times a client milestone is checked against.
+#[derive(sqlx::FromRow)]
+struct Seen {
+    tenant_id: String,
+    signed_up_at: Option<i64>,
+    paid_at: Option<i64>,
+    first_login_at: Option<i64>,
+    first_document_at: Option<i64>,
+    first_query_at: Option<i64>,
+    integration_at: Option<i64>,
+}
+
+impl Seen {
+    fn has(&self, column: &str) -> bool {
+        match column {
+            "signed_up_at" => self.signed_up_at.is_some(),
+            "paid_at" => self.paid_at.is_some(),
+            "first_login_at" => self.first_login_at.is_some(),
+            "first_document_at" => self.first_document_at.is_some(),
+            "first_query_at" => self.first_query_at.is_some(),
+            "integration_at" => self.integration_at.is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// `n` placeholders from `$first`, comma-separated.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Store {
-    /// Stores a client-reported event (`event_type` one of [`EVENT_TYPES`], `metadata` a JSON
-    /// object already checked by the caller). With `client_event_id`, a retry returns the
-    /// first record instead of storing a second.
-    pub async fn track_client_event(
+    /// Stores client-reported events in one transaction (one commit for the lot: the batching
+    /// of [`ingest::Ingest`]). A milestone the server has no record of is flagged. An event
+    /// whose `client_event_id` the tenant used before is not stored again: the first record is
+    /// returned, marked `duplicate`. Results are in the order of `events`.
+    pub async fn track_client_events(
         &self,
-        tenant: &TenantId,
-        event_type: &str,
-        metadata: &serde_json::Value,
-        client_event_id: Option<&str>,
-    ) -> StoreResult<TrackedEvent> {
-        let flagged = match milestone_column(event_type) {
-            Some(column) => {
-                let seen: Option<Option<i64>> = with_reader!(self, |pool| {
-                    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                        "SELECT {column} FROM tenant_activation WHERE tenant_id = $1"
-                    )))
-                    .bind(tenant.as_str())
-                    .fetch_optional(pool)
-                    .await?
-                });
-                seen.flatten().is_none()
-            }
-            None => false,
-        };
-        let id = format!("aev_{}", ulid::Ulid::new());
+        events: &[ClientEvent],
+    ) -> StoreResult<Vec<TrackedEvent>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
-        let inserted = with_pool!(self, |pool| {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{INSERT_EVENT_SQL} ON CONFLICT (tenant_id, client_event_id) DO NOTHING"
-            )))
-            .bind(&id)
-            .bind(tenant.as_str())
-            .bind(event_type)
-            .bind("client")
-            .bind(client_event_id)
-            .bind(metadata.to_string())
-            .bind(i64::from(flagged))
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        let row: EventRow = with_pool!(self, |pool| {
-            if inserted == 1 {
-                sqlx::query_as(
-                    "SELECT id, event_type, source, metadata, flagged, occurred_at FROM activation_events WHERE id = $1",
-                )
-                .bind(&id)
-                .fetch_one(pool)
-                .await?
-            } else {
-                sqlx::query_as(
+        let mut tenants: Vec<&str> = events
+            .iter()
+            .filter(|e| milestone_column(&e.event_type).is_some())
+            .map(|e| e.tenant.as_str())
+            .collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        let mut tx = self.begin().await?;
+        let tracked = crate::with_conn!(&mut tx, |conn| {
+            let mut seen: Vec<Seen> = Vec::new();
+            if !tenants.is_empty() {
+                let sql = format!(
+                    "SELECT tenant_id, signed_up_at, paid_at, first_login_at, first_document_at, \
+                     first_query_at, integration_at FROM tenant_activation WHERE tenant_id IN ({})",
+                    placeholders(1, tenants.len())
+                );
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+                for t in &tenants {
+                    q = q.bind(*t);
+                }
+                seen = q.fetch_all(&mut *conn).await?;
+            }
+            let mut rows: Vec<TrackedEvent> = events
+                .iter()
+                .map(|e| {
+                    let flagged = milestone_column(&e.event_type).is_some_and(|column| {
+                        !seen
+                            .iter()
+                            .any(|s| s.tenant_id == e.tenant.as_str() && s.has(column))
+                    });
+                    TrackedEvent {
+                        id: format!("aev_{}", ulid::Ulid::new()),
+                        tenant_id: e.tenant.to_string(),
+                        event_type: e.event_type.clone(),
+                        source: "client".into(),
+                        flagged,
+                        occurred_at: crate::store::ms_to_datetime(now).to_rfc3339(),
+                        metadata: e.metadata.clone(),
+                        duplicate: false,
+                    }
+                })
+                .collect();
+            let mut inserted: Vec<String> = Vec::with_capacity(rows.len());
+            for chunk in (0..rows.len()).collect::<Vec<_>>().chunks(500) {
+                let values: Vec<String> = (0..chunk.len())
+                    .map(|i| {
+                        let b = 2 + i * 6;
+                        format!(
+                            "(${}, ${}, ${}, 'client', ${}, ${}, ${}, $1)",
+                            b,
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4,
+                            b + 5
+                        )
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO activation_events (id, tenant_id, event_type, source, client_event_id, metadata, flagged, occurred_at) \
+                     VALUES {} ON CONFLICT (tenant_id, client_event_id) DO NOTHING RETURNING id",
+                    values.join(", ")
+                );
+                let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(now);
+                for &i in chunk {
+                    let (row, e) = (&rows[i], &events[i]);
+                    q = q
+                        .bind(row.id.as_str())
+                        .bind(e.tenant.as_str())
+                        .bind(e.event_type.as_str())
+                        .bind(e.client_event_id.as_deref())
+                        .bind(e.metadata.to_string())
+                        .bind(i64::from(row.flagged));
+                }
+                let ids: Vec<String> = q.fetch_all(&mut *conn).await?;
+                inserted.extend(ids);
+            }
+            inserted.sort_unstable();
+            for (row, e) in rows.iter_mut().zip(events) {
+                if inserted.binary_search(&row.id).is_ok() {
+                    continue;
+                }
+                let first: EventRow = sqlx::query_as(
                     "SELECT id, event_type, source, metadata, flagged, occurred_at FROM activation_events \
                      WHERE tenant_id = $1 AND client_event_id = $2",
                 )
-                .bind(tenant.as_str())
-                .bind(client_event_id)
-                .fetch_one(pool)
-                .await?
+                .bind(e.tenant.as_str())
+                .bind(e.client_event_id.as_deref())
+                .fetch_one(&mut *conn)
+                .await?;
+                *row = first.into_tracked(&e.tenant, true);
             }
+            rows
         });
-        Ok(row.into_tracked(tenant, inserted == 0))
+        tx.commit().await?;
+        Ok(tracked)
     }
 }

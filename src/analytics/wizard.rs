@@ -281,77 +281,75 @@ impl Store {
     }
 
     /// Records, once per tenant, that it was shown the wizard (`wizard_step_viewed` for the
-    /// first step still pending) and each step it has done (`wizard_step_completed`). The
-    /// event's key (`wizard:{kind}:{variant}:{step}`) makes a repeat a no-op.
+    /// first step still pending) and each step it has done (`wizard_step_completed`): a bit per
+    /// step on the tenant's row (which the rollups count, so they survive event retention), and
+    /// the event. Nothing is written when every bit is already set.
     pub async fn note_wizard_progress(
         &self,
         tenant: &TenantId,
         wizard: &Wizard,
     ) -> StoreResult<()> {
         let variant = wizard.variant.as_str();
-        let mut notes: Vec<(&str, u32)> = wizard
+        let bit = |step: u32| 1_i64 << (step - 1);
+        let completed: i64 = wizard
             .steps
             .iter()
             .filter(|s| s.state == Some("done"))
-            .map(|s| ("completed", s.step))
-            .collect();
-        if let Some(next) = wizard.steps.iter().find(|s| s.state == Some("pending")) {
-            notes.push(("viewed", next.step));
-        }
-        let now = now_ms();
-        for (kind, step) in notes {
-            with_pool!(self, |pool| {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{} ON CONFLICT (tenant_id, client_event_id) DO NOTHING",
-                    super::INSERT_EVENT_SQL
-                )))
-                .bind(format!("aev_{}", ulid::Ulid::new()))
-                .bind(tenant.as_str())
-                .bind(format!("wizard_step_{kind}"))
-                .bind("server")
-                .bind(format!("wizard:{kind}:{variant}:{step}"))
-                .bind(serde_json::json!({"step": step, "variant": variant}).to_string())
-                .bind(0_i64)
-                .bind(now)
-                .execute(pool)
-                .await?;
-            });
-        }
-        Ok(())
-    }
-
-    /// Tenants that viewed and completed each step, per variant, among those `filter` selects
-    /// by signup date and plan: `(kind, variant, step, tenants)`.
-    pub async fn wizard_step_counts(
-        &self,
-        filter: &super::metrics::Filter,
-    ) -> StoreResult<Vec<(String, String, u32, i64)>> {
-        let rows: Vec<(String, i64)> = with_reader!(self, |pool| {
+            .map(|s| bit(s.step))
+            .sum();
+        let viewed = wizard
+            .steps
+            .iter()
+            .find(|s| s.state == Some("pending"))
+            .map_or(0, |s| bit(s.step));
+        let held: Option<(i64, i64)> = with_reader!(self, |pool| {
             sqlx::query_as(
-                "SELECT e.client_event_id, COUNT(*) FROM activation_events e \
-                 JOIN tenant_activation a ON a.tenant_id = e.tenant_id \
-                 WHERE e.source = 'server' AND e.event_type IN ('wizard_step_viewed', 'wizard_step_completed') \
-                 AND ($1 IS NULL OR a.signed_up_at >= $1) AND ($2 IS NULL OR a.signed_up_at < $2) \
-                 AND ($3 IS NULL OR a.plan = $3) GROUP BY e.client_event_id",
+                "SELECT wizard_viewed, wizard_completed FROM tenant_activation WHERE tenant_id = $1",
             )
-            .bind(filter.from)
-            .bind(filter.to)
-            .bind(filter.plan.map(crate::domain::Plan::as_str))
-            .fetch_all(pool)
+            .bind(tenant.as_str())
+            .fetch_optional(pool)
             .await?
         });
-        Ok(rows
-            .into_iter()
-            .filter_map(|(key, n)| {
-                let mut parts = key.split(':');
-                let (Some("wizard"), Some(kind), Some(variant), Some(step)) =
-                    (parts.next(), parts.next(), parts.next(), parts.next())
-                else {
-                    return None;
-                };
-                Some((kind.to_string(), variant.to_string(), step.parse().ok()?, n))
-            })
-            .collect())
+        let Some((held_viewed, held_completed)) = held else {
+            return Ok(());
+        };
+        let (new_viewed, new_completed) = (viewed & !held_viewed, completed & !held_completed);
+        if new_viewed == 0 && new_completed == 0 {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        crate::with_conn!(&mut tx, |conn| {
+            sqlx::query(
+                "UPDATE tenant_activation SET wizard_viewed = wizard_viewed | $1, \
+                 wizard_completed = wizard_completed | $2 WHERE tenant_id = $3",
+            )
+            .bind(new_viewed)
+            .bind(new_completed)
+            .bind(tenant.as_str())
+            .execute(&mut *conn)
+            .await?;
+            for (kind, bits) in [("viewed", new_viewed), ("completed", new_completed)] {
+                for step in (1..=wizard.steps.len() as u32).filter(|s| bits & bit(*s) != 0) {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "{} ON CONFLICT (tenant_id, client_event_id) DO NOTHING",
+                        super::INSERT_EVENT_SQL
+                    )))
+                    .bind(format!("aev_{}", ulid::Ulid::new()))
+                    .bind(tenant.as_str())
+                    .bind(format!("wizard_step_{kind}"))
+                    .bind("server")
+                    .bind(format!("wizard:{kind}:{variant}:{step}"))
+                    .bind(serde_json::json!({"step": step, "variant": variant}).to_string())
+                    .bind(0_i64)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+            }
+        });
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Records that the tenant skipped step `step` of its variant (once), with its
@@ -381,6 +379,13 @@ impl Store {
             .await?
             .rows_affected();
             if n == 1 {
+                sqlx::query(
+                    "UPDATE tenant_activation SET wizard_skipped = wizard_skipped | $1 WHERE tenant_id = $2",
+                )
+                .bind(1_i64 << (step - 1))
+                .bind(tenant.as_str())
+                .execute(&mut *conn)
+                .await?;
                 sqlx::query(super::INSERT_EVENT_SQL)
                     .bind(format!("aev_{}", ulid::Ulid::new()))
                     .bind(tenant.as_str())

@@ -181,8 +181,16 @@ pub async fn track(
         _ => {}
     }
     let event = state
-        .store
-        .track_client_event(&tenant, &event_type, &metadata, req.event_id.as_deref())
+        .ingest
+        .track(
+            &state.store,
+            crate::analytics::ClientEvent {
+                tenant,
+                event_type,
+                metadata,
+                client_event_id: req.event_id,
+            },
+        )
         .await?;
     Ok(Json(TrackResponse {
         status: "tracked",

@@ -11,6 +11,9 @@ store_tests!(
     track_checks_who_is_calling_and_what_is_sent,
     metrics_filter_by_signup_date_and_plan,
     the_wizard_follows_the_tenants_real_actions_in_its_variant,
+    the_funnel_maths_on_hand_built_tenants,
+    retention_deletes_raw_events_and_keeps_the_aggregates,
+    concurrent_tracks_share_commits_and_keep_their_own_answers,
 );
 
 const ADMIN: &str = "activation-admin-token-0123456789";
@@ -497,4 +500,343 @@ async fn the_wizard_follows_the_tenants_real_actions_in_its_variant(backend: Bac
     )
     .await;
     assert_eq!(err["field"], "variant");
+}
+
+/// Monday 2026-11-02 00:00 UTC, in ms.
+const MONDAY: i64 = 1_793_577_600_000;
+const HOUR: i64 = 3_600_000;
+
+/// Sets a tenant's funnel times and wizard variant by hand (`None` = not reached).
+#[allow(clippy::too_many_arguments)]
+async fn set_funnel(
+    app: &TestApp,
+    tenant: &str,
+    signed_up: i64,
+    paid: Option<i64>,
+    login: Option<i64>,
+    document: Option<i64>,
+    query: Option<i64>,
+    variant: &str,
+) {
+    onboard::with_pool!(&app.store, |pool| {
+        sqlx::query(
+            "UPDATE tenant_activation SET signed_up_at = $1, paid_at = $2, provisioned_at = $2, \
+             first_login_at = $3, first_document_at = $4, first_query_at = $5, variant = $6 \
+             WHERE tenant_id = $7",
+        )
+        .bind(signed_up)
+        .bind(paid)
+        .bind(login)
+        .bind(document)
+        .bind(query)
+        .bind(variant)
+        .bind(tenant)
+        .execute(pool)
+        .await
+        .unwrap();
+    });
+}
+
+fn tenant_id(signup: &Value) -> String {
+    signup["tenant_id"].as_str().unwrap().to_string()
+}
+
+/// Four tenants over two signup weeks, with times chosen by hand; every figure below was
+/// computed by hand from them.
+async fn the_funnel_maths_on_hand_built_tenants(backend: Backend) {
+    let app = app(backend).await;
+    let mut ids = Vec::new();
+    for (i, plan) in ["starter", "pro", "starter", "starter"].iter().enumerate() {
+        ids.push(tenant_id(
+            &app.signup(&format!("maths-{i}@example.com"), plan).await,
+        ));
+    }
+    let at = |h: i64| MONDAY + h * HOUR;
+    // Week of 2026-11-02: T0 queries 4 h after signup; T1 after 30 h, and its login comes an
+    // hour after its query (out of order: the funnel counts each step by tenant regardless).
+    set_funnel(
+        &app,
+        &ids[0],
+        at(1),
+        Some(at(2)),
+        Some(at(3)),
+        Some(at(4)),
+        Some(at(5)),
+        "quick",
+    )
+    .await;
+    set_funnel(
+        &app,
+        &ids[1],
+        at(48),
+        Some(at(49)),
+        Some(at(79)),
+        Some(at(77)),
+        Some(at(78)),
+        "quick",
+    )
+    .await;
+    // Week of 2026-11-09: T2 paid and stopped; T3 only signed up.
+    set_funnel(
+        &app,
+        &ids[2],
+        at(8 * 24),
+        Some(at(8 * 24 + 1)),
+        None,
+        None,
+        None,
+        "guided",
+    )
+    .await;
+    set_funnel(&app, &ids[3], at(9 * 24), None, None, None, None, "guided").await;
+
+    let m = metrics_ok(&app, "").await["metrics"].clone();
+    let counts: Vec<i64> = m["funnel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["tenants"].as_i64().unwrap())
+        .collect();
+    assert_eq!(counts, [4, 3, 3, 2, 2, 2, 0]);
+    assert_eq!(
+        (m["login_rate"].as_f64(), m["activation_rate"].as_f64()),
+        (Some(50.0), Some(50.0))
+    );
+    let t = &m["time_to_activation"];
+    assert_eq!(t["activated"], 2);
+    // Durations 4 h and 30 h: nearest rank p50 = the 1st, p90 = the 2nd, mean 17 h.
+    assert_eq!(t["p50_seconds"], 14_400.0);
+    assert_eq!(t["p90_seconds"], 108_000.0);
+    assert_eq!(t["mean_seconds"], 61_200.0);
+    assert_eq!(t["within_24h_rate"], 25.0);
+    let cohorts = m["cohorts"].as_array().unwrap();
+    assert_eq!(cohorts.len(), 2, "{cohorts:?}");
+    assert_eq!(cohorts[0]["week"], "2026-11-02");
+    assert_eq!(
+        (
+            cohorts[0]["signups"].as_i64(),
+            cohorts[0]["first_query"].as_i64(),
+            cohorts[0]["activation_rate"].as_f64(),
+            cohorts[0]["within_24h_rate"].as_f64()
+        ),
+        (Some(2), Some(2), Some(100.0), Some(50.0))
+    );
+    assert_eq!(cohorts[1]["week"], "2026-11-09");
+    assert_eq!(
+        (
+            cohorts[1]["signups"].as_i64(),
+            cohorts[1]["paid"].as_i64(),
+            cohorts[1]["first_query"].as_i64()
+        ),
+        (Some(2), Some(1), Some(0))
+    );
+    // The A/B split counts tenants per variant.
+    let variants = m["wizard"]["variants"].as_array().unwrap();
+    assert_eq!(
+        (
+            variants[0]["tenants"].as_i64(),
+            variants[0]["activated"].as_i64()
+        ),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        (
+            variants[1]["tenants"].as_i64(),
+            variants[1]["activated"].as_i64()
+        ),
+        (Some(2), Some(0))
+    );
+
+    // Whole days read the rollups; a time inside a day reads the tenants' rows: same answer
+    // where they select the same tenants.
+    let by_day = metrics_ok(&app, "?from=2026-11-03").await["metrics"].clone();
+    let by_time = metrics_ok(&app, "?from=2026-11-02T06:00:00Z").await["metrics"].clone();
+    assert_eq!(by_day, by_time);
+    assert_eq!(by_day["total_signups"], 3);
+    assert_eq!(by_day["time_to_activation"]["p50_seconds"], 108_000.0);
+    assert_eq!(
+        metrics_ok(&app, "?from=2026-11-10&to=2026-11-11").await["metrics"]["total_signups"],
+        1
+    );
+    assert_eq!(
+        metrics_ok(&app, "?variant=guided").await["metrics"]["total_signups"],
+        2
+    );
+    assert_eq!(
+        metrics_ok(&app, "?variant=quick").await["metrics"]["time_to_activation"]["p90_seconds"],
+        108_000.0
+    );
+
+    // A plan change moves the tenant between the rollup's rows.
+    assert_eq!(
+        metrics_ok(&app, "?plan=pro").await["metrics"]["total_signups"],
+        1
+    );
+    onboard::with_pool!(&app.store, |pool| {
+        sqlx::query("UPDATE tenants SET plan = 'pro' WHERE id = $1")
+            .bind(&ids[0])
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    let pro = metrics_ok(&app, "?plan=pro").await["metrics"].clone();
+    assert_eq!(
+        (
+            pro["total_signups"].as_i64(),
+            pro["first_query_executed"].as_i64()
+        ),
+        (Some(2), Some(2))
+    );
+    let starter = metrics_ok(&app, "?plan=starter").await["metrics"].clone();
+    assert_eq!(
+        (
+            starter["total_signups"].as_i64(),
+            starter["first_query_executed"].as_i64()
+        ),
+        (Some(2), Some(0))
+    );
+    assert_eq!(metrics_ok(&app, "").await["metrics"]["total_signups"], 4);
+}
+
+/// Raw events older than the retention are deleted, and webhook payloads expired; the
+/// metrics read the same afterwards.
+async fn retention_deletes_raw_events_and_keeps_the_aggregates(backend: Backend) {
+    let app = app(backend).await;
+    let paid = app
+        .active_tenant("retention-paid@example.com", "starter")
+        .await;
+    let unpaid = tenant_id(&app.signup("retention-unpaid@example.com", "starter").await);
+    for (tenant, event) in [
+        (&paid.tenant_id, "payment_confirmed"),
+        (&unpaid, "payment_confirmed"),
+        (&unpaid, "wizard_step_viewed"),
+    ] {
+        let resp = track(
+            &app,
+            Some(ADMIN),
+            &json!({"tenant_id": tenant, "event_type": event}),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let before = metrics_ok(&app, "").await;
+    let discrepancy = before["metrics"]["discrepancies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["event_type"] == "payment_confirmed")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (
+            discrepancy["client_events"].as_i64(),
+            discrepancy["unverified"].as_i64()
+        ),
+        (Some(2), Some(1))
+    );
+    let total = before["total_events"].as_i64().unwrap();
+    assert!(total >= 6, "{before}");
+
+    // Everything so far becomes 100 days old.
+    let age = 100 * 24 * HOUR;
+    onboard::with_pool!(&app.store, |pool| {
+        sqlx::query("UPDATE activation_events SET occurred_at = occurred_at - $1")
+            .bind(age)
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE webhook_events SET received_at = received_at - $1")
+            .bind(age)
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    // One fresh event, which retention keeps.
+    let resp = track(
+        &app,
+        Some(ADMIN),
+        &json!({"tenant_id": unpaid, "event_type": "wizard_step_completed"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+
+    let cutoff = onboard::store::now_ms() - 90 * 24 * HOUR;
+    let swept = app.store.sweep_old_events(cutoff).await.unwrap();
+    assert_eq!(swept.events_deleted, total as u64);
+    assert!(swept.payloads_expired >= 1, "{swept:?}");
+    let again = app.store.sweep_old_events(cutoff).await.unwrap();
+    assert_eq!(again, onboard::analytics::retention::Swept::default());
+    let (raw, payloads): (i64, Vec<String>) = onboard::with_pool!(&app.store, |pool| {
+        (
+            sqlx::query_scalar("SELECT COUNT(*) FROM activation_events")
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+            sqlx::query_scalar("SELECT payload FROM webhook_events")
+                .fetch_all(pool)
+                .await
+                .unwrap(),
+        )
+    });
+    assert_eq!(raw, 1, "only the fresh event is left");
+    assert!(
+        payloads.iter().all(|p| p == "{\"expired\":true}"),
+        "{payloads:?}"
+    );
+
+    let after = metrics_ok(&app, "").await;
+    assert_eq!(after["total_events"], total + 1);
+    let mut want = before["metrics"].clone();
+    let mut got = after["metrics"].clone();
+    for m in [&mut want, &mut got] {
+        m["time_to_activation"]["p50_seconds"] = Value::Null;
+        m["time_to_activation"]["p90_seconds"] = Value::Null;
+    }
+    assert_eq!(got, want, "the funnel survives retention");
+}
+
+/// Many tracks at once go through the batching writer: each gets its own answer, a repeated
+/// `event_id` is stored once and answered with the first record.
+async fn concurrent_tracks_share_commits_and_keep_their_own_answers(backend: Backend) {
+    let app = app(backend).await;
+    let t = app.active_tenant("batch@example.com", "starter").await;
+    let sends = (0..120).map(|i| {
+        let app = &app;
+        let key = t.api_key.clone();
+        let tenant = t.tenant_id.clone();
+        async move {
+            let body = json!({
+                "tenant_id": tenant,
+                "event_type": "wizard_step_viewed",
+                "metadata": {"i": i},
+                "event_id": format!("evt-{}", i % 40),
+            });
+            let resp = track(app, Some(&key), &body).await;
+            assert_eq!(resp.status(), 200);
+            resp.json::<Value>().await.unwrap()
+        }
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let fresh: Vec<&Value> = answers
+        .iter()
+        .filter(|a| a["event"]["duplicate"] == false)
+        .collect();
+    assert_eq!(fresh.len(), 40, "one stored per event_id");
+    for a in &answers {
+        let first = fresh
+            .iter()
+            .find(|f| f["event"]["id"] == a["event"]["id"])
+            .expect("a duplicate answers the first record");
+        assert_eq!(first["event"]["metadata"], a["event"]["metadata"]);
+    }
+    let stored: i64 = onboard::with_pool!(&app.store, |pool| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM activation_events WHERE tenant_id = $1 AND source = 'client'",
+        )
+        .bind(&t.tenant_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
+    assert_eq!(stored, 40);
 }
