@@ -37,8 +37,8 @@ pub struct AppState {
     pub signer: KeySigner,
     /// Wakes in-process workers when a job is enqueued.
     pub jobs_ready: Arc<Notify>,
-    /// Counters exported at `/metrics`.
-    pub metrics: Arc<crate::metrics::Counters>,
+    /// This process's Prometheus metrics, exported at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Plain HTTP client for calls to ourselves (the dev checkout's webhook delivery).
     pub http: reqwest::Client,
     /// Activation milestones this process already knows are recorded.
@@ -132,7 +132,8 @@ impl AppState {
             &settings.email_postal_address,
             settings.jwt_secret.expose_secret().as_bytes(),
         );
-        let mailer = Mailer::new(transport, sender, brand);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let mailer = Mailer::new(transport, sender, brand, metrics.clone());
         let hashing = Arc::new(Hashing::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
             settings.hash_queue_max(),
@@ -152,7 +153,7 @@ impl AppState {
             mailer,
             signer,
             jobs_ready: Arc::new(Notify::new()),
-            metrics: Arc::new(crate::metrics::Counters::default()),
+            metrics,
             http: reqwest::Client::new(),
             milestones: crate::analytics::MilestoneMemo::default(),
             ingest: crate::analytics::ingest::Ingest::default(),

@@ -2,7 +2,7 @@
 //! periodic jobs run and how often. Adding a job kind means implementing `jobs::Task` in the
 //! module that owns the work and adding one line here; the engine (`jobs`) never changes.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -33,6 +33,16 @@ pub fn registry() -> Registry<AppState> {
         .periodic::<analytics::retention::Retention>(analytics::retention::RETENTION_EVERY_MS)
 }
 
+/// Every job kind's name, sorted: the `/metrics` queue gauges report each, 0 when it has no job.
+pub fn kind_names() -> &'static [&'static str] {
+    static NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        let mut names: Vec<&'static str> = registry().kinds().map(JobKind::as_str).collect();
+        names.sort_unstable();
+        names
+    });
+    &NAMES
+}
+
 /// The job engine over this application's state and [`registry`].
 pub fn worker(app: &AppState) -> Worker<AppState> {
     Worker {
@@ -42,7 +52,7 @@ pub fn worker(app: &AppState) -> Worker<AppState> {
         ready: app.jobs_ready.clone(),
         lease_ms: app.settings.job_lease_seconds as i64 * 1000,
         backoff_base_ms: app.settings.job_backoff_base_ms as i64,
-        counters: app.metrics.clone(),
+        metrics: app.metrics.clone(),
     }
 }
 

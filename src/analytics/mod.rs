@@ -8,6 +8,7 @@
 pub mod abtest;
 pub mod ingest;
 pub mod metrics;
+pub mod recent;
 pub mod retention;
 pub mod wizard;
 
@@ -53,17 +54,25 @@ pub struct MilestoneRecord {
 const RECORD_SQL: &str = "INSERT INTO activation_milestones (tenant_id, milestone, source, occurred_at, detail) \
      VALUES ($1, $2, 'server', $3, $4) ON CONFLICT (tenant_id, milestone) DO NOTHING";
 
+/// A milestone that one call recorded (the tenant did not have it yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// Milliseconds from the tenant's signup to this milestone (for the time-to-activation
+    /// histogram), when the signup is on record.
+    pub since_signup_ms: Option<i64>,
+}
+
 impl Store {
-    /// Records `milestone` for `tenant` unless it already is; true when this call recorded it.
+    /// Records `milestone` for `tenant` unless it already is; `Some` when this call recorded it.
     pub async fn record_milestone(
         &self,
         tenant: &TenantId,
         milestone: Milestone,
         detail: Option<&str>,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<Recorded>> {
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let n = crate::with_conn!(&mut tx, |conn| {
+        let recorded = crate::with_conn!(&mut tx, |conn| {
             let n = sqlx::query(RECORD_SQL)
                 .bind(tenant.as_str())
                 .bind(milestone.as_str())
@@ -74,12 +83,13 @@ impl Store {
                 .rows_affected();
             if n == 1 {
                 let column = milestone_column(milestone.as_str()).unwrap_or("first_login_at");
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE tenant_activation SET {column} = COALESCE({column}, $1) WHERE tenant_id = $2"
+                let signed_up_at: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "UPDATE tenant_activation SET {column} = COALESCE({column}, $1) WHERE tenant_id = $2 \
+                     RETURNING signed_up_at"
                 )))
                 .bind(now)
                 .bind(tenant.as_str())
-                .execute(&mut *conn)
+                .fetch_optional(&mut *conn)
                 .await?;
                 sqlx::query(INSERT_EVENT_SQL)
                     .bind(format!("aev_{}", ulid::Ulid::new()))
@@ -95,11 +105,15 @@ impl Store {
                     .bind(now)
                     .execute(&mut *conn)
                     .await?;
+                Some(Recorded {
+                    since_signup_ms: signed_up_at.map(|at| (now - at).max(0)),
+                })
+            } else {
+                None
             }
-            n
         });
         tx.commit().await?;
-        Ok(n == 1)
+        Ok(recorded)
     }
 
     /// A tenant's milestones, oldest first.
@@ -124,17 +138,18 @@ pub struct MilestoneMemo {
 }
 
 impl MilestoneMemo {
-    /// Records the milestone once; later calls in this process cost a set lookup.
+    /// Records the milestone once; later calls in this process cost a set lookup. `Some` when
+    /// this call recorded it.
     pub async fn record(
         &self,
         store: &Store,
         tenant: &TenantId,
         milestone: Milestone,
         detail: Option<&str>,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<Recorded>> {
         let key = (tenant.clone(), milestone);
         if self.seen.lock().expect("memo lock").contains(&key) {
-            return Ok(false);
+            return Ok(None);
         }
         let recorded = store.record_milestone(tenant, milestone, detail).await?;
         self.seen.lock().expect("memo lock").insert(key);

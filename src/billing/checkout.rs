@@ -128,6 +128,7 @@ pub async fn fulfill(
     let outcome = fulfill_in(&mut tx, app, session, source).await?;
     tx.commit().await?;
     if outcome == Fulfilment::Started {
+        app.metrics.checkouts_completed.inc();
         app.jobs_ready.notify_one();
     }
     Ok(outcome)

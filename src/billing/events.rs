@@ -11,7 +11,6 @@ use super::stripe::CheckoutSession;
 use crate::app::AppState;
 use crate::domain::TenantId;
 use crate::jobs::{Done, JobKind, JobRef, NewJob, Task};
-use crate::metrics::Counters;
 use crate::store::{StoreError, StoreResult, Tx, now_ms};
 use crate::{with_conn, with_reader};
 
@@ -138,7 +137,7 @@ pub async fn receive(
     });
     if inserted == 0 {
         drop(tx);
-        Counters::inc(&app.metrics.webhook_duplicate);
+        app.metrics.webhook_duplicate.inc();
         tracing::info!(event_id = %env.id, "duplicate webhook delivery ignored");
         return Ok(Receipt::Duplicate);
     }
@@ -149,7 +148,11 @@ pub async fn receive(
     if let Some(a) = &applied {
         a.count(app, &env.id);
     }
-    Counters::inc(&app.metrics.webhook_received);
+    app.metrics.webhook_received.inc();
+    // Stripe's `created` is in seconds: a first delivery can look up to a second early or late.
+    app.metrics
+        .stripe_event_delay
+        .observe((now - env.created.saturating_mul(1000)).max(0) as f64 / 1000.0);
     app.jobs_ready.notify_one();
     tracing::info!(event_id = %env.id, event_type = %env.kind, "webhook event stored");
     Ok(Receipt::Stored)
@@ -189,7 +192,7 @@ pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
             (applied.outcome(), applied.tenant())
         }
         None => {
-            Counters::inc(&app.metrics.webhook_unhandled);
+            app.metrics.webhook_unhandled.inc();
             tracing::info!(event_id, event_type = %kind, "unhandled event type");
             (IGNORED.to_string(), None)
         }
@@ -285,14 +288,18 @@ impl Applied {
         }
     }
 
-    /// Counts and logs an event for an unknown tenant (once it is known not to be a duplicate).
+    /// Counts a completed checkout, and counts and logs an event for an unknown tenant (once it
+    /// is known not to be a duplicate, after the commit).
     fn count(&self, app: &AppState, event_id: &str) {
+        if matches!(self, Applied::Done(Fulfilment::Started, _)) {
+            app.metrics.checkouts_completed.inc();
+        }
         if matches!(
             self,
             Applied::Done(Fulfilment::UnknownTenant, _)
                 | Applied::Lifecycle(lifecycle::Outcome::UnknownTenant)
         ) {
-            Counters::inc(&app.metrics.webhook_unknown_tenant);
+            app.metrics.webhook_unknown_tenant.inc();
             tracing::warn!(event_id, "event for an unknown tenant");
         }
     }

@@ -23,13 +23,14 @@ pub mod templates;
 pub mod transport;
 pub mod unsubscribe;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
 use crate::app::AppState;
 use crate::jobs::{Done, JobKind, JobRef, NewJob, Task};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
 use crate::{with_conn, with_pool, with_reader};
 
@@ -397,9 +398,8 @@ struct Inner {
     brand: Brand,
     outage: AtomicBool,
     last: Mutex<Option<LastSend>>,
-    sent: AtomicU64,
-    failed: AtomicU64,
-    unknown: AtomicU64,
+    /// Where sends, failures and unknown outcomes are counted (`onboard_emails_*`).
+    metrics: Arc<Metrics>,
 }
 
 impl Default for Mailer {
@@ -409,7 +409,8 @@ impl Default for Mailer {
 }
 
 impl Mailer {
-    pub fn new(transport: Transport, sender: Sender, brand: Brand) -> Self {
+    /// A mailer counting what it sends in `metrics` (the process's, exported at `/metrics`).
+    pub fn new(transport: Transport, sender: Sender, brand: Brand, metrics: Arc<Metrics>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 transport,
@@ -417,15 +418,13 @@ impl Mailer {
                 brand,
                 outage: AtomicBool::new(false),
                 last: Mutex::new(None),
-                sent: AtomicU64::new(0),
-                failed: AtomicU64::new(0),
-                unknown: AtomicU64::new(0),
+                metrics,
             }),
         }
     }
 
     /// The `outbox` transport: delivery records the message as sent; it stays readable at
-    /// `/dev/mailbox`.
+    /// `/dev/mailbox`. Counts in metrics of its own, which nothing exports.
     pub fn outbox() -> Self {
         Self::new(
             Transport::Outbox,
@@ -435,6 +434,7 @@ impl Mailer {
                 reply_to: None,
             },
             Brand::development(),
+            Arc::new(Metrics::new()),
         )
     }
 
@@ -457,28 +457,13 @@ impl Mailer {
         self.inner.last.lock().expect("mailer lock").clone()
     }
 
-    /// Emails sent, failed attempts, and resends after an unknown outcome, by this process.
-    pub fn counts(&self) -> (u64, u64, u64) {
-        let i = &self.inner;
-        (
-            i.sent.load(Ordering::Relaxed),
-            i.failed.load(Ordering::Relaxed),
-            i.unknown.load(Ordering::Relaxed),
-        )
-    }
-
     /// Makes delivery fail (true) or work again (false): test suite and chaos drills only.
     pub fn simulate_outage(&self, down: bool) {
         self.inner.outage.store(down, Ordering::SeqCst);
     }
 
-    fn note(&self, ok: bool, error: Option<String>) {
-        let counter = if ok {
-            &self.inner.sent
-        } else {
-            &self.inner.failed
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    fn note(&self, kind: &str, ok: bool, error: Option<String>) {
+        self.inner.metrics.email(kind, ok);
         *self.inner.last.lock().expect("mailer lock") = Some(LastSend {
             ok,
             at: now_ms(),
@@ -506,7 +491,7 @@ impl Mailer {
                 tracing::error!(email_id = id, "email outcome unknown twice: not sent again");
                 return Ok(());
             }
-            self.inner.unknown.fetch_add(1, Ordering::Relaxed);
+            self.inner.metrics.email_unknown_outcomes.inc();
             tracing::warn!(email_id = id, message_id = %email.message_id, "email outcome unknown: sending once more with the same Message-ID");
         }
         if !store.claim_email(id, owner, &email.status, unknown).await? {
@@ -526,7 +511,7 @@ impl Mailer {
                 store
                     .record_delivery(&email, owner, Ok(self.transport()))
                     .await?;
-                self.note(true, None);
+                self.note(&email.kind, true, None);
                 tracing::info!(email_id = id, kind = %email.kind, transport = self.transport(), "email sent");
                 Ok(())
             }
@@ -534,14 +519,14 @@ impl Mailer {
                 store
                     .record_delivery(&email, owner, Err(("queued", &e)))
                     .await?;
-                self.note(false, Some(e.clone()));
+                self.note(&email.kind, false, Some(e.clone()));
                 Err(EmailError::Transport(e))
             }
             Err(SendError::Permanent(e)) => {
                 store
                     .record_delivery(&email, owner, Err(("failed", &e)))
                     .await?;
-                self.note(false, Some(e.clone()));
+                self.note(&email.kind, false, Some(e.clone()));
                 tracing::error!(email_id = id, kind = %email.kind, error = %e, "email refused for good");
                 Ok(())
             }

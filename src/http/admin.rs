@@ -11,7 +11,9 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::{ApiError, AppResult, ErrorBody};
 use super::extract::JsonBody;
+use crate::analytics::recent;
 use crate::domain::TenantId;
+use crate::metrics::{JobQueue, Snapshot};
 use crate::store::StoreError;
 
 /// Proof that the request carries the operator token. As an extractor it runs before the body
@@ -124,7 +126,10 @@ pub(super) async fn retry_response(
     }
 }
 
-/// Prometheus counters; with `METRICS_TOKEN` set, only for `Authorization: Bearer <token>`.
+/// The Prometheus text exposition: this process's metrics, and the gauges read from the
+/// database now (job queues, 7-day activation), so every process reports the same figures.
+/// With `METRICS_TOKEN` set, only for `Authorization: Bearer <token>`. When the database cannot
+/// be read, the process's own metrics are still served, without the database's gauges.
 pub async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -150,30 +155,50 @@ pub async fn metrics(
             return resp;
         }
     }
-    let (sent, failed, unknown) = state.mailer.counts();
-    let mut body = state.metrics.render();
-    for (name, help, value) in [
-        (
-            "onboard_emails_sent_total",
-            "Emails sent by this process",
-            sent,
-        ),
-        (
-            "onboard_email_send_failures_total",
-            "Email send attempts that failed (retried or refused)",
-            failed,
-        ),
-        (
-            "onboard_email_unknown_outcomes_total",
-            "Emails sent once more because a process stopped between the send and its record",
-            unknown,
-        ),
-    ] {
-        body.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-        ));
+    let snapshot = database_gauges(&state)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "metrics: could not read the job queues and activation; served without them"))
+        .ok();
+    let body = state.metrics.render(snapshot.as_ref());
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
+}
+
+/// The gauges read from the database at scrape time: every registered job kind's queue (0
+/// when it has no job; a kind only the database still knows is reported too) and the
+/// last seven days' activation.
+async fn database_gauges(state: &AppState) -> Result<Snapshot, StoreError> {
+    let now = crate::store::now_ms();
+    let (depths, recent) = tokio::try_join!(
+        state.store.queue_depths(now),
+        state.store.recent_activation(now - recent::WINDOW_MS),
+    )?;
+    let mut jobs: Vec<JobQueue> = crate::tasks::kind_names()
+        .iter()
+        .map(|kind| JobQueue {
+            kind: (*kind).to_string(),
+            queued: 0,
+            oldest_age_seconds: 0.0,
+        })
+        .collect();
+    for depth in depths {
+        let age = depth.oldest_age_seconds(now);
+        match jobs.iter_mut().find(|q| q.kind == depth.kind) {
+            Some(q) => {
+                q.queued = depth.queued;
+                q.oldest_age_seconds = age;
+            }
+            None => jobs.push(JobQueue {
+                kind: depth.kind,
+                queued: depth.queued,
+                oldest_age_seconds: age,
+            }),
+        }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    Ok(Snapshot {
+        jobs,
+        activation_tenants_7d: recent.paid,
+        activated_7d: recent.activated,
+    })
 }
 
 /// What approving an enterprise signup did.

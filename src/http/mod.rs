@@ -273,6 +273,7 @@ fn build(
     // A request (its body included) is read and answered within this, or gets a 408.
     let request_timeout =
         std::time::Duration::from_secs(state.settings.http_request_timeout_seconds);
+    let metrics = state.metrics.clone();
     api.merge(docs::router(doc))
         .merge(dev::router())
         .merge(assets::router())
@@ -310,6 +311,12 @@ fn build(
                     tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
                 ),
         )
+        // Outermost, so the count and the latency include every other layer's answers (a 408,
+        // a refused cross-site post).
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            guard::record_request,
+        ))
         .with_state(state)
 }
 

@@ -208,6 +208,7 @@ pub async fn signup(
             .await?;
     }
     tx.commit().await?;
+    state.metrics.signups.inc();
     state.jobs_ready.notify_one();
     tracing::info!(tenant_id = %tenant.id, plan = %tenant.plan, "tenant signed up");
 

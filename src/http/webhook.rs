@@ -9,7 +9,6 @@ use serde::Serialize;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::billing::events::{Receipt, ReceiveError, receive};
-use crate::metrics::Counters;
 
 /// Acknowledgement of a delivery.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -32,19 +31,27 @@ pub async fn stripe_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<WebhookAck>), ApiError> {
+    // Each acknowledgement's time from here is observed in `onboard_webhook_ack_seconds`.
+    let started = std::time::Instant::now();
     let sig = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
     match receive(&state, &body, sig).await {
-        Ok(r) => Ok((
-            StatusCode::OK,
-            Json(WebhookAck {
-                received: true,
-                duplicate: r == Receipt::Duplicate,
-            }),
-        )),
+        Ok(r) => {
+            state
+                .metrics
+                .webhook_ack
+                .observe(started.elapsed().as_secs_f64());
+            Ok((
+                StatusCode::OK,
+                Json(WebhookAck {
+                    received: true,
+                    duplicate: r == Receipt::Duplicate,
+                }),
+            ))
+        }
         Err(ReceiveError::Signature(e)) => {
-            Counters::inc(&state.metrics.webhook_invalid_signature);
+            state.metrics.webhook_invalid_signature.inc();
             tracing::warn!(error = %e, "webhook refused: invalid signature");
             Err(ApiError::bad_request(
                 "invalid_signature",

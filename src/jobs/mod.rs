@@ -91,6 +91,26 @@ pub struct JobStats {
     pub oldest_waiting_secs: Option<i64>,
 }
 
+/// One kind's unfinished jobs (the `/metrics` queue gauges).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct QueueDepth {
+    pub kind: String,
+    /// Jobs queued or running: not yet done or dead (scheduled ones included).
+    pub queued: i64,
+    /// When the longest-waiting due one became due (ms): its `run_at`, or its creation when
+    /// it was enqueued late. None when none is due.
+    pub oldest_due_at: Option<i64>,
+}
+
+impl QueueDepth {
+    /// Seconds the longest-waiting due job has waited at `now` (ms); 0 when none is due. A job
+    /// scheduled for later (a periodic run, a retry's backoff) has not started waiting.
+    pub fn oldest_age_seconds(&self, now: i64) -> f64 {
+        self.oldest_due_at
+            .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0)
+    }
+}
+
 /// A listed job (operators).
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct JobRow {
@@ -381,6 +401,22 @@ impl Store {
                  SUM(CASE WHEN status = 'done' THEN 1 ELSE 0 END) AS done, \
                  MAX(CASE WHEN status = 'queued' AND run_at <= $1 THEN ($1 - created_at) / 1000 END) AS oldest_waiting_secs \
                  FROM jobs GROUP BY kind ORDER BY kind",
+            )
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Per kind, the jobs queued or running and when the longest-waiting due one became due
+    /// (`now` in ms); kinds with none are absent. Served by the claim index on `status`.
+    pub async fn queue_depths(&self, now: i64) -> StoreResult<Vec<QueueDepth>> {
+        Ok(with_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT kind, COUNT(*) AS queued, \
+                 MIN(CASE WHEN run_at <= $1 THEN (CASE WHEN run_at > created_at THEN run_at ELSE created_at END) END) \
+                 AS oldest_due_at \
+                 FROM jobs WHERE status IN ('queued', 'running') GROUP BY kind ORDER BY kind",
             )
             .bind(now)
             .fetch_all(pool)

@@ -9,7 +9,7 @@ use tokio::sync::{Notify, watch};
 
 use super::task::Registry;
 use super::{Done, Failed, Job, JobRef};
-use crate::metrics::Counters;
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreResult, now_ms};
 
 /// How often finished jobs older than [`KEEP_FINISHED_MS`] are deleted, per process.
@@ -28,7 +28,7 @@ pub struct Worker<C> {
     pub ready: Arc<Notify>,
     pub lease_ms: i64,
     pub backoff_base_ms: i64,
-    pub counters: Arc<Counters>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl<C: Clone> Clone for Worker<C> {
@@ -40,7 +40,7 @@ impl<C: Clone> Clone for Worker<C> {
             ready: self.ready.clone(),
             lease_ms: self.lease_ms,
             backoff_base_ms: self.backoff_base_ms,
-            counters: self.counters.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -93,7 +93,7 @@ impl<C: Clone + Send + Sync + 'static> Worker<C> {
     pub async fn bury_exhausted(&self) -> StoreResult<usize> {
         let buried = self.store.bury_exhausted().await?;
         for job in &buried {
-            Counters::inc(&self.counters.jobs_dead);
+            self.metrics.jobs_dead.inc();
             tracing::error!(job = %job.id, kind = %job.kind, attempts = job.attempts, "job dead: its worker stopped during every attempt");
             if let Some(handler) = self.registry.get(&job.kind) {
                 handler
@@ -189,7 +189,7 @@ impl<C: Clone + Send + Sync + 'static> Worker<C> {
         };
         match result {
             Ok(done) => {
-                Counters::inc(&self.counters.jobs_succeeded);
+                self.metrics.jobs_succeeded.inc();
                 if done == Done::ByWorker {
                     match self.store.complete_job(&job, worker).await {
                         Ok(true) => {}
@@ -215,7 +215,7 @@ impl<C: Clone + Send + Sync + 'static> Worker<C> {
     /// Records a failed attempt by `worker`; on the last one the job is dead and its handler's
     /// dead hook runs, only if `worker` still owned the job (public for tests).
     pub async fn record_failure(&self, worker: &str, job: &Job, error: &str) {
-        Counters::inc(&self.counters.jobs_failed);
+        self.metrics.jobs_failed.inc();
         tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %error, "job failed");
         match self
             .store
@@ -223,7 +223,7 @@ impl<C: Clone + Send + Sync + 'static> Worker<C> {
             .await
         {
             Ok(Failed::Dead) => {
-                Counters::inc(&self.counters.jobs_dead);
+                self.metrics.jobs_dead.inc();
                 tracing::error!(job = %job.id, kind = %job.kind, %error, "job dead after its last attempt");
                 if let Some(handler) = self.registry.get(&job.kind) {
                     handler.on_dead(&self.ctx, job, error).await;

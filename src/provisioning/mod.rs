@@ -20,7 +20,6 @@ use crate::app::AppState;
 use crate::domain::{TenantId, TenantStatus};
 use crate::email::templates;
 use crate::jobs::{Done, JobKind, JobRef, NewJob, Task};
-use crate::metrics::Counters;
 use crate::search::{PendingChange, VectorRecord};
 use crate::store::tenants::{TENANT_COLUMNS, TenantRow};
 use crate::store::{Store, StoreError, StoreResult, Tenant, Tx, now_ms};
@@ -129,17 +128,17 @@ struct TenantStepRow {
     detail: Option<String>,
     duration_ms: Option<i64>,
     completed_at: Option<i64>,
+    paid_at: Option<i64>,
 }
 
 impl Store {
-    /// A tenant and its recorded steps, in one query (the first thing every provisioning run
-    /// reads). The two tables share no column name, so the tenant's columns need no prefix.
-    async fn tenant_with_steps(
-        &self,
-        tenant: &TenantId,
-    ) -> StoreResult<Option<(Tenant, HashMap<String, StepRecord>)>> {
+    /// A tenant, its recorded steps and when its payment was confirmed, in one query (the first
+    /// thing every provisioning run reads). The two joined tables share no column name, so the
+    /// tenant's columns need no prefix.
+    async fn tenant_with_steps(&self, tenant: &TenantId) -> StoreResult<Option<TenantSteps>> {
         let sql = format!(
-            "SELECT {TENANT_COLUMNS}, s.step, s.outcome, s.detail, s.duration_ms, s.completed_at \
+            "SELECT {TENANT_COLUMNS}, s.step, s.outcome, s.detail, s.duration_ms, s.completed_at, \
+             (SELECT a.paid_at FROM tenant_activation a WHERE a.tenant_id = t.id) AS paid_at \
              FROM tenants t LEFT JOIN provisioning_steps s ON s.tenant_id = t.id WHERE t.id = $1"
         );
         let mut rows: Vec<TenantStepRow> = with_reader!(self, |pool| {
@@ -153,10 +152,24 @@ impl Store {
             .filter_map(TenantStepRow::take_step)
             .collect();
         match rows.into_iter().next() {
-            Some(first) => Ok(Some((Tenant::try_from(first.tenant)?, steps))),
+            Some(first) => Ok(Some(TenantSteps {
+                paid_at: first.paid_at,
+                tenant: Tenant::try_from(first.tenant)?,
+                done: steps,
+            })),
             None => Ok(None),
         }
     }
+}
+
+/// What a provisioning run starts from.
+struct TenantSteps {
+    tenant: Tenant,
+    /// The steps already recorded, by name.
+    done: HashMap<String, StepRecord>,
+    /// When the payment was confirmed (none for a tenant that did not pay at checkout, such as
+    /// an approved enterprise signup): the start of `onboard_provisioning_duration_seconds`.
+    paid_at: Option<i64>,
 }
 
 impl TenantStepRow {
@@ -228,25 +241,48 @@ fn step_err(step: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StepError 
 
 /// Runs the remaining steps of a tenant in `provisioning`. Anything else is left alone, so a
 /// late or repeated job never moves a tenant. With `job`, the job is marked done in the final
-/// transaction and the result is true (the worker then does not complete it again).
+/// transaction and the result is true (the worker then does not complete it again). Each
+/// attempt on a tenant in `provisioning` is counted as started, and as failed when it fails
+/// (as succeeded when it makes the tenant active).
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id))]
 pub async fn run(
     app: &AppState,
     tenant_id: &TenantId,
     job: Option<JobRef<'_>>,
 ) -> Result<bool, StepError> {
-    let store = &app.store;
-    let Some((tenant, done)) = store
+    let Some(start) = app
+        .store
         .tenant_with_steps(tenant_id)
         .await
         .map_err(|e| step_err("namespace")(&e))?
     else {
         return Ok(false);
     };
-    if tenant.status != TenantStatus::Provisioning {
-        tracing::info!(status = %tenant.status, "provisioning skipped: tenant is not provisioning");
+    if start.tenant.status != TenantStatus::Provisioning {
+        tracing::info!(status = %start.tenant.status, "provisioning skipped: tenant is not provisioning");
         return Ok(false);
     }
+    app.metrics.provisioning_started.inc();
+    let result = run_steps(app, tenant_id, start, job).await;
+    if result.is_err() {
+        app.metrics.provisioning_failed.inc();
+    }
+    result
+}
+
+/// The steps of [`run`], for a tenant found in `provisioning`.
+async fn run_steps(
+    app: &AppState,
+    tenant_id: &TenantId,
+    start: TenantSteps,
+    job: Option<JobRef<'_>>,
+) -> Result<bool, StepError> {
+    let store = &app.store;
+    let TenantSteps {
+        tenant,
+        done,
+        paid_at,
+    } = start;
     let namespace = namespace_for(tenant_id);
     let load_samples = !done.contains_key("sample_data") && app.settings.sample_data_enabled;
     let mut steps = Vec::new();
@@ -381,7 +417,13 @@ pub async fn run(
                 app.vectors.apply(c);
             }
             app.jobs_ready.notify_one();
-            Counters::inc(&app.metrics.tenants_provisioned);
+            app.metrics.tenants_provisioned.inc();
+            app.metrics.provisioning_succeeded.inc();
+            if let Some(paid_at) = paid_at {
+                app.metrics
+                    .provisioning_duration
+                    .observe((now_ms() - paid_at).max(0) as f64 / 1000.0);
+            }
             tracing::info!("tenant active");
             Ok(job.is_some())
         }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::namespace_for;
 use super::sample_data::SampleDocument;
-use crate::analytics::Milestone;
+use crate::analytics::{Milestone, Recorded};
 use crate::app::AppState;
 use crate::domain::{Plan, TenantId};
 use crate::jobs::{Done, JobKind, JobRef, Task};
@@ -429,11 +429,18 @@ pub async fn query(
     }
     let results = search(app, tenant, text, top_k).await?;
     app.usage.add_query(tenant, &period);
-    let _ = app
+    match app
         .milestones
         .record(&app.store, tenant, Milestone::FirstQueryExecuted, None)
         .await
-        .inspect_err(|e| tracing::warn!(error = %e, "could not record first_query_executed"));
+    {
+        // The tenant's activation: signup → first query.
+        Ok(Some(Recorded {
+            since_signup_ms: Some(ms),
+        })) => app.metrics.time_to_activation.observe(ms as f64 / 1000.0),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not record first_query_executed"),
+    }
     Ok(results)
 }
 

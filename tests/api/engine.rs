@@ -119,7 +119,7 @@ fn worker(store: &Store, ctx: &Ctx, lease_ms: i64) -> Worker<Ctx> {
         ready: Arc::new(tokio::sync::Notify::new()),
         lease_ms,
         backoff_base_ms: 1,
-        counters: Arc::new(onboard::metrics::Counters::default()),
+        metrics: Arc::new(onboard::metrics::Metrics::new()),
     }
 }
 

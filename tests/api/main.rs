@@ -14,6 +14,7 @@ mod engine;
 mod health;
 mod lifecycle;
 mod login;
+mod metrics;
 mod outage;
 mod pipeline;
 mod security;
