@@ -1,5 +1,6 @@
 //! onboard: self-service SaaS tenant onboarding.
 
+pub mod alerts;
 pub mod analytics;
 pub mod app;
 pub mod billing;

@@ -60,6 +60,12 @@ const RULES: &[Rule] = &[
         why: "the domain is pure: std and external crates only",
     },
     Rule {
+        folder: "alerts",
+        allowed: Some(&["store"]),
+        forbidden: &[],
+        why: "alerts read durable records through the store, so every process answers the same",
+    },
+    Rule {
         folder: "store",
         allowed: Some(&["domain"]),
         forbidden: &[],

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod activation;
 pub mod admin;
+pub mod alerts;
 pub mod assets;
 pub mod auth;
 pub mod dev;
@@ -214,6 +215,7 @@ fn api(
         .routes(routes!(onboarding::status))
         .routes(routes!(admin::provision))
         .routes(routes!(admin::approve))
+        .routes(routes!(alerts::alerts))
         .routes(routes!(activation::track))
         .routes(routes!(activation::metrics))
         .routes(routes!(activation::wizard_steps))

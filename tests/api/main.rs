@@ -5,6 +5,7 @@ mod helpers;
 
 mod account;
 mod activation;
+mod alerts;
 mod backends;
 mod browser;
 mod cli;
