@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod app;
+pub mod audit;
 pub mod billing;
 pub mod cli;
 pub mod config;

@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::jobs::worker::Worker;
 use crate::jobs::{Done, JobKind, JobRef, Registry, Task};
 use crate::store::now_ms;
-use crate::{billing, email, provisioning, workspace};
+use crate::{audit, billing, email, provisioning, workspace};
 
 /// How often stale rate-limit counters are dropped.
 const PRUNE_RATE_LIMITS_EVERY_MS: i64 = 3_600_000;
@@ -30,6 +30,7 @@ pub fn registry() -> Registry<AppState> {
         .periodic::<billing::lifecycle::Sweep>(billing::lifecycle::SWEEP_EVERY_MS)
         .periodic::<workspace::sessions::Prune>(workspace::sessions::PRUNE_EVERY_MS)
         .periodic::<PruneRateLimits>(PRUNE_RATE_LIMITS_EVERY_MS)
+        .periodic::<audit::Prune>(audit::PRUNE_EVERY_MS)
 }
 
 /// The job engine over this application's state and [`registry`].
