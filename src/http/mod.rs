@@ -5,6 +5,7 @@ pub mod account;
 pub mod activation;
 pub mod admin;
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod dev;
 pub mod docs;
@@ -214,6 +215,7 @@ fn api(
         .routes(routes!(onboarding::status))
         .routes(routes!(admin::provision))
         .routes(routes!(admin::approve))
+        .routes(routes!(audit::audit_log))
         .routes(routes!(activation::track))
         .routes(routes!(activation::metrics))
         .routes(routes!(activation::wizard_steps))
