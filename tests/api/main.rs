@@ -5,6 +5,7 @@ mod helpers;
 
 mod account;
 mod activation;
+mod audit;
 mod backends;
 mod browser;
 mod cli;
