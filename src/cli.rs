@@ -4,8 +4,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::Settings;
 use crate::domain::TenantStatus;
+use crate::domain::audit::{Action, Actor};
 use crate::http::Application;
-use crate::store::{Store, ms_to_datetime};
+use crate::store::{AuditEntry, Store, ms_to_datetime};
 
 /// Logs to stderr; `RUST_LOG` filters (default `info` for the long-running commands, `warn` for
 /// those that print their own report), `LOG_FORMAT=json` for JSON lines.
@@ -149,7 +150,13 @@ pub async fn tenants_retry(settings: Settings, id: &str, force: bool) -> anyhow:
     let tenant = tenant_arg(id)?;
     let store = connect(&settings).await?;
     let state = crate::app::AppState::new(settings, store.clone());
-    crate::provisioning::retry(&state, &tenant, force, "operator").await?;
+    let action = if force {
+        Action::OperatorForceProvision
+    } else {
+        Action::OperatorRetry
+    };
+    let audit = AuditEntry::new(Actor::Operator, action).with("via", "cli");
+    crate::provisioning::retry(&state, &tenant, force, "operator", audit).await?;
     println!("tenant {id} is provisioning again; completed steps are not repeated");
     store.close().await;
     Ok(())
@@ -160,7 +167,8 @@ pub async fn tenants_approve(settings: Settings, id: &str) -> anyhow::Result<()>
     let tenant = tenant_arg(id)?;
     let store = connect(&settings).await?;
     let state = crate::app::AppState::new(settings, store.clone());
-    let approval = crate::billing::account::approve(&state, &tenant, "operator")
+    let audit = AuditEntry::new(Actor::Operator, Action::OperatorApprove).with("via", "cli");
+    let approval = crate::billing::account::approve(&state, &tenant, "operator", audit)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("tenant {id} approved: its workspace is being set up by the workers");

@@ -175,6 +175,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "days after cancellation before a workspace and its personal data are erased",
     ),
     (
+        "AUDIT_RETENTION_DAYS",
+        "400",
+        "days an audit log entry is kept before the retention job deletes it (1-3650)",
+    ),
+    (
         "TRUSTED_PROXIES",
         "",
         "comma-separated CIDRs whose X-Forwarded-For is believed",
@@ -355,6 +360,8 @@ pub struct Settings {
     pub trial_days: u32,
     /// Days between cancellation and erasure.
     pub deprovision_grace_days: u32,
+    /// Days an audit log entry is kept.
+    pub audit_retention_days: u32,
     pub trusted_proxies: Vec<IpNet>,
     pub admin_token: Option<SecretString>,
     pub operator_email: String,
@@ -520,6 +527,7 @@ impl Settings {
             wizard_split: p.bounded("WIZARD_SPLIT", 0, 100)?,
             event_retention_days: p.bounded("EVENT_RETENTION_DAYS", 1, 3650)?,
             deprovision_grace_days: p.bounded("DEPROVISION_GRACE_DAYS", 0, 3650)?,
+            audit_retention_days: p.bounded("AUDIT_RETENTION_DAYS", 1, 3650)?,
             trusted_proxies: p.cidrs("TRUSTED_PROXIES")?,
             admin_token: p.secret("ADMIN_TOKEN"),
             operator_email: p.string("OPERATOR_EMAIL"),
@@ -1024,6 +1032,24 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn audit_retention_defaults_to_400_days_and_refuses_nonsense() {
+        let s = Settings::with_overrides(&[]).unwrap();
+        assert_eq!(s.audit_retention_days, 400);
+        let s = Settings::with_overrides(&[("AUDIT_RETENTION_DAYS", "30")]).unwrap();
+        assert_eq!(s.audit_retention_days, 30);
+        for bad in ["0", "3651", "-1", "a year"] {
+            let e = Settings::with_overrides(&[("AUDIT_RETENTION_DAYS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("invalid setting AUDIT_RETENTION_DAYS"),
+                "{bad}: {e}"
+            );
+            assert!(!e.contains('\n'));
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::jobs::worker::Worker;
 use crate::jobs::{Done, JobKind, JobRef, Registry, Task};
 use crate::store::now_ms;
-use crate::{analytics, billing, email, provisioning, workspace};
+use crate::{analytics, audit, billing, email, provisioning, workspace};
 
 /// How often stale rate-limit counters are dropped.
 const PRUNE_RATE_LIMITS_EVERY_MS: i64 = 3_600_000;
@@ -31,6 +31,7 @@ pub fn registry() -> Registry<AppState> {
         .periodic::<workspace::sessions::Prune>(workspace::sessions::PRUNE_EVERY_MS)
         .periodic::<PruneRateLimits>(PRUNE_RATE_LIMITS_EVERY_MS)
         .periodic::<analytics::retention::Retention>(analytics::retention::RETENTION_EVERY_MS)
+        .periodic::<audit::Prune>(audit::PRUNE_EVERY_MS)
 }
 
 /// Every job kind's name, sorted: the `/metrics` queue gauges report each, 0 when it has no job.

@@ -131,6 +131,3 @@ END;
 -- only the payloads still kept, so each run starts where the last one stopped.
 CREATE INDEX webhook_events_kept_idx ON webhook_events (received_at)
     WHERE payload <> '{"expired":true}' AND payload <> '{"erased":true}';
-
--- The 7-day activation figures (/metrics, /admin/alerts) read tenants by payment time.
-CREATE INDEX tenant_activation_paid_idx ON tenant_activation (paid_at);

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::stripe::StripeError;
 use crate::app::AppState;
 use crate::domain::{Plan, TenantId, TenantStatus};
-use crate::store::{StoreError, Tenant, now_ms};
+use crate::store::{AuditEntry, StoreError, Tenant, now_ms};
 use crate::with_conn;
 
 /// Why an account action could not be done.
@@ -118,7 +118,14 @@ pub struct Approval {
 /// /admin/tenants/{id}/approve`). With Stripe configured and an enterprise price set, the tenant
 /// first gets a Stripe customer and a subscription billed by invoice, whose hosted invoice link
 /// is returned (and emailed by the caller).
-pub async fn approve(app: &AppState, id: &TenantId, actor: &str) -> Result<Approval, AccountError> {
+///
+/// `audit` (who approved, from where) is recorded in the transaction that moves the tenant.
+pub async fn approve(
+    app: &AppState,
+    id: &TenantId,
+    actor: &str,
+    audit: AuditEntry,
+) -> Result<Approval, AccountError> {
     let tenant = app
         .store
         .tenant(id)
@@ -164,6 +171,12 @@ pub async fn approve(app: &AppState, id: &TenantId, actor: &str) -> Result<Appro
         id,
         app.settings.max_provisioning_retries,
     ))
+    .await?;
+    tx.audit(
+        &audit
+            .target(id.as_str())
+            .with("invoiced", invoiced.is_some()),
+    )
     .await?;
     tx.commit().await?;
     app.jobs_ready.notify_one();

@@ -10,8 +10,9 @@ use super::signature::{self, SignatureError};
 use super::stripe::CheckoutSession;
 use crate::app::AppState;
 use crate::domain::TenantId;
+use crate::domain::audit::{Action, Actor};
 use crate::jobs::{Done, JobKind, JobRef, NewJob, Task};
-use crate::store::{StoreError, StoreResult, Tx, now_ms};
+use crate::store::{AuditEntry, StoreError, StoreResult, Tx, now_ms};
 use crate::{with_conn, with_reader};
 
 /// Payload of the job that processes one event.
@@ -74,11 +75,14 @@ pub enum Receipt {
 }
 
 /// Verifies, stores and enqueues one delivery: the event row and its job are written in one
-/// transaction, and a second delivery of the same `event.id` writes nothing.
+/// transaction, and a second delivery of the same `event.id` writes nothing. An event applied
+/// on receipt is audited then, with the address it came from (`client`); the others when
+/// their job processes them.
 pub async fn receive(
     app: &AppState,
     raw: &[u8],
     signature_header: Option<&str>,
+    client: Option<std::net::IpAddr>,
 ) -> Result<Receipt, ReceiveError> {
     let secret = app
         .webhook_secret
@@ -141,8 +145,14 @@ pub async fn receive(
         tracing::info!(event_id = %env.id, "duplicate webhook delivery ignored");
         return Ok(Receipt::Duplicate);
     }
-    if applied.is_none() {
-        tx.enqueue(job(&env.id)).await?;
+    match &applied {
+        Some(a) => {
+            tx.audit(&processed_entry(&env.id, &env.kind, a).ip(client))
+                .await?;
+        }
+        None => {
+            tx.enqueue(job(&env.id)).await?;
+        }
     }
     tx.commit().await?;
     if let Some(a) = &applied {
@@ -198,6 +208,15 @@ pub async fn process(app: &AppState, event_id: &str) -> StoreResult<()> {
         }
     };
     mark_processed(&mut tx, event_id, &outcome, tenant.as_ref()).await?;
+    tx.audit(&event_entry(
+        Actor::Stripe,
+        Action::WebhookProcessed,
+        event_id,
+        &kind,
+        &outcome,
+        tenant.as_ref(),
+    ))
+    .await?;
     tx.commit().await?;
     app.jobs_ready.notify_one();
     Ok(())
@@ -351,6 +370,36 @@ async fn apply_in(
     Ok(Some(Applied::Done(f, tenant)))
 }
 
+/// The audit entry of an event applied on receipt (by Stripe's delivery).
+fn processed_entry(event_id: &str, kind: &str, applied: &Applied) -> AuditEntry {
+    event_entry(
+        Actor::Stripe,
+        Action::WebhookProcessed,
+        event_id,
+        kind,
+        &applied.outcome(),
+        applied.tenant().as_ref(),
+    )
+}
+
+/// The audit entry of an applied event: its type, what applying it did, and its tenant.
+fn event_entry(
+    actor: Actor,
+    action: Action,
+    event_id: &str,
+    kind: &str,
+    outcome: &str,
+    tenant: Option<&TenantId>,
+) -> AuditEntry {
+    AuditEntry::new(actor, action)
+        .target(event_id)
+        .detail(serde_json::json!({
+            "type": kind,
+            "outcome": outcome,
+            "tenant_id": tenant.map(TenantId::as_str),
+        }))
+}
+
 async fn mark_processed(
     tx: &mut Tx,
     event_id: &str,
@@ -497,6 +546,15 @@ pub async fn replay(app: &AppState, filter: &ReplayFilter) -> StoreResult<Replay
             None => (IGNORED.to_string(), None),
         };
         mark_processed(&mut tx, &id, &outcome, tenant.as_ref()).await?;
+        tx.audit(&event_entry(
+            Actor::Operator,
+            Action::WebhookReplayed,
+            &id,
+            &kind,
+            &outcome,
+            tenant.as_ref(),
+        ))
+        .await?;
         tx.commit().await?;
         report.replayed += 1;
         match &applied {

@@ -1,8 +1,9 @@
 //! Pure types and rules of the product: tenant and its status machine, plans, signup input,
-//! passwords. No I/O lives here.
+//! passwords, the audit log's vocabulary. No I/O lives here.
 //!
 //! Imports nothing of this crate outside `domain` (std and external crates only).
 
+pub mod audit;
 pub mod password;
 pub mod plan;
 pub mod signup;

@@ -9,9 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, AppResult, ErrorBody};
+use super::extract::ClientIp;
 use super::login::session::current_session;
 use crate::billing::account::{self, AccountError};
-use crate::store::{Tenant, ms_to_datetime, now_ms};
+use crate::domain::audit::{Action, Actor};
+use crate::store::{AuditEntry, Tenant, ms_to_datetime, now_ms};
 
 /// The signed-in tenant, or a 401 naming how to sign in.
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> AppResult<Tenant> {
@@ -57,18 +59,33 @@ pub async fn billing_portal(
 }
 
 /// Downloads everything held about the account as one JSON document (account, documents with
-/// their content, API keys' metadata, events), and emails a notice that it was exported.
+/// their content, API keys' metadata, events), and emails a notice that it was exported. The
+/// download is audited (`export.downloaded`) before it is answered.
 #[utoipa::path(post, path = "/account/export", tag = "account",
     responses(
         (status = 200, description = "The export, as an attachment", content_type = "application/json", body = Object),
         (status = 401, description = "Not signed in", body = ErrorBody),
     ))]
-pub async fn export(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+pub async fn export(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+) -> AppResult<Response> {
     let tenant = signed_in(&state, &headers).await?;
     let now = now_ms();
     let doc = crate::workspace::export::export(&state.store, &tenant.id, now).await?;
     crate::workspace::export::notify_exported(&state, &tenant, now).await?;
     let body = serde_json::to_vec_pretty(&doc).map_err(|e| ApiError::internal("export", e))?;
+    state
+        .store
+        .audit(
+            &AuditEntry::new(Actor::Tenant(tenant.id.clone()), Action::ExportDownloaded)
+                .target(tenant.id.as_str())
+                .ip(Some(ip))
+                .with("what", "account data export")
+                .with("bytes", body.len()),
+        )
+        .await?;
     let disposition = format!("attachment; filename=\"onboard-export-{}.json\"", tenant.id);
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();

@@ -10,11 +10,12 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::{ApiError, AppResult, ErrorBody};
-use super::extract::JsonBody;
+use super::extract::{ClientIp, JsonBody};
 use crate::analytics::recent;
 use crate::domain::TenantId;
+use crate::domain::audit::{Action, Actor};
 use crate::metrics::{JobQueue, Snapshot};
-use crate::store::StoreError;
+use crate::store::{AuditEntry, StoreError};
 
 /// Proof that the request carries the operator token. As an extractor it runs before the body
 /// is read, so an unauthenticated caller learns nothing about the request format.
@@ -88,6 +89,7 @@ pub struct ProvisionResponse {
 pub async fn provision(
     State(state): State<AppState>,
     _operator: Operator,
+    ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<ProvisionRequest>,
 ) -> AppResult<(StatusCode, Json<ProvisionResponse>)> {
     let id = TenantId::parse(&req.tenant_id).ok_or_else(|| {
@@ -97,16 +99,25 @@ pub async fn provision(
         )
         .with_field("tenant_id")
     })?;
-    retry_response(&state, &id, req.force, "operator").await
+    let action = if req.force {
+        Action::OperatorForceProvision
+    } else {
+        Action::OperatorRetry
+    };
+    let audit = AuditEntry::new(Actor::Operator, action).ip(Some(ip));
+    retry_response(&state, &id, req.force, "operator", audit).await
 }
 
+/// Retries provisioning and answers; `audit` is recorded with the retry (see
+/// `provisioning::retry`).
 pub(super) async fn retry_response(
     state: &AppState,
     id: &TenantId,
     force: bool,
     actor: &str,
+    audit: AuditEntry,
 ) -> AppResult<(StatusCode, Json<ProvisionResponse>)> {
-    match crate::provisioning::retry(state, id, force, actor).await {
+    match crate::provisioning::retry(state, id, force, actor, audit).await {
         Ok(status) => Ok((
             StatusCode::ACCEPTED,
             Json(ProvisionResponse {
@@ -227,6 +238,7 @@ pub struct ApproveResponse {
 pub async fn approve(
     State(state): State<AppState>,
     _operator: Operator,
+    ClientIp(ip): ClientIp,
     super::extract::PathParam(tenant_id): super::extract::PathParam<String>,
 ) -> AppResult<(StatusCode, Json<ApproveResponse>)> {
     let id = TenantId::parse(&tenant_id).ok_or_else(|| {
@@ -236,7 +248,8 @@ pub async fn approve(
         )
         .with_field("tenant_id")
     })?;
-    let approval = crate::billing::account::approve(&state, &id, "operator").await?;
+    let audit = AuditEntry::new(Actor::Operator, Action::OperatorApprove).ip(Some(ip));
+    let approval = crate::billing::account::approve(&state, &id, "operator", audit).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(ApproveResponse {

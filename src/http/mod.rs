@@ -6,6 +6,7 @@ pub mod activation;
 pub mod admin;
 pub mod alerts;
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod dev;
 pub mod docs;
@@ -216,6 +217,7 @@ fn api(
         .routes(routes!(admin::provision))
         .routes(routes!(admin::approve))
         .routes(routes!(alerts::alerts))
+        .routes(routes!(audit::audit_log))
         .routes(routes!(activation::track))
         .routes(routes!(activation::metrics))
         .routes(routes!(activation::wizard_steps))

@@ -3,14 +3,15 @@
 use axum::Json;
 use axum::extract::State;
 
-use super::extract::{PathParam, QueryParams};
+use super::extract::{ClientIp, PathParam, QueryParams};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::{ApiError, AppResult, ErrorBody};
+use crate::domain::audit::{Action, Actor};
 use crate::domain::{Plan, TenantId, TenantStatus};
-use crate::store::ms_to_datetime;
+use crate::store::{AuditEntry, ms_to_datetime};
 
 /// What anyone holding the tenant id may see.
 #[derive(Serialize, Deserialize, utoipa::ToSchema)]
@@ -78,6 +79,7 @@ pub struct RetryQuery {
     ))]
 pub async fn retry_tenant(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     PathParam(tenant_id): PathParam<String>,
     QueryParams(q): QueryParams<RetryQuery>,
 ) -> AppResult<(
@@ -109,5 +111,6 @@ pub async fn retry_tenant(
         )
         .with_field("session_id"));
     }
-    super::admin::retry_response(&state, &id, false, "customer").await
+    let audit = AuditEntry::new(Actor::Tenant(id.clone()), Action::TenantRetry).ip(Some(ip));
+    super::admin::retry_response(&state, &id, false, "customer", audit).await
 }

@@ -2,6 +2,7 @@
 //! documents, queries and usage. Ids of another tenant's documents or keys answer 404 exactly as
 //! ids that do not exist, so they cannot be probed.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use axum::Json;
@@ -16,11 +17,13 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::{ApiError, AppResult};
-use super::extract::{JsonBody, QueryParams, parse_json};
+use super::extract::{ClientIp, JsonBody, QueryParams, parse_json};
 use crate::app::AppState;
 use crate::domain::Plan;
+use crate::domain::audit::{Action, Actor};
 use crate::search::EmbedError;
 use crate::search::VectorError;
+use crate::store::AuditEntry;
 use crate::workspace::api_keys::{ApiKeyRow, scopes};
 use crate::workspace::documents::{
     self, Document, DocumentWithContent, MAX_DOCUMENT_BYTES, MAX_TITLE_CHARS, MAX_TOP_K,
@@ -227,6 +230,7 @@ pub async fn list_keys(
 pub async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
+    ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<CreateKeyRequest>,
 ) -> AppResult<(StatusCode, Json<CreatedKey>)> {
     caller.require(scopes::KEYS_MANAGE)?;
@@ -276,14 +280,26 @@ pub async fn create_key(
             );
         }
     };
-    let created = issue(&state, &caller, &name, &granted, ttl, None).await?;
+    let created = issue(&state, &caller, ip, &name, &granted, ttl, None).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// Issues a key (revoking `replaces` in the same transaction) and returns it with its secret.
+/// The audit entry of an act of `caller` on its key `key_id`: the tenant acted, through the key
+/// it called with (`detail.by_key`).
+fn key_audit(caller: &Caller, ip: IpAddr, action: Action, key_id: &str) -> AuditEntry {
+    AuditEntry::new(Actor::Tenant(caller.tenant().clone()), action)
+        .target(key_id)
+        .ip(Some(ip))
+        .with("tenant_id", caller.tenant().as_str())
+        .with("by_key", caller.principal.key_id.as_str())
+}
+
+/// Issues a key (revoking `replaces` in the same transaction) and returns it with its secret;
+/// both are audited in that transaction.
 async fn issue(
     state: &AppState,
     caller: &Caller,
+    ip: IpAddr,
     name: &str,
     scopes: &[&str],
     ttl_secs: Option<i64>,
@@ -313,6 +329,16 @@ async fn issue(
             false,
         )
         .await?;
+    if let Some(old) = replaces {
+        tx.audit(
+            &key_audit(caller, ip, Action::ApiKeyRevoked, old)
+                .with("reason", "rotated")
+                .with("replaced_by", key.key_id.as_str()),
+        )
+        .await?;
+    }
+    tx.audit(&key_audit(caller, ip, Action::ApiKeyCreated, &key.key_id).with("scopes", scopes))
+        .await?;
     tx.commit().await?;
     if replaces.is_some() {
         state.keys.invalidate();
@@ -331,10 +357,15 @@ async fn issue(
 pub async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
+    ClientIp(ip): ClientIp,
     PathParam(id): PathParam<String>,
 ) -> AppResult<StatusCode> {
     caller.require(scopes::KEYS_MANAGE)?;
-    state.store.revoke_api_key(caller.tenant(), &id).await?;
+    let mut tx = state.store.begin().await?;
+    tx.revoke_api_key(caller.tenant(), &id).await?;
+    tx.audit(&key_audit(&caller, ip, Action::ApiKeyRevoked, &id).with("reason", "revoked"))
+        .await?;
+    tx.commit().await?;
     state.keys.invalidate();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -347,6 +378,7 @@ pub async fn revoke_key(
 pub async fn rotate_key(
     State(state): State<AppState>,
     caller: Caller,
+    ClientIp(ip): ClientIp,
     PathParam(id): PathParam<String>,
 ) -> AppResult<(StatusCode, Json<CreatedKey>)> {
     caller.require(scopes::KEYS_MANAGE)?;
@@ -368,7 +400,16 @@ pub async fn rotate_key(
         ));
     }
     let ttl = old.expires_at.map(|e| ((e - old.created_at) / 1000).max(1));
-    let created = issue(&state, &caller, &old.name, &old_scopes, ttl, Some(&old.id)).await?;
+    let created = issue(
+        &state,
+        &caller,
+        ip,
+        &old.name,
+        &old_scopes,
+        ttl,
+        Some(&old.id),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use super::extract::ClientIp;
 use crate::billing::events::{Receipt, ReceiveError, receive};
 
 /// Acknowledgement of a delivery.
@@ -28,6 +29,7 @@ pub struct WebhookAck {
     ))]
 pub async fn stripe_webhook(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<WebhookAck>), ApiError> {
@@ -36,7 +38,7 @@ pub async fn stripe_webhook(
     let sig = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
-    match receive(&state, &body, sig).await {
+    match receive(&state, &body, sig, Some(client)).await {
         Ok(r) => {
             state
                 .metrics

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
 use crate::domain::TenantId;
+use crate::domain::audit::{Action, Actor};
 use crate::jobs::{Done, JobKind, JobRef, Task};
-use crate::store::{StoreResult, Tx, now_ms};
+use crate::store::{AuditEntry, StoreResult, Tx, now_ms};
 use crate::{with_conn, with_reader};
 
 /// How often the deprovisioning job looks for tenants past their grace period.
@@ -107,7 +108,7 @@ impl Tx {
             .filter(|s| s.len() >= 3)
             .map(like_literal)
             .collect();
-        with_conn!(&mut *self, |conn| {
+        let revoked: Vec<String> = with_conn!(&mut *self, |conn| {
             sqlx::query("DELETE FROM documents WHERE tenant_id = $1")
                 .bind(tid)
                 .execute(&mut *conn)
@@ -124,6 +125,12 @@ impl Tx {
                 .bind(&email)
                 .execute(&mut *conn)
                 .await?;
+            let live_keys: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL ORDER BY id",
+            )
+            .bind(tid)
+            .fetch_all(&mut *conn)
+            .await?;
             sqlx::query(
                 "UPDATE api_keys SET name = 'erased', revoked_at = COALESCE(revoked_at, $2), \
                  reveal_jti = NULL WHERE tenant_id = $1",
@@ -198,7 +205,17 @@ impl Tx {
             .bind(now)
             .execute(&mut *conn)
             .await?;
+            live_keys
         });
+        for key in revoked {
+            self.audit(
+                &AuditEntry::new(Actor::System, Action::ApiKeyRevoked)
+                    .target(key)
+                    .with("tenant_id", tid)
+                    .with("reason", "erasure after the grace period"),
+            )
+            .await?;
+        }
         Ok(true)
     }
 }

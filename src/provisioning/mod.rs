@@ -17,12 +17,13 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
+use crate::domain::audit::{Action, Actor};
 use crate::domain::{TenantId, TenantStatus};
 use crate::email::templates;
 use crate::jobs::{Done, JobKind, JobRef, NewJob, Task};
 use crate::search::{PendingChange, VectorRecord};
 use crate::store::tenants::{TENANT_COLUMNS, TenantRow};
-use crate::store::{Store, StoreError, StoreResult, Tenant, Tx, now_ms};
+use crate::store::{AuditEntry, Store, StoreError, StoreResult, Tenant, Tx, now_ms};
 use crate::workspace::api_keys::{AuthError, IssuedKey, Principal, scopes};
 use crate::workspace::sessions::TokenPurpose;
 use crate::workspace::{namespace_for, sample_data};
@@ -355,6 +356,14 @@ async fn run_steps(
             )
             .await
             .map_err(|e| err(&e))?;
+        tx.audit(
+            &AuditEntry::new(Actor::System, Action::ApiKeyCreated)
+                .target(key.key_id.as_str())
+                .with("tenant_id", tenant_id.as_str())
+                .with("reason", "the first key, issued at provisioning"),
+        )
+        .await
+        .map_err(|e| err(&e))?;
         steps.push(StepDone {
             step: "api_key",
             outcome: "done",
@@ -370,6 +379,14 @@ async fn run_steps(
             tx.revoke_api_key(tenant_id, key_id)
                 .await
                 .map_err(|e| err(&e))?;
+            tx.audit(
+                &AuditEntry::new(Actor::System, Action::ApiKeyRevoked)
+                    .target(key_id.as_str())
+                    .with("tenant_id", tenant_id.as_str())
+                    .with("reason", "the temporary sample-data credential"),
+            )
+            .await
+            .map_err(|e| err(&e))?;
         }
         if samples_loaded {
             tx.insert_sample_documents(tenant_id, sample_data::documents())
@@ -531,6 +548,16 @@ async fn first_transaction(
             )
             .await
             .map_err(|e| e.to_string());
+        if let Ok(key) = &issued {
+            tx.audit(
+                &AuditEntry::new(Actor::System, Action::ApiKeyCreated)
+                    .target(key.key_id.as_str())
+                    .with("tenant_id", tenant_id.as_str())
+                    .with("reason", "the temporary sample-data credential"),
+            )
+            .await
+            .map_err(|e| step_err("sample_data")(&e))?;
+        }
         if let (Ok(key), Some(vectors)) = (&issued, sample_vectors) {
             match write_samples_in(app, &mut tx, tenant_id, namespace, key, vectors).await {
                 Ok((n, c)) => {
@@ -736,12 +763,15 @@ pub async fn sweep(app: &AppState) -> StoreResult<usize> {
 }
 
 /// Puts a `failed` tenant back into provisioning (or, with `force`, re-enqueues a tenant stuck
-/// in `provisioning`). Steps already done are not repeated.
+/// in `provisioning`). Steps already done are not repeated. `audit` (who asked, from where) is
+/// recorded in the same transaction, with the status the tenant was in; a refused retry
+/// records nothing, as it changes nothing.
 pub async fn retry(
     app: &AppState,
     tenant_id: &TenantId,
     force: bool,
     actor: &str,
+    audit: AuditEntry,
 ) -> StoreResult<TenantStatus> {
     let tenant = app
         .store
@@ -778,6 +808,13 @@ pub async fn retry(
     // A job already queued (waiting out a backoff) runs now, with a fresh attempt budget.
     tx.enqueue_fresh(job(tenant_id, app.settings.max_provisioning_retries))
         .await?;
+    tx.audit(
+        &audit
+            .target(tenant_id.as_str())
+            .with("from", tenant.status.as_str())
+            .with("force", force),
+    )
+    .await?;
     tx.commit().await?;
     app.jobs_ready.notify_one();
     Ok(TenantStatus::Provisioning)

@@ -8,6 +8,7 @@
 //! they serve; this module holds the connection, transactions and the shared tables' helpers,
 //! and imports only `domain`.
 
+pub mod audit;
 mod postgres;
 pub mod rate_limits;
 mod sqlite;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
+pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use rate_limits::RateDecision;
 pub use tenants::{NewTenant, StatusChange, Tenant};
 

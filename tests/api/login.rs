@@ -79,7 +79,7 @@ pub async fn signed_in(app: &TestApp, t: &ActiveTenant) -> String {
 }
 
 /// The magic link of the tenant's welcome email, from the outbox.
-async fn welcome_link(app: &TestApp, tenant_id: &str) -> String {
+pub async fn welcome_link(app: &TestApp, tenant_id: &str) -> String {
     let text = eventually("the welcome email", 30, || async {
         app.store
             .list_emails(Some(tenant_id), 20)
@@ -101,7 +101,7 @@ async fn welcome_link(app: &TestApp, tenant_id: &str) -> String {
 
 /// Follows a sign-in link as a person does: the page (which consumes nothing), then its button.
 /// Returns the button's answer.
-async fn follow_magic_link(app: &TestApp, link: &str) -> Response {
+pub async fn follow_magic_link(app: &TestApp, link: &str) -> Response {
     let page = app.client.get(link).send().await.unwrap();
     assert_eq!(page.status(), 200, "the confirmation page");
     assert!(
@@ -114,7 +114,7 @@ async fn follow_magic_link(app: &TestApp, link: &str) -> Response {
 }
 
 /// The confirmation page's button: POSTs the link's token.
-async fn confirm_magic_link(app: &TestApp, link: &str) -> Response {
+pub async fn confirm_magic_link(app: &TestApp, link: &str) -> Response {
     let token = link.split("token=").nth(1).unwrap();
     app.client
         .post(app.url("/login/magic"))

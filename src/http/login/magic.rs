@@ -2,6 +2,8 @@
 //! page asking to confirm, whose button POSTs the token: link scanners and previews that fetch
 //! every link in an email never use it up. Only `POST /login/magic` consumes it.
 
+use std::net::IpAddr;
+
 use askama::Template;
 use axum::extract::{RawForm, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -9,12 +11,18 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::session::{no_store, started_cookie, with_cookie};
 use super::{
-    after_session_start, cross_site_refused, is_cross_site, login_refusal, normalized_email,
-    session_ttl_ms,
+    after_session_start, audit_login, cross_site_refused, is_cross_site, login_refusal,
+    normalized_email, session_ttl_ms,
 };
+use crate::domain::audit::{Action, Actor};
 use crate::http::AppState;
 use crate::http::error::{ApiError, AppResult};
+use crate::http::extract::ClientIp;
+use crate::store::AuditEntry;
 use crate::workspace::sessions::{LoginMethod, MagicToken};
+
+/// How these sign-ins are named in the audit log.
+const MAGIC: LoginMethod = LoginMethod::MagicLink;
 
 fn magic_link_page(status: StatusCode, title: &str, message: &str) -> Response {
     let mut resp = crate::http::message_page(status, title, message, ("/login", "Go to sign in"));
@@ -109,6 +117,7 @@ fn incomplete_link() -> Response {
 /// unused, and two clicks at once start one session.
 pub(crate) async fn magic_link_confirmed(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     RawForm(form): RawForm,
 ) -> Response {
@@ -118,13 +127,15 @@ pub(crate) async fn magic_link_confirmed(
     let token = std::str::from_utf8(&form)
         .ok()
         .and_then(|f| token_param(Some(f)));
-    no_referrer(match magic_login(&state, token).await {
+    no_referrer(match magic_login(&state, ip, token).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     })
 }
 
-async fn magic_login(state: &AppState, token: Option<String>) -> AppResult<Response> {
+/// Signs in with a link's token. The sign-in is audited in its transaction; a refused one
+/// (an account that may not sign in, a used, expired or unknown link) right after.
+async fn magic_login(state: &AppState, ip: IpAddr, token: Option<String>) -> AppResult<Response> {
     let Some(token) = token else {
         return Ok(incomplete_link());
     };
@@ -135,9 +146,12 @@ async fn magic_login(state: &AppState, token: Option<String>) -> AppResult<Respo
                 .tenant(&tenant_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("tenant"))?;
+            let actor = Actor::Tenant(tenant.id.clone());
             if let Some(message) = login_refusal(tenant.status, tenant.id.as_str()) {
                 // Dropping the transaction rolls the consumption back: the link stays usable.
                 drop(tx);
+                let failure = Some("account_not_active");
+                audit_login(state, actor, Some(&tenant.id), ip, MAGIC, failure).await?;
                 return Ok(magic_link_page(
                     StatusCode::FORBIDDEN,
                     "You cannot sign in yet",
@@ -152,6 +166,13 @@ async fn magic_login(state: &AppState, token: Option<String>) -> AppResult<Respo
                     session_ttl_ms(state),
                 )
                 .await?;
+            tx.audit(
+                &AuditEntry::new(actor, Action::LoginSucceeded)
+                    .target(tenant.id.as_str())
+                    .ip(Some(ip))
+                    .with("method", MAGIC.as_str()),
+            )
+            .await?;
             tx.commit().await?;
             after_session_start(state, &tenant, LoginMethod::MagicLink).await;
             let cookie = started_cookie(state, &session);
@@ -159,6 +180,12 @@ async fn magic_login(state: &AppState, token: Option<String>) -> AppResult<Respo
         }
         other => {
             drop(tx);
+            let reason = match other {
+                MagicToken::AlreadyUsed => "link_already_used",
+                MagicToken::Expired => "link_expired",
+                MagicToken::Unknown | MagicToken::Consumed(_) => "link_unknown",
+            };
+            audit_login(state, Actor::Anonymous, None, ip, MAGIC, Some(reason)).await?;
             Ok(refused(&other))
         }
     }

@@ -16,11 +16,14 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::get;
 
+use std::net::IpAddr;
+
 use super::AppState;
 use super::error::ApiError;
 use crate::analytics::Milestone;
-use crate::domain::{Email, TenantStatus};
-use crate::store::Tenant;
+use crate::domain::audit::{Action, Actor};
+use crate::domain::{Email, TenantId, TenantStatus};
+use crate::store::{AuditEntry, Tenant};
 use crate::workspace::sessions::LoginMethod;
 
 pub use password::{LoginRequest, LoginResponse, login};
@@ -123,6 +126,37 @@ pub(crate) async fn after_session_start(state: &AppState, tenant: &Tenant, metho
         tracing::warn!(error = %e, tenant_id = %tenant.id, "could not record the first_login milestone");
     }
     tracing::info!(tenant_id = %tenant.id, method = method.as_str(), "session started");
+}
+
+/// Records a sign-in in the audit log: `login.succeeded`, or `login.failed` with why
+/// (`failure`). The actor is the account that signed in (`tenant:<id>`), or for a refused
+/// password sign-in the email as typed (`user:<email>`: what an auditor looks for; never the
+/// password); the target is the tenant when one is known. Successful sign-ins name the account
+/// rather than its email so the log, which erasure cannot change, holds no more personal data
+/// than it needs.
+pub(crate) async fn audit_login(
+    state: &AppState,
+    actor: Actor,
+    tenant: Option<&TenantId>,
+    ip: IpAddr,
+    method: LoginMethod,
+    failure: Option<&str>,
+) -> Result<(), ApiError> {
+    let action = match failure {
+        None => Action::LoginSucceeded,
+        Some(_) => Action::LoginFailed,
+    };
+    let mut entry = AuditEntry::new(actor, action)
+        .ip(Some(ip))
+        .with("method", method.as_str());
+    if let Some(reason) = failure {
+        entry = entry.with("reason", reason);
+    }
+    if let Some(tenant) = tenant {
+        entry = entry.target(tenant.as_str());
+    }
+    state.store.audit(&entry).await?;
+    Ok(())
 }
 
 /// Request headers from name/value pairs (unit tests).

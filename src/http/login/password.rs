@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use super::session::{current_session, no_store, started_cookie, with_cookie};
 use super::{
-    FORM, after_session_start, cross_site_refused, is_cross_site, login_refusal, session_ttl_ms,
+    FORM, after_session_start, audit_login, cross_site_refused, is_cross_site, login_refusal,
+    session_ttl_ms,
 };
-use crate::domain::{Email, FieldError, TenantStatus, password};
+use crate::domain::audit::Actor;
+use crate::domain::{Email, FieldError, TenantId, TenantStatus, password};
 use crate::http::AppState;
 use crate::http::error::{ApiError, AppResult, ErrorBody};
 use crate::http::extract::{ClientIp, parse_json};
@@ -147,32 +149,47 @@ fn required(field: &'static str, code: &'static str) -> FieldError {
 
 /// Checks email and password and starts a session, or says why not. The attempt is recorded
 /// before the password is hashed and checked again after, so concurrent guesses cannot slip
-/// past the lock (see [`crate::store::Store::begin_login_attempt`]).
+/// past the lock (see [`crate::store::Store::begin_login_attempt`]). Every sign-in that got as
+/// far as its credentials is audited, refused or not, with the client's address; malformed
+/// input is not an attempt.
 #[tracing::instrument(skip_all)]
 async fn password_login(
     state: &AppState,
-    client: &str,
+    ip: &ClientIp,
     req: LoginRequest,
 ) -> AppResult<(Tenant, IssuedSession)> {
-    let email = Email::parse(
-        req.email
-            .as_deref()
-            .ok_or_else(|| required("email", "invalid_email"))?,
-    )?;
+    let typed = req
+        .email
+        .as_deref()
+        .ok_or_else(|| required("email", "invalid_email"))?;
+    let email = Email::parse(typed)?;
     let password = req
         .password
         .filter(|p| !p.is_empty())
         .ok_or_else(|| required("password", "invalid_password"))?;
+    // Who tried, as typed (what an auditor searches for); never the password.
+    let refused = |tenant: Option<TenantId>, reason: &'static str, answer: ApiError| {
+        let actor = Actor::User(typed.trim().to_string());
+        async move {
+            let method = LoginMethod::Password;
+            audit_login(state, actor, tenant.as_ref(), ip.0, method, Some(reason)).await?;
+            Err::<(Tenant, IssuedSession), ApiError>(answer)
+        }
+    };
     let key = email.normalized();
     let now = now_ms();
     let (attempt, check) = state
         .store
-        .begin_login_attempt(key, client, state.settings.login_failures_per_ip, now)
+        .begin_login_attempt(key, &ip.key(), state.settings.login_failures_per_ip, now)
         .await?;
     match check {
         AttemptCheck::Allowed => {}
-        AttemptCheck::Locked { until } => return Err(locked(until, now)),
-        AttemptCheck::AddressLimited { until } => return Err(address_limited(until, now)),
+        AttemptCheck::Locked { until } => {
+            return refused(None, "locked", locked(until, now)).await;
+        }
+        AttemptCheck::AddressLimited { until } => {
+            return refused(None, "address_limited", address_limited(until, now)).await;
+        }
     }
     let tenant = state.store.tenant_by_email(key).await?;
     let stored_hash = tenant.as_ref().map(|t| t.password_hash.clone());
@@ -190,27 +207,26 @@ async fn password_login(
         .await?;
     let tenant = match tenant {
         Some(t) if verified => t,
-        _ => {
+        other => {
+            let id = other.map(|t| t.id);
             // This attempt stays recorded as a failure; it may have completed the lock.
             let now = now_ms();
-            if let Some(until) = state.store.login_locked_after(&attempt, true, now).await? {
-                return Err(locked(until, now));
-            }
-            return Err(invalid_credentials());
+            let answer = match state.store.login_locked_after(&attempt, true, now).await? {
+                Some(until) => locked(until, now),
+                None => invalid_credentials(),
+            };
+            return refused(id, "invalid_credentials", answer).await;
         }
     };
     // The right password: still refused if failures meanwhile locked this email here.
     let now = now_ms();
     if let Some(until) = state.store.login_locked_after(&attempt, false, now).await? {
-        return Err(locked(until, now));
+        return refused(Some(tenant.id), "locked", locked(until, now)).await;
     }
     if let Some(message) = login_refusal(tenant.status, tenant.id.as_str()) {
         state.store.forget_login_attempt(&attempt).await?;
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "account_not_active",
-            message,
-        ));
+        let answer = ApiError::new(StatusCode::FORBIDDEN, "account_not_active", message);
+        return refused(Some(tenant.id), "account_not_active", answer).await;
     }
     state.store.forget_login_attempt(&attempt).await?;
     let session = state
@@ -222,6 +238,15 @@ async fn password_login(
             session_ttl_ms(state),
         )
         .await?;
+    audit_login(
+        state,
+        Actor::Tenant(tenant.id.clone()),
+        Some(&tenant.id),
+        ip.0,
+        LoginMethod::Password,
+        None,
+    )
+    .await?;
     after_session_start(state, &tenant, LoginMethod::Password).await;
     Ok((tenant, session))
 }
@@ -279,7 +304,7 @@ pub async fn login(
     let outcome = if is_cross_site(&headers, &state.settings.app_url) {
         Err(cross_site_refused())
     } else {
-        password_login(&state, &ip.key(), req).await
+        password_login(&state, &ip, req).await
     };
     let answer = match outcome {
         Ok((tenant, session)) => {

@@ -12,12 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use super::session::{no_store, started_cookie, with_cookie};
 use super::{FORM, after_session_start, cross_site_refused, is_cross_site, login_refusal};
+use crate::domain::audit::{Action, Actor};
 use crate::domain::{Email, Password, password};
 use crate::email::templates;
 use crate::http::AppState;
 use crate::http::error::{ApiError, AppResult, ErrorBody};
 use crate::http::extract::{ClientIp, parse_json};
-use crate::store::now_ms;
+use crate::store::{AuditEntry, now_ms};
 use crate::workspace::hashing::HashFor;
 use crate::workspace::sessions::{LoginMethod, MagicToken, TokenPurpose};
 
@@ -358,6 +359,7 @@ pub async fn reset_form(
     ))]
 pub async fn reset(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: FormOrJson<ResetRequest>,
 ) -> Response {
@@ -366,7 +368,7 @@ pub async fn reset(
         return cross_site_refused().into_response();
     }
     let token = body.token.clone().unwrap_or_default();
-    match reset_password(&state, body).await {
+    match reset_password(&state, ip, body).await {
         Ok((tenant, session)) => {
             let cookie = started_cookie(&state, &session);
             let resp = if form {
@@ -448,8 +450,11 @@ reset_error_from!(
     crate::workspace::hashing::HashError
 );
 
+/// Sets the new password and signs in, ending every other session; the sign-in is audited
+/// (`login.succeeded`, method `password_reset`) in the same transaction.
 async fn reset_password(
     state: &AppState,
+    ip: std::net::IpAddr,
     req: ResetRequest,
 ) -> Result<
     (
@@ -508,6 +513,14 @@ async fn reset_password(
             super::session_ttl_ms(state),
         )
         .await?;
+    tx.audit(
+        &AuditEntry::new(Actor::Tenant(tenant.id.clone()), Action::LoginSucceeded)
+            .target(tenant.id.as_str())
+            .ip(Some(ip))
+            .with("method", "password_reset")
+            .with("sessions_ended", ended),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(tenant_id = %tenant.id, sessions_ended = ended, "password reset");
     after_session_start(state, &tenant, LoginMethod::Password).await;
