@@ -125,7 +125,8 @@ fn main() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let (tenant_id, key) = client_rt.block_on(active_tenant(&http, &base));
+    let (tenant_id, key) =
+        client_rt.block_on(common::active_tenant(&http, &base, "bench@example.com"));
     println!(
         "onboard workspace benchmark: {} cores, loopback, embedded vector store on SQLite",
         std::thread::available_parallelism()
@@ -213,27 +214,6 @@ fn main() {
     );
     println!("| API-key auth overhead (req/s without ÷ with − 1) | {overhead:.1}% | ≤ 10% |");
     drop(server_rt);
-}
-
-async fn active_tenant(http: &reqwest::Client, base: &str) -> (String, String) {
-    let (tid, session) = common::signup(http, base, "bench@example.com").await;
-    let pay = http
-        .post(format!("{base}/dev/checkout/{session}/pay"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pay.status(), 303);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    common::poll_tenant(http, base, &tid, deadline, |t| {
-        (t["status"] == "active").then_some(())
-    })
-    .await;
-    let progress = common::get_json(
-        http,
-        &format!("{base}/onboarding/status?session_id={session}"),
-    )
-    .await;
-    (tid, progress["api_key"].as_str().unwrap().to_string())
 }
 
 /// Posts documents with 8 concurrent clients until `chunks` chunks are stored.

@@ -261,3 +261,25 @@ pub async fn signup(http: &reqwest::Client, base: &str, email: &str) -> (String,
         .to_string();
     (tenant_id, session)
 }
+
+/// Signs `email` up, pays through the dev checkout, waits until active; (tenant id, first key).
+pub async fn active_tenant(http: &reqwest::Client, base: &str, email: &str) -> (String, String) {
+    let (tid, session) = signup(http, base, email).await;
+    let pay = http
+        .post(format!("{base}/dev/checkout/{session}/pay"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pay.status(), 303);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    poll_tenant(http, base, &tid, deadline, |t| {
+        (t["status"] == "active").then_some(())
+    })
+    .await;
+    let progress = get_json(
+        http,
+        &format!("{base}/onboarding/status?session_id={session}"),
+    )
+    .await;
+    (tid, progress["api_key"].as_str().unwrap().to_string())
+}
