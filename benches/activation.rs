@@ -28,7 +28,10 @@ async fn load(store: &Store) {
     let postgres = matches!(store, Store::Postgres(_));
     let (series, id, num) = if postgres {
         (
-            format!("SELECT generate_series(0, {}) AS i", TENANTS - 1),
+            format!(
+                "SELECT generate_series(CAST(0 AS BIGINT), {}) AS i",
+                TENANTS - 1
+            ),
             "'tenant_bench' || lpad(i::text, 8, '0')",
             "CAST(substr(tenant_id, 13) AS BIGINT)",
         )
@@ -74,7 +77,7 @@ async fn load(store: &Store) {
     while from < rest {
         let to = (from + chunk).min(rest) - 1;
         let series = if postgres {
-            format!("SELECT generate_series({from}, {to}) AS i")
+            format!("SELECT generate_series(CAST({from} AS BIGINT), {to}) AS i")
         } else {
             format!(
                 "WITH RECURSIVE n(i) AS (SELECT {from} UNION ALL SELECT i + 1 FROM n WHERE i < {to}) SELECT i FROM n"
@@ -97,7 +100,12 @@ async fn load(store: &Store) {
         from = to + 1;
     }
     if postgres {
-        exec(store, "ANALYZE").await;
+        // Loading rewrote each rollup row thousands of times in one go; production's updates
+        // come a few at a time and autovacuum keeps the tables at their size. Compact them
+        // as autovacuum would have, and set the visibility map for index-only scans.
+        exec(store, "VACUUM FULL activation_rollup").await;
+        exec(store, "VACUUM FULL activation_event_daily").await;
+        exec(store, "VACUUM ANALYZE").await;
     }
 }
 
@@ -159,6 +167,9 @@ fn run_backend(name: &str, url: &str, secs: u32) -> Vec<String> {
         ("APP_URL", &base),
         ("RUST_LOG", "error"),
         ("ADMIN_TOKEN", ADMIN),
+        // The loaded history spans 180 days: keep it all, so that retention's first sweep does
+        // not run during the measurement.
+        ("EVENT_RETENTION_DAYS", "365"),
     ])
     .unwrap();
     let app = onboard::http::Application::from_listener(listener, settings, store.clone());
@@ -183,22 +194,26 @@ fn run_backend(name: &str, url: &str, secs: u32) -> Vec<String> {
         })
         .collect();
 
-    // Ingest: wrk with 32 connections, every request authenticated and answered only once
-    // its event is committed.
+    // Ingest: wrk with 64 connections (the events in flight are what a commit can batch),
+    // every request authenticated and answered only once its event is committed. The
+    // baseline is `/health` on the same server just before: what this machine's HTTP stack
+    // and wrk can do with no work behind them.
+    let health = wrk_with_headers(&format!("{base}/health"), 64, secs.div_ceil(2), None, &[]);
     // SAFETY: set before wrk starts; no other thread reads the environment meanwhile.
     unsafe { std::env::set_var("BENCH_TRACK", trackers.join(",")) };
     let script = bench_file("wrk/track.lua");
     let before = server_rt.block_on(count(&store, "SELECT COUNT(*) FROM activation_events"));
-    let _ = wrk_with_headers(&base, 32, 2, Some(&script), &[]);
-    let ingest = wrk_with_headers(&base, 32, secs, Some(&script), &[]);
+    let _ = wrk_with_headers(&base, 64, 2, Some(&script), &[]);
+    let ingest = wrk_with_headers(&base, 64, secs, Some(&script), &[]);
     assert_eq!(ingest.errors, 0, "every track must succeed");
     let after = server_rt.block_on(count(&store, "SELECT COUNT(*) FROM activation_events"));
     println!(
-        "{name}: track {:.0} events/s (p50 {:.2} ms, p99 {:.2} ms), {} events stored by the two runs",
+        "{name}: track {:.0} events/s (p50 {:.2} ms, p99 {:.2} ms), {} events stored by the two runs; /health {:.0} req/s",
         ingest.requests_per_sec,
         ingest.p50_ms,
         ingest.p99_ms,
-        after - before
+        after - before,
+        health.requests_per_sec
     );
 
     // Metrics over everything, and with filters (whole days read the rollups; a time inside
@@ -209,10 +224,18 @@ fn run_backend(name: &str, url: &str, secs: u32) -> Vec<String> {
             .format("%Y-%m-%d")
             .to_string()
     };
-    let mut rows = vec![format!(
-        "| {name} | track, 32 connections, API-key auth, durable | {:.0} events/s (p99 {:.1} ms) | ≥ 15,000 events/s |",
-        ingest.requests_per_sec, ingest.p99_ms
-    )];
+    let mut rows = vec![
+        format!(
+            "| {name} | track, 64 connections, API-key auth, durable | {:.0} events/s (p99 {:.1} ms) | ≥ 15,000 events/s |",
+            ingest.requests_per_sec, ingest.p99_ms
+        ),
+        format!(
+            "| {name} | track ÷ `/health` req/s, same server, same run | {:.0} / {:.0} = {:.2} | |",
+            ingest.requests_per_sec,
+            health.requests_per_sec,
+            ingest.requests_per_sec / health.requests_per_sec
+        ),
+    ];
     for (what, query, target) in [
         ("metrics, all tenants", String::new(), "p99 ≤ 20 ms"),
         (

@@ -18,9 +18,11 @@ ALTER TABLE tenant_activation ADD COLUMN wizard_viewed BIGINT NOT NULL DEFAULT 0
 ALTER TABLE tenant_activation ADD COLUMN wizard_completed BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE tenant_activation ADD COLUMN wizard_skipped BIGINT NOT NULL DEFAULT 0;
 
--- Exact time-to-activation quantiles walk this index instead of sorting every activated tenant.
-CREATE INDEX tenant_activation_ttfq_idx ON tenant_activation ((first_query_at - signed_up_at), signed_up_at, plan, variant)
-    WHERE first_query_at IS NOT NULL;
+-- Exact time-to-activation quantiles walk this index (covering: no table row is read) instead
+-- of sorting every activated tenant.
+ALTER TABLE tenant_activation ADD COLUMN activation_ms BIGINT GENERATED ALWAYS AS (first_query_at - signed_up_at) VIRTUAL;
+CREATE INDEX tenant_activation_ttfq_idx ON tenant_activation (activation_ms, signed_up_at, plan, variant)
+    WHERE activation_ms IS NOT NULL;
 
 CREATE TABLE activation_rollup (
     day     BIGINT NOT NULL,
@@ -131,3 +133,7 @@ END;
 -- only the payloads still kept, so each run starts where the last one stopped.
 CREATE INDEX webhook_events_kept_idx ON webhook_events (received_at)
     WHERE payload <> '{"expired":true}' AND payload <> '{"erased":true}';
+
+-- The per-type discrepancy counts read activation_event_daily now; this index only cost every
+-- insert a write.
+DROP INDEX activation_events_type_idx;

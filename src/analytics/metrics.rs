@@ -371,11 +371,11 @@ impl Store {
             ("DESC", activated - rank)
         };
         let sql = format!(
-            "SELECT first_query_at - signed_up_at FROM tenant_activation \
-             WHERE first_query_at IS NOT NULL AND ($1 IS NULL OR signed_up_at >= $1) \
+            "SELECT activation_ms FROM tenant_activation \
+             WHERE activation_ms IS NOT NULL AND ($1 IS NULL OR signed_up_at >= $1) \
              AND ($2 IS NULL OR signed_up_at < $2) AND ($3 IS NULL OR plan = $3) \
              AND ($4 IS NULL OR variant = $4) \
-             ORDER BY first_query_at - signed_up_at {order} LIMIT 1 OFFSET $5"
+             ORDER BY activation_ms {order} LIMIT 1 OFFSET $5"
         );
         let ms: Option<i64> = with_reader!(self, |pool| {
             sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
