@@ -5,6 +5,7 @@
 //! import `app`, `http`, `jobs` or another feature module.
 
 pub mod abtest;
+pub mod at_risk;
 pub mod metrics;
 pub mod wizard;
 

@@ -216,6 +216,8 @@ fn api(
         .routes(routes!(admin::approve))
         .routes(routes!(activation::track))
         .routes(routes!(activation::metrics))
+        .routes(routes!(activation::at_risk))
+        .routes(routes!(activation::resolve_at_risk))
         .routes(routes!(activation::wizard_steps))
         .routes(routes!(activation::skip_step))
         .routes(routes!(account::billing_portal))
