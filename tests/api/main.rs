@@ -5,6 +5,7 @@ mod helpers;
 
 mod account;
 mod activation;
+mod at_risk;
 mod backends;
 mod browser;
 mod cli;
