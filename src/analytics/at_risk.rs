@@ -19,6 +19,7 @@ const HOUR_MS: i64 = 3_600_000;
 /// Why a tenant is stuck (a stable code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = AtRiskReason)]
 pub enum Reason {
     /// Paid and provisioned, no sign-in 24 h after the workspace was ready.
     NoLogin,

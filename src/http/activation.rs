@@ -454,7 +454,7 @@ pub async fn at_risk(
 /// What the operator says when resolving (optional).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ResolveRequest {
+pub struct ResolveAtRiskRequest {
     /// What was done, by whom (kept with the flag), 1–500 characters.
     #[schema(
         example = "Called them; they start on Monday",
@@ -469,7 +469,7 @@ pub struct ResolveRequest {
 /// answers the tenant's entry. The body (`{"note": …}`) is optional.
 #[utoipa::path(post, path = "/activation/at-risk/{tenant_id}/resolve", tag = "activation",
     params(("tenant_id" = String, Path, description = "The stuck tenant's id")),
-    request_body(content = Option<ResolveRequest>, content_type = "application/json"),
+    request_body(content = Option<ResolveAtRiskRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "Resolved; the entry", body = AtRiskEntry),
         (status = 400, description = "Not a tenant id, or the note is invalid; `field` names it", body = ErrorBody),
@@ -505,7 +505,7 @@ pub async fn resolve_at_risk(
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
-        let ResolveRequest { note } = parse_json(&body)?;
+        let ResolveAtRiskRequest { note } = parse_json(&body)?;
         note
     };
     let note = note.map(|n| n.trim().to_string());
