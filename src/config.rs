@@ -195,6 +195,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "where sales and operator notifications go",
     ),
     (
+        "AT_RISK_DIGEST_HOUR",
+        "8",
+        "UTC hour (0-23) from which the daily digest of stuck customers is emailed to OPERATOR_EMAIL (once a day, only when a customer is newly stuck)",
+    ),
+    (
         "JOB_BACKOFF_BASE_MS",
         "1000",
         "first retry delay of a failed job; doubles each attempt",
@@ -365,6 +370,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     pub admin_token: Option<SecretString>,
     pub operator_email: String,
+    /// The UTC hour (0–23) from which each day's digest of stuck customers is sent.
+    pub at_risk_digest_hour: u32,
     pub job_backoff_base_ms: u64,
     pub job_lease_seconds: u64,
     pub worker_concurrency: usize,
@@ -531,6 +538,7 @@ impl Settings {
             trusted_proxies: p.cidrs("TRUSTED_PROXIES")?,
             admin_token: p.secret("ADMIN_TOKEN"),
             operator_email: p.string("OPERATOR_EMAIL"),
+            at_risk_digest_hour: p.bounded("AT_RISK_DIGEST_HOUR", 0, 23)?,
             job_backoff_base_ms: p.parse("JOB_BACKOFF_BASE_MS")?,
             job_lease_seconds: p.parse("JOB_LEASE_SECONDS")?,
             worker_concurrency: p.parse("WORKER_CONCURRENCY")?,
@@ -1048,6 +1056,22 @@ mod tests {
                 e.starts_with("invalid setting AUDIT_RETENTION_DAYS"),
                 "{bad}: {e}"
             );
+        }
+    }
+
+    #[test]
+    fn the_digest_hour_is_an_hour_of_the_day() {
+        assert_eq!(
+            Settings::with_overrides(&[]).unwrap().at_risk_digest_hour,
+            8
+        );
+        let s = Settings::with_overrides(&[("AT_RISK_DIGEST_HOUR", "0")]).unwrap();
+        assert_eq!(s.at_risk_digest_hour, 0);
+        for bad in ["24", "-1", "8am"] {
+            let e = Settings::with_overrides(&[("AT_RISK_DIGEST_HOUR", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("invalid setting AT_RISK_DIGEST_HOUR"), "{e}");
             assert!(!e.contains('\n'));
         }
     }

@@ -6,6 +6,7 @@
 //! module.
 
 pub mod abtest;
+pub mod at_risk;
 pub mod ingest;
 pub mod metrics;
 pub mod recent;

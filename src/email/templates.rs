@@ -578,10 +578,7 @@ pub fn enterprise_request(
             dedupe_key: Some(format!("enterprise_request:{tenant_id}")),
             subject: format!("Enterprise signup to review: {company_name}"),
             preheader: format!("New enterprise signup: {company_name}"),
-            reason: format!(
-                "You are receiving this email because this address is the operator address (OPERATOR_EMAIL) of this {} deployment.",
-                brand.product_name
-            ),
+            reason: operator_reason(brand),
         },
         &EnterpriseRequest {
             company_name,
@@ -590,6 +587,101 @@ pub fn enterprise_request(
             approve_url: brand.link(&format!("admin/tenants/{tenant_id}/approve")),
         },
     )
+}
+
+/// The footer's reason of an email to the operator.
+fn operator_reason(brand: &Brand) -> String {
+    format!(
+        "You are receiving this email because this address is the operator address (OPERATOR_EMAIL) of this {} deployment.",
+        brand.product_name
+    )
+}
+
+/// One stuck customer in the operator's digest, written for people.
+#[derive(Debug, Clone)]
+pub struct DigestEntry {
+    pub tenant_id: String,
+    pub company_name: String,
+    /// The customer's address, to reach them.
+    pub email: String,
+    /// Since when, e.g. "3 December 2026 at 08:00 UTC".
+    pub since: String,
+    /// Why, in a sentence.
+    pub reason: String,
+    /// What to do, in a sentence.
+    pub suggestion: String,
+}
+
+/// Customers listed in one digest; the rest are counted and left to the list endpoint, so the
+/// email stays readable (and deliverable) on the first run over an old database.
+pub const DIGEST_MAX_LISTED: usize = 50;
+
+struct DigestShown<'a> {
+    e: &'a DigestEntry,
+    resolve_url: String,
+}
+
+struct AtRiskDigest<'a> {
+    headline: String,
+    shown: Vec<DigestShown<'a>>,
+    more: usize,
+    list_url: String,
+}
+bodies!(
+    AtRiskDigest,
+    "email/at_risk_digest.txt",
+    "email/at_risk_digest.html"
+);
+
+/// The daily digest to the operator (`to`, `OPERATOR_EMAIL`) of customers newly found stuck:
+/// who, since when, why, what to do, and how to mark each resolved (`POST
+/// /activation/at-risk/{tenant_id}/resolve`). About many tenants and to none of them, so it has
+/// no tenant (their email consent does not apply) and no dedupe key (the flags that list each
+/// tenant once are written in the transaction that queues it). `entries` is not empty.
+pub fn at_risk_digest(brand: &Brand, to: &str, entries: &[DigestEntry]) -> OutgoingEmail {
+    let n = entries.len();
+    let (subject, headline) = if n == 1 {
+        (
+            "1 customer stuck in onboarding needs a human".to_string(),
+            "1 customer is stuck in onboarding and needs a person to reach out.".to_string(),
+        )
+    } else {
+        (
+            format!("{n} customers stuck in onboarding need a human"),
+            format!("{n} customers are stuck in onboarding and need a person to reach out."),
+        )
+    };
+    let shown = entries
+        .iter()
+        .take(DIGEST_MAX_LISTED)
+        .map(|e| DigestShown {
+            e,
+            resolve_url: brand.link(&format!("activation/at-risk/{}/resolve", e.tenant_id)),
+        })
+        .collect();
+    let mut email = compose(
+        brand,
+        Envelope {
+            kind: "at_risk_digest",
+            category: Category::Transactional,
+            // Not used: a transactional email has no unsubscribe link (see the doc above).
+            tenant_id: "",
+            to,
+            dedupe_key: None,
+            subject,
+            preheader: "Who they are, since when, why, and what to do: each stays flagged until you resolve it."
+                .into(),
+            reason: operator_reason(brand),
+        },
+        &AtRiskDigest {
+            headline,
+            shown,
+            more: n.saturating_sub(DIGEST_MAX_LISTED),
+            list_url: brand.link("activation/at-risk?needs_human=true"),
+        },
+    );
+    email.tenant_id = None;
+    email
 }
 
 /// One email of every kind with fixed sample inputs (tenant, URLs with fixed tokens, dates), so
@@ -703,6 +795,28 @@ pub mod samples {
                 COMPANY,
                 "cio@acme-analytics.example",
             ),
+            at_risk_digest(
+                brand,
+                "operators@onboard.example",
+                &[
+                    DigestEntry {
+                        tenant_id: TENANT.into(),
+                        company_name: COMPANY.into(),
+                        email: TO.into(),
+                        since: "3 December 2026 at 08:00 UTC".into(),
+                        reason: "Signed in, but no document was uploaded within 24 hours of the first sign-in.".into(),
+                        suggestion: "Offer a short onboarding call, or point them to the sample data and the upload guide (POST /v1/documents) so they can try it on their own content.".into(),
+                    },
+                    DigestEntry {
+                        tenant_id: "tenant_01JD5Z9A7B8C9D0E1F2G3H4J5K".into(),
+                        company_name: "Globex Research".into(),
+                        email: "ops@globex-research.example".into(),
+                        since: "4 December 2026 at 17:30 UTC".into(),
+                        reason: "Provisioning the workspace failed and has not been retried.".into(),
+                        suggestion: "Read the failure reason in the tenant's status history, fix the cause, then retry with POST /provision and tell the customer when the workspace is ready.".into(),
+                    },
+                ],
+            ),
         ]
     }
 }
@@ -713,7 +827,7 @@ mod tests {
     use super::*;
     use crate::email::unsubscribe;
 
-    const KINDS: [(&str, Category); 11] = [
+    const KINDS: [(&str, Category); 12] = [
         ("welcome", Category::Transactional),
         ("checkout_reminder", Category::Lifecycle),
         ("payment_failed", Category::Transactional),
@@ -725,6 +839,7 @@ mod tests {
         ("password_reset", Category::Transactional),
         ("data_export_ready", Category::Transactional),
         ("enterprise_request", Category::Transactional),
+        ("at_risk_digest", Category::Transactional),
     ];
 
     #[test]
@@ -742,12 +857,16 @@ mod tests {
                     Some(format!("{}:{TENANT}", e.kind))
                 }
                 "password_reset" | "data_export_ready" => None,
+                // Flags, written with it, list each tenant once.
+                "at_risk_digest" => None,
                 // The caller names these (one per invoice, per trial, …).
                 _ => e.dedupe_key.clone(),
             };
             assert_eq!(e.dedupe_key, expected, "{}", e.kind);
             assert!(e.dedupe_key.is_some() || !e.kind.contains("payment"));
-            assert_eq!(e.tenant_id.as_deref(), Some(TENANT));
+            // The operator's digest is about many tenants, none of them its reader.
+            let tenant = (e.kind != "at_risk_digest").then_some(TENANT);
+            assert_eq!(e.tenant_id.as_deref(), tenant);
         }
     }
 
@@ -914,6 +1033,17 @@ mod tests {
                 "account_suspended" => &["402", "/account/billing", "kept"],
                 "provisioning_failed" => &["/onboarding/retry?"],
                 "checkout_reminder" => &["/onboarding/checkout?"],
+                "at_risk_digest" => &[
+                    "2 customers are stuck",
+                    "Acme Analytics",
+                    "alice@acme-analytics.example",
+                    "Globex Research",
+                    "Stuck since 3 December 2026 at 08:00 UTC.",
+                    "no document was uploaded within 24 hours",
+                    "Suggested: Offer a short onboarding call",
+                    "POST https://app.onboard.example/activation/at-risk/tenant_01JD5Z8W3Q4T6V9X2B7N1K0M3P/resolve",
+                    "GET https://app.onboard.example/activation/at-risk?needs_human=true",
+                ],
                 _ => &[],
             };
             for needle in expected {
@@ -922,6 +1052,28 @@ mod tests {
             }
             // A sign-in link, never a secret.
             assert!(!e.text.contains("onb_") && !e.html.contains("onb_"));
+        }
+    }
+
+    #[test]
+    fn the_digest_lists_at_most_fifty_customers_and_counts_the_rest() {
+        let entry = |i: usize| DigestEntry {
+            tenant_id: format!("tenant_01JD5Z8W3Q4T6V9X2B7N1K{i:04}"),
+            company_name: format!("Company {i}"),
+            email: format!("c{i}@example.com"),
+            since: "3 December 2026 at 08:00 UTC".into(),
+            reason: "A reason.".into(),
+            suggestion: "A suggestion.".into(),
+        };
+        let one = at_risk_digest(&brand(), TO, &[entry(0)]);
+        assert_eq!(one.subject, "1 customer stuck in onboarding needs a human");
+        assert!(!one.text.contains("more, in the list below"));
+        let many: Vec<DigestEntry> = (0..DIGEST_MAX_LISTED + 3).map(entry).collect();
+        let e = at_risk_digest(&brand(), TO, &many);
+        assert_eq!(e.subject, "53 customers stuck in onboarding need a human");
+        for body in [&e.text, &e.html] {
+            assert!(body.contains("Company 49") && !body.contains("Company 50"));
+            assert!(body.contains("And 3 more, in the list below."));
         }
     }
 

@@ -1,6 +1,7 @@
 //! Activation tracking and metrics (seed paths): `POST /activation/track` for the tenant's own
-//! apps (its API key or session; the operator token for any tenant) and `GET
-//! /activation/metrics` for operators.
+//! apps (its API key or session; the operator token for any tenant), and for operators `GET
+//! /activation/metrics` and the stuck customers (`GET /activation/at-risk`, `POST
+//! /activation/at-risk/{tenant_id}/resolve`).
 
 use axum::Json;
 use axum::extract::State;
@@ -10,8 +11,11 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::admin::Operator;
 use super::error::{ApiError, AppResult, ErrorBody};
-use super::extract::{JsonBody, QueryParams};
+use super::extract::{
+    JsonBody, PathParam, QueryParams, is_json, media_type, parse_json, read_body,
+};
 use super::login::session::current_session;
+use crate::analytics::at_risk::{self, AtRiskEntry, Cursor, Reason};
 use crate::analytics::metrics::{self, Metrics};
 use crate::analytics::wizard::Wizard;
 use crate::analytics::{EVENT_TYPES, TrackedEvent};
@@ -321,7 +325,7 @@ pub async fn wizard_steps(
 pub async fn skip_step(
     State(state): State<AppState>,
     headers: HeaderMap,
-    super::extract::PathParam(step): super::extract::PathParam<String>,
+    PathParam(step): PathParam<String>,
 ) -> AppResult<Json<Wizard>> {
     let n: u32 = step
         .parse()
@@ -349,4 +353,190 @@ pub async fn skip_step(
     let wizard = state.store.wizard(&tenant, split).await?;
     state.store.note_wizard_progress(&tenant, &wizard).await?;
     Ok(Json(wizard))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AtRiskQuery {
+    /// Only tenants stuck for this reason.
+    #[param(value_type = Option<Reason>)]
+    pub reason: Option<String>,
+    /// `true`: only tenants a digest flagged and nobody resolved yet; `false`: the others.
+    #[param(value_type = Option<bool>)]
+    pub needs_human: Option<String>,
+    /// Page size, 1–100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of stuck tenants, oldest stuck first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AtRiskList {
+    pub tenants: Vec<AtRiskEntry>,
+    /// Stuck tenants matching the filters, over every page.
+    pub total: i64,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// RFC 3339: the time the list was computed for.
+    pub timestamp: String,
+}
+
+/// Operator: tenants stuck in onboarding — paid but no sign-in after 24 h, signed in but no
+/// document after 24 h, a document but no query after 48 h, provisioning failed and not
+/// retried — each with the reason, since when, a suggested intervention and whether it needs a
+/// human (flagged by the daily digest, not yet resolved). Oldest stuck first.
+#[utoipa::path(get, path = "/activation/at-risk", tag = "activation",
+    params(AtRiskQuery),
+    responses(
+        (status = 200, description = "Stuck tenants", body = AtRiskList),
+        (status = 400, description = "A filter is invalid; `field` names it", body = ErrorBody),
+        (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
+        (status = 403, description = "Operator endpoints are disabled (no ADMIN_TOKEN)", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
+pub async fn at_risk(
+    State(state): State<AppState>,
+    _operator: Operator,
+    QueryParams(q): QueryParams<AtRiskQuery>,
+) -> AppResult<Json<AtRiskList>> {
+    let invalid = |field: &'static str, message: String| {
+        ApiError::bad_request("invalid_query_parameter", message).with_field(field)
+    };
+    let reason = match q.reason.as_deref().filter(|r| !r.is_empty()) {
+        Some(r) => Some(Reason::parse(r).ok_or_else(|| {
+            let all: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+            invalid(
+                "reason",
+                format!("reason must be one of {}, not '{r}'", all.join(", ")),
+            )
+        })?),
+        None => None,
+    };
+    let needs_human = match q.needs_human.as_deref().filter(|v| !v.is_empty()) {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(v) => {
+            return Err(invalid(
+                "needs_human",
+                format!("needs_human must be true or false, not '{v}'"),
+            ));
+        }
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(invalid("limit", "limit must be 1–100".into()));
+    }
+    let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) => Some(Cursor::parse(c).ok_or_else(|| {
+            ApiError::bad_request("invalid_cursor", "cursor is not one this API returned")
+                .with_field("cursor")
+        })?),
+        None => None,
+    };
+    let now = crate::store::now_ms();
+    let page = state
+        .store
+        .at_risk(
+            &at_risk::Filter {
+                reason,
+                needs_human,
+            },
+            limit,
+            cursor.as_ref(),
+            now,
+        )
+        .await?;
+    Ok(Json(AtRiskList {
+        tenants: page.tenants,
+        total: page.total,
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+        timestamp: crate::store::ms_to_datetime(now)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    }))
+}
+
+/// What the operator says when resolving (optional).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveAtRiskRequest {
+    /// What was done, by whom (kept with the flag), 1–500 characters.
+    #[schema(
+        example = "Called them; they start on Monday",
+        min_length = 1,
+        max_length = 500,
+        nullable = false
+    )]
+    pub note: Option<String>,
+}
+
+/// Operator: marks every open "needs a human" flag of a tenant resolved (someone reached out);
+/// answers the tenant's entry. The body (`{"note": …}`) is optional.
+#[utoipa::path(post, path = "/activation/at-risk/{tenant_id}/resolve", tag = "activation",
+    params(("tenant_id" = String, Path, description = "The stuck tenant's id")),
+    request_body(content = Option<ResolveAtRiskRequest>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Resolved; the entry", body = AtRiskEntry),
+        (status = 400, description = "Not a tenant id, or the note is invalid; `field` names it", body = ErrorBody),
+        (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
+        (status = 403, description = "Operator endpoints are disabled (no ADMIN_TOKEN)", body = ErrorBody),
+        (status = 404, description = "The tenant has no open flag", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
+pub async fn resolve_at_risk(
+    State(state): State<AppState>,
+    _operator: Operator,
+    PathParam(tenant_id): PathParam<String>,
+    req: axum::extract::Request,
+) -> AppResult<Json<AtRiskEntry>> {
+    let tenant = TenantId::parse(&tenant_id).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_tenant_id",
+            format!("'{tenant_id}' is not a tenant id (tenant_…)"),
+        )
+        .with_field("tenant_id")
+    })?;
+    let media = media_type(req.headers());
+    let body = read_body(req, &state).await?;
+    let trimmed = body.trim_ascii();
+    // No body, or JSON `null` (as documented): no note.
+    let note = if trimmed.is_empty() || trimmed == b"null" {
+        None
+    } else {
+        if !is_json(&media) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let ResolveAtRiskRequest { note } = parse_json(&body)?;
+        note
+    };
+    let note = note.map(|n| n.trim().to_string());
+    if let Some(n) = &note
+        && (n.is_empty() || n.chars().count() > 500)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_note",
+            "note must be 1 to 500 characters (or left out)",
+        )
+        .with_field("note"));
+    }
+    let entry = state
+        .store
+        .resolve_at_risk(&tenant, "operator", note.as_deref(), crate::store::now_ms())
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "this tenant has no open at-risk flag (never flagged by a digest, or already resolved)",
+            )
+        })?;
+    tracing::info!(tenant_id = %tenant, reason = entry.reason.as_str(), "at-risk flag resolved by the operator");
+    Ok(Json(entry))
 }

@@ -220,6 +220,8 @@ fn api(
         .routes(routes!(audit::audit_log))
         .routes(routes!(activation::track))
         .routes(routes!(activation::metrics))
+        .routes(routes!(activation::at_risk))
+        .routes(routes!(activation::resolve_at_risk))
         .routes(routes!(activation::wizard_steps))
         .routes(routes!(activation::skip_step))
         .routes(routes!(account::billing_portal))

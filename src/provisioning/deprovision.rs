@@ -158,6 +158,11 @@ impl Tx {
                 .bind(tid)
                 .execute(&mut *conn)
                 .await?;
+            // An operator's note on a stuck customer may name the person.
+            sqlx::query("UPDATE at_risk_flags SET resolution_note = NULL WHERE tenant_id = $1")
+                .bind(tid)
+                .execute(&mut *conn)
+                .await?;
             sqlx::query(
                 "UPDATE webhook_events SET payload = '{\"erased\":true}' WHERE tenant_id = $1",
             )

@@ -6,6 +6,7 @@ mod helpers;
 mod account;
 mod activation;
 mod alerts;
+mod at_risk;
 mod audit;
 mod backends;
 mod browser;
