@@ -113,7 +113,8 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER tenant_activation_rollup AFTER INSERT OR UPDATE OR DELETE ON tenant_activation
+-- Only updates of what the rollup counts (not, say, the at-risk bookkeeping of migration 0013).
+CREATE TRIGGER tenant_activation_rollup AFTER INSERT OR DELETE OR UPDATE OF signed_up_at, plan, variant, paid_at, provisioned_at, first_login_at, first_document_at, first_query_at, integration_at, wizard_viewed, wizard_completed, wizard_skipped ON tenant_activation
     FOR EACH ROW EXECUTE FUNCTION tenant_activation_rollup();
 
 -- Once per statement, not per row: a batch of tracked events adds to each day's row once (one
