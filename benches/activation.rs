@@ -105,7 +105,15 @@ async fn load(store: &Store) {
         // as autovacuum would have, and set the visibility map for index-only scans.
         exec(store, "VACUUM FULL activation_rollup").await;
         exec(store, "VACUUM FULL activation_event_daily").await;
-        exec(store, "VACUUM ANALYZE").await;
+        for table in [
+            "tenants",
+            "tenant_activation",
+            "activation_events",
+            "activation_rollup",
+            "activation_event_daily",
+        ] {
+            exec(store, &format!("VACUUM ANALYZE {table}")).await;
+        }
     }
 }
 
