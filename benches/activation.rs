@@ -48,8 +48,8 @@ async fn load(store: &Store) {
     let plans = "CASE i % 3 WHEN 0 THEN 'starter' WHEN 1 THEN 'pro' ELSE 'enterprise' END";
     let statements = [
         format!(
-            "INSERT INTO tenants (id, email, email_normalized, company_name, password_hash, plan, status, created_at, updated_at, activated_at) \
-             SELECT {id}, 'b' || i || '@bench.example', 'b' || i || '@bench.example', 'Bench ' || i, 'x', {plans}, 'active', \
+            "INSERT INTO tenants (id, email, email_normalized, company_name, plan, status, created_at, updated_at, activated_at) \
+             SELECT {id}, 'b' || i || '@bench.example', 'b' || i || '@bench.example', 'Bench ' || i, {plans}, 'active', \
              {now} - (i % 180) * 86400000 - (i * 7919) % 86400000, {now}, {now} FROM ({series}) s"
         ),
         format!(

@@ -166,6 +166,8 @@ fn main() {
                 "keys:manage".into(),
             ],
             own: false,
+            role: onboard::domain::Role::Owner,
+            created_by: None,
         }),
         plan: Plan::Starter,
         status: TenantStatus::Active,

@@ -72,6 +72,20 @@ pub struct Metrics {
     pub wizard: super::abtest::Comparison,
     /// The funnel per signup week (Monday, UTC), oldest first.
     pub cohorts: Vec<Cohort>,
+    /// Optional steps after activation, each measured among activated tenants: today
+    /// `invited_teammate` (an invited teammate joined).
+    pub after_activation: Vec<OptionalStep>,
+}
+
+/// A step after activation that a tenant may or may not take.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct OptionalStep {
+    pub step: &'static str,
+    pub label: &'static str,
+    /// Activated tenants that took it.
+    pub tenants: i64,
+    /// Of activated tenants (a first query), the percentage that took it.
+    pub conversion: f64,
 }
 
 /// `part / whole` as a percentage with one decimal (0 when `whole` is 0).
@@ -103,7 +117,7 @@ pub fn funnel(counts: &[(&'static str, i64)]) -> Vec<FunnelStep> {
 }
 
 /// The rollup's counted columns, in the order [`Sums`] holds them.
-const SUM_COLUMNS: [&str; 21] = [
+const SUM_COLUMNS: [&str; 22] = [
     "signups",
     "paid",
     "provisioned",
@@ -125,6 +139,7 @@ const SUM_COLUMNS: [&str; 21] = [
     "skipped2",
     "skipped3",
     "skipped4",
+    "teammate",
 ];
 
 /// One day's length in ms: the rollup's grain.
@@ -181,6 +196,11 @@ fn per_tenant_rollup() -> String {
             .into(),
     );
     cols.push("COALESCE(first_query_at - signed_up_at, 0) AS activation_ms_sum".into());
+    cols.push(
+        "CASE WHEN member_joined_at IS NOT NULL AND first_query_at IS NOT NULL THEN 1 ELSE 0 END \
+         AS teammate"
+            .into(),
+    );
     for kind in ["viewed", "completed", "skipped"] {
         for n in 1..=4 {
             cols.push(format!("(wizard_{kind} >> {}) & 1 AS {kind}{n}", n - 1));
@@ -279,6 +299,12 @@ impl Store {
                 mean_seconds: mean,
                 within_24h_rate: percent(g("activated_24h"), signups),
             },
+            after_activation: vec![OptionalStep {
+                step: "invited_teammate",
+                label: "invited a teammate",
+                tenants: g("teammate"),
+                conversion: percent(g("teammate"), query),
+            }],
             // A week whose tenants all moved away (their signup time rewritten) nets to zero.
             cohorts: weeks
                 .into_iter()

@@ -28,6 +28,8 @@ pub enum Milestone {
     FirstQueryExecuted,
     /// The first `/v1` call made with a key the tenant created itself.
     IntegrationConfigured,
+    /// The first invited teammate accepted (the funnel's optional "invited a teammate").
+    MemberJoined,
 }
 
 impl Milestone {
@@ -37,6 +39,7 @@ impl Milestone {
             Milestone::FirstDocumentUpload => "first_document_upload",
             Milestone::FirstQueryExecuted => "first_query_executed",
             Milestone::IntegrationConfigured => "integration_configured",
+            Milestone::MemberJoined => "member_joined",
         }
     }
 }
@@ -158,15 +161,16 @@ impl MilestoneMemo {
     }
 }
 
-/// The event types `POST /activation/track` accepts: the seed's six milestones and the
-/// wizard's three.
-pub const EVENT_TYPES: [&str; 9] = [
+/// The event types `POST /activation/track` accepts: the seed's six milestones, a teammate
+/// joining, and the wizard's three.
+pub const EVENT_TYPES: [&str; 10] = [
     "signup_completed",
     "payment_confirmed",
     "first_login",
     "first_document_upload",
     "first_query_executed",
     "integration_configured",
+    "member_joined",
     "wizard_step_viewed",
     "wizard_step_completed",
     "wizard_step_skipped",
@@ -174,13 +178,14 @@ pub const EVENT_TYPES: [&str; 9] = [
 
 /// The milestone types the server sees happen itself, with the `tenant_activation` column that
 /// holds when (a client report of one is checked against it).
-const MILESTONE_COLUMNS: [(&str, &str); 6] = [
+const MILESTONE_COLUMNS: [(&str, &str); 7] = [
     ("signup_completed", "signed_up_at"),
     ("payment_confirmed", "paid_at"),
     ("first_login", "first_login_at"),
     ("first_document_upload", "first_document_at"),
     ("first_query_executed", "first_query_at"),
     ("integration_configured", "integration_at"),
+    ("member_joined", "member_joined_at"),
 ];
 
 fn milestone_column(event_type: &str) -> Option<&'static str> {

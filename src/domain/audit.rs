@@ -12,6 +12,9 @@ pub enum Actor {
     Operator,
     /// A tenant acting through its session, its API keys or its checkout session.
     Tenant(TenantId),
+    /// A signed-in user of a tenant, by user id (`usr_…`): membership changes made from the
+    /// members page, and an invitee accepting.
+    Member(String),
     /// Someone trying to sign in, by the email they typed (personal data: see README "Audit
     /// log"). Once signed in, a person acts as their tenant.
     User(String),
@@ -34,6 +37,8 @@ impl Actor {
             _ => {
                 if let Some(id) = s.strip_prefix("tenant:") {
                     TenantId::parse(id).map(Actor::Tenant)
+                } else if let Some(id) = s.strip_prefix("member:") {
+                    (id.starts_with("usr_") && id.len() > 4).then(|| Actor::Member(id.to_string()))
                 } else {
                     s.strip_prefix("user:")
                         .filter(|u| !u.trim().is_empty())
@@ -49,6 +54,7 @@ impl std::fmt::Display for Actor {
         match self {
             Actor::Operator => f.write_str("operator"),
             Actor::Tenant(id) => write!(f, "tenant:{id}"),
+            Actor::Member(id) => write!(f, "member:{id}"),
             Actor::User(email) => write!(f, "user:{email}"),
             Actor::Stripe => f.write_str("stripe"),
             Actor::System => f.write_str("system"),
@@ -85,10 +91,22 @@ pub enum Action {
     LoginFailed,
     /// The tenant downloaded the export of all its data.
     ExportDownloaded,
+    /// Someone was invited to a tenant; target: the invitation id.
+    MemberInvited,
+    /// An invitation's link was replaced and sent again; target: the invitation id.
+    InvitationResent,
+    /// An invitation was revoked before it was accepted; target: the invitation id.
+    InvitationRevoked,
+    /// An invitation was accepted: a user joined; target: the user id.
+    MemberJoined,
+    /// A member's role changed; target: the user id.
+    MemberRoleChanged,
+    /// A member was removed from the tenant; target: the user id.
+    MemberRemoved,
 }
 
 impl Action {
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 18] = [
         Action::WebhookProcessed,
         Action::WebhookReplayed,
         Action::TenantStatusChanged,
@@ -101,6 +119,12 @@ impl Action {
         Action::LoginSucceeded,
         Action::LoginFailed,
         Action::ExportDownloaded,
+        Action::MemberInvited,
+        Action::InvitationResent,
+        Action::InvitationRevoked,
+        Action::MemberJoined,
+        Action::MemberRoleChanged,
+        Action::MemberRemoved,
     ];
 
     /// The stored code.
@@ -118,6 +142,12 @@ impl Action {
             Action::LoginSucceeded => "login.succeeded",
             Action::LoginFailed => "login.failed",
             Action::ExportDownloaded => "export.downloaded",
+            Action::MemberInvited => "member.invited",
+            Action::InvitationResent => "member.invitation_resent",
+            Action::InvitationRevoked => "member.invitation_revoked",
+            Action::MemberJoined => "member.joined",
+            Action::MemberRoleChanged => "member.role_changed",
+            Action::MemberRemoved => "member.removed",
         }
     }
 }
@@ -175,13 +205,23 @@ mod tests {
             Actor::Operator,
             Actor::Tenant(tenant),
             Actor::User("Ann@Example.com ".into()),
+            Actor::Member("usr_01J0000000000000000000000A".into()),
             Actor::Stripe,
             Actor::System,
             Actor::Anonymous,
         ] {
             assert_eq!(Actor::parse(&actor.to_string()), Some(actor.clone()));
         }
-        for bad in ["", "admin", "tenant:", "tenant:nope", "user:", "user:  "] {
+        for bad in [
+            "",
+            "admin",
+            "tenant:",
+            "tenant:nope",
+            "user:",
+            "user:  ",
+            "member:",
+            "member:x",
+        ] {
             assert_eq!(Actor::parse(bad), None, "{bad:?}");
         }
     }
@@ -207,7 +247,8 @@ mod tests {
                 "operator.",
                 "api_key.",
                 "login.",
-                "export."
+                "export.",
+                "member."
             ]
         );
     }

@@ -6,11 +6,13 @@
 pub mod audit;
 pub mod password;
 pub mod plan;
+pub mod role;
 pub mod signup;
 pub mod subscription;
 pub mod tenant;
 
 pub use plan::Plan;
+pub use role::{Permission, Role};
 pub use signup::{CompanyName, Email, Password, SignupInput};
 pub use subscription::SubscriptionStatus;
 pub use tenant::{TenantId, TenantStatus, TransitionError};

@@ -213,6 +213,59 @@ pub fn password_reset(
     )
 }
 
+struct Invitation<'a> {
+    company_name: &'a str,
+    inviter: &'a str,
+    role: &'a str,
+    role_article: &'a str,
+    accept_url: &'a str,
+}
+bodies!(Invitation, "email/invitation.txt", "email/invitation.html");
+
+/// An invitation to join a tenant's team: a single-use link, valid for seven days, to accept
+/// with a name and a password. `inviter` is how the invitation names who sent it (their name or
+/// email, or the company).
+pub fn invitation(
+    brand: &Brand,
+    tenant_id: &str,
+    to: &str,
+    company_name: &str,
+    inviter: &str,
+    role: &str,
+    accept_url: &str,
+) -> OutgoingEmail {
+    compose(
+        brand,
+        Envelope {
+            kind: "invitation",
+            category: Category::Transactional,
+            tenant_id,
+            to,
+            dedupe_key: None,
+            subject: format!(
+                "{inviter} invited you to {company_name} on {}",
+                brand.product_name
+            ),
+            preheader: "Accept with the link inside; it works once, for 7 days.".into(),
+            reason: format!(
+                "You are receiving this email because {inviter} invited this address to {company_name}'s {} workspace.",
+                brand.product_name
+            ),
+        },
+        &Invitation {
+            company_name,
+            inviter,
+            role,
+            role_article: if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            },
+            accept_url,
+        },
+    )
+}
+
 struct CheckoutReminder<'a> {
     company_name: &'a str,
     checkout_url: &'a str,
@@ -788,6 +841,15 @@ pub mod samples {
                 60,
             ),
             data_export_ready(brand, TENANT, TO, COMPANY, "3 December 2026 at 14:05 UTC"),
+            invitation(
+                brand,
+                TENANT,
+                "bob@acme-analytics.example",
+                COMPANY,
+                "Alice Martin",
+                "admin",
+                &url("invitations/accept?token=inv_fixedtoken789"),
+            ),
             enterprise_request(
                 brand,
                 TENANT,
@@ -827,7 +889,7 @@ mod tests {
     use super::*;
     use crate::email::unsubscribe;
 
-    const KINDS: [(&str, Category); 12] = [
+    const KINDS: [(&str, Category); 13] = [
         ("welcome", Category::Transactional),
         ("checkout_reminder", Category::Lifecycle),
         ("payment_failed", Category::Transactional),
@@ -838,6 +900,7 @@ mod tests {
         ("provisioning_failed", Category::Transactional),
         ("password_reset", Category::Transactional),
         ("data_export_ready", Category::Transactional),
+        ("invitation", Category::Transactional),
         ("enterprise_request", Category::Transactional),
         ("at_risk_digest", Category::Transactional),
     ];

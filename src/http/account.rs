@@ -15,12 +15,18 @@ use crate::billing::account::{self, AccountError};
 use crate::domain::audit::{Action, Actor};
 use crate::store::{AuditEntry, Tenant, ms_to_datetime, now_ms};
 
-/// The signed-in tenant, or a 401 naming how to sign in.
-async fn signed_in(state: &AppState, headers: &HeaderMap) -> AppResult<Tenant> {
-    current_session(state, headers)
+/// The signed-in tenant, when the user's role may do `p`; else a 401 naming how to sign in, or
+/// a 403 naming the role that may.
+async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: crate::domain::Permission,
+) -> AppResult<(crate::workspace::sessions::Session, Tenant)> {
+    let (session, tenant) = current_session(state, headers)
         .await?
-        .map(|(_, tenant)| tenant)
-        .ok_or_else(|| ApiError::unauthorized("you are not signed in; sign in at /login first"))
+        .ok_or_else(|| ApiError::unauthorized("you are not signed in; sign in at /login first"))?;
+    super::login::session::require(&session, p)?;
+    Ok((session, tenant))
 }
 
 impl From<AccountError> for ApiError {
@@ -46,6 +52,7 @@ impl From<AccountError> for ApiError {
     responses(
         (status = 303, description = "Redirect to the billing portal (Location)"),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Only an owner may manage billing", body = ErrorBody),
         (status = 409, description = "The account has no billing account yet", body = ErrorBody),
         (status = 502, description = "Stripe could not open a portal session", body = ErrorBody),
     ))]
@@ -53,7 +60,7 @@ pub async fn billing_portal(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    let tenant = signed_in(&state, &headers).await?;
+    let (_, tenant) = signed_in(&state, &headers, crate::domain::Permission::ManageBilling).await?;
     let url = account::portal_url(&state, &tenant).await?;
     Ok(Redirect::to(&url).into_response())
 }
@@ -65,13 +72,15 @@ pub async fn billing_portal(
     responses(
         (status = 200, description = "The export, as an attachment", content_type = "application/json", body = Object),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Only an owner may export the account's data", body = ErrorBody),
     ))]
 pub async fn export(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    let tenant = signed_in(&state, &headers).await?;
+    let (session, tenant) =
+        signed_in(&state, &headers, crate::domain::Permission::ExportData).await?;
     let now = now_ms();
     let doc = crate::workspace::export::export(&state.store, &tenant.id, now).await?;
     crate::workspace::export::notify_exported(&state, &tenant, now).await?;
@@ -79,11 +88,14 @@ pub async fn export(
     state
         .store
         .audit(
-            &AuditEntry::new(Actor::Tenant(tenant.id.clone()), Action::ExportDownloaded)
-                .target(tenant.id.as_str())
-                .ip(Some(ip))
-                .with("what", "account data export")
-                .with("bytes", body.len()),
+            &AuditEntry::new(
+                Actor::Member(session.user_id.clone()),
+                Action::ExportDownloaded,
+            )
+            .target(tenant.id.as_str())
+            .ip(Some(ip))
+            .with("what", "account data export")
+            .with("bytes", body.len()),
         )
         .await?;
     let disposition = format!("attachment; filename=\"onboard-export-{}.json\"", tenant.id);
@@ -115,6 +127,7 @@ pub struct ClosedAccount {
     responses(
         (status = 200, description = "Canceled; erasure scheduled", body = ClosedAccount),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Only an owner may close the account", body = ErrorBody),
         (status = 409, description = "The account has no subscription to cancel", body = ErrorBody),
         (status = 502, description = "Stripe could not cancel the subscription; nothing changed", body = ErrorBody),
     ))]
@@ -122,7 +135,7 @@ pub async fn close(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> AppResult<Json<ClosedAccount>> {
-    let tenant = signed_in(&state, &headers).await?;
+    let (_, tenant) = signed_in(&state, &headers, crate::domain::Permission::CloseAccount).await?;
     let erase_at = account::cancel(&state, &tenant, "customer").await?;
     let when = ms_to_datetime(erase_at);
     Ok(Json(ClosedAccount {

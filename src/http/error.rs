@@ -45,6 +45,12 @@ impl From<crate::workspace::key_cache::MissingScope> for ApiError {
     }
 }
 
+impl From<crate::workspace::key_cache::RoleRefused> for ApiError {
+    fn from(e: crate::workspace::key_cache::RoleRefused) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden_role", e.0)
+    }
+}
+
 impl From<crate::workspace::hashing::HashError> for ApiError {
     fn from(e: crate::workspace::hashing::HashError) -> Self {
         match e {

@@ -15,6 +15,7 @@ pub mod extract;
 pub mod guard;
 pub mod health;
 pub mod login;
+pub mod members;
 pub mod onboarding;
 pub mod signup;
 pub mod tenant;
@@ -200,14 +201,30 @@ pub const PAGES: &[(&str, &str)] = &[
     ("GET", "/dev/billing-portal"),
     ("POST", "/dev/billing-portal/update-card"),
     ("POST", "/dev/billing-portal/cancel"),
+    ("GET", "/app/members"),
+    ("POST", "/app/members/invite"),
+    ("POST", "/app/members/invitations/{id}/resend"),
+    ("POST", "/app/members/invitations/{id}/revoke"),
+    ("POST", "/app/members/{id}/role"),
+    ("POST", "/app/members/{id}/remove"),
 ];
+
+/// `/v1/members`: behind the same key check as the rest of `/v1`.
+fn members_v1() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(members::list_members))
+        .routes(routes!(members::create_invitation))
+        .routes(routes!(members::resend_invitation))
+        .routes(routes!(members::revoke_invitation))
+        .routes(routes!(members::update_member, members::delete_member))
+}
 
 /// The JSON API with its OpenAPI document; `guard_v1` puts authentication in front of `/v1`.
 fn api(
     guard_v1: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
 ) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let parts = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(guard_v1(v1::routes()))
+        .merge(guard_v1(v1::routes().merge(members_v1())))
         .routes(routes!(health::health))
         .routes(routes!(signup::signup))
         .routes(routes!(tenant::get_tenant))
@@ -232,6 +249,7 @@ fn api(
         .routes(routes!(login::session::logout))
         .routes(routes!(login::reset::forgot, login::reset::forgot_form))
         .routes(routes!(login::reset::reset, login::reset::reset_form))
+        .routes(routes!(members::accept_invitation, members::accept_page))
         .split_for_parts();
     let (router, mut doc) = parts;
     document_common_responses(&mut doc);
@@ -286,6 +304,7 @@ fn build(
         .merge(onboarding::router())
         .merge(login::router())
         .merge(unsubscribe::router())
+        .merge(members::router())
         .route("/metrics", axum::routing::get(admin::metrics))
         .fallback(|| async { error::ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {

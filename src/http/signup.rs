@@ -118,6 +118,12 @@ pub async fn signup(
         Some(_) => return Err(email_taken()),
         None => None,
     };
+    // One email, one user: a member of another account cannot sign up with the same address.
+    if let Some((user, _)) = state.store.user_by_email(input.email.normalized()).await?
+        && released.as_ref().is_none_or(|old| old.id != user.tenant_id)
+    {
+        return Err(email_taken());
+    }
 
     // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
     let (input, password_hash) = state

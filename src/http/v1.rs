@@ -19,8 +19,8 @@ use super::auth::Caller;
 use super::error::{ApiError, AppResult};
 use super::extract::{ClientIp, JsonBody, QueryParams, parse_json};
 use crate::app::AppState;
-use crate::domain::Plan;
 use crate::domain::audit::{Action, Actor};
+use crate::domain::{Permission, Plan, Role};
 use crate::search::EmbedError;
 use crate::search::VectorError;
 use crate::store::AuditEntry;
@@ -137,6 +137,9 @@ pub struct ApiKeyView {
     pub last_used_at: Option<i64>,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The role the key acts with.
+    #[schema(value_type = Role)]
+    pub role: String,
 }
 
 impl From<ApiKeyRow> for ApiKeyView {
@@ -150,6 +153,7 @@ impl From<ApiKeyRow> for ApiKeyView {
             last_used_at: k.last_used_at,
             expires_at: k.expires_at,
             revoked_at: k.revoked_at,
+            role: k.role,
         }
     }
 }
@@ -198,6 +202,9 @@ pub struct CreateKeyRequest {
     /// Days until the key expires (1–3650); none = no expiry.
     #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
+    /// The role the key acts with: `member` (documents, queries, usage), `admin` (also members
+    /// and keys) or `owner`; at most the calling key's own role, which is the default.
+    pub role: Option<Role>,
 }
 
 /// List the workspace's API keys (revoked ones too), newest first.
@@ -210,6 +217,7 @@ pub async fn list_keys(
     QueryParams(params): QueryParams<ListParams>,
 ) -> AppResult<Json<ApiKeyList>> {
     caller.require(scopes::KEYS_MANAGE)?;
+    caller.require_role(Permission::ManageKeys)?;
     let limit = page_limit(params.limit)?;
     let before = parse_cursor(params.cursor.as_deref())?;
     let rows = state
@@ -234,6 +242,7 @@ pub async fn create_key(
     JsonBody(req): JsonBody<CreateKeyRequest>,
 ) -> AppResult<(StatusCode, Json<CreatedKey>)> {
     caller.require(scopes::KEYS_MANAGE)?;
+    caller.require_role(Permission::ManageKeys)?;
     let name = req
         .name
         .unwrap_or_else(|| "API key".into())
@@ -280,7 +289,20 @@ pub async fn create_key(
             );
         }
     };
-    let created = issue(&state, &caller, ip, &name, &granted, ttl, None).await?;
+    let role = req.role.unwrap_or(caller.role());
+    if role > caller.role() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_role",
+            format!(
+                "this API key acts as {}, so the keys it creates can be at most {}",
+                caller.role(),
+                caller.role()
+            ),
+        )
+        .with_field("role"));
+    }
+    let created = issue(&state, &caller, ip, (&name, &granted, ttl, role), None).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -300,9 +322,7 @@ async fn issue(
     state: &AppState,
     caller: &Caller,
     ip: IpAddr,
-    name: &str,
-    scopes: &[&str],
-    ttl_secs: Option<i64>,
+    (name, scopes, ttl_secs, role): (&str, &[&str], Option<i64>, Role),
     replaces: Option<&str>,
 ) -> AppResult<CreatedKey> {
     let mut tx = state.store.begin().await?;
@@ -319,15 +339,15 @@ async fn issue(
             ));
         }
     }
+    let spec = crate::workspace::api_keys::KeySpec {
+        name,
+        scopes,
+        ttl_secs,
+        role,
+        created_by: caller.principal.created_by.as_deref(),
+    };
     let key = tx
-        .issue_api_key(
-            &state.signer,
-            caller.tenant(),
-            name,
-            scopes,
-            ttl_secs,
-            false,
-        )
+        .issue_api_key_as(&state.signer, caller.tenant(), &spec, false)
         .await?;
     if let Some(old) = replaces {
         tx.audit(
@@ -337,8 +357,12 @@ async fn issue(
         )
         .await?;
     }
-    tx.audit(&key_audit(caller, ip, Action::ApiKeyCreated, &key.key_id).with("scopes", scopes))
-        .await?;
+    tx.audit(
+        &key_audit(caller, ip, Action::ApiKeyCreated, &key.key_id)
+            .with("scopes", scopes)
+            .with("role", role.as_str()),
+    )
+    .await?;
     tx.commit().await?;
     if replaces.is_some() {
         state.keys.invalidate();
@@ -361,6 +385,7 @@ pub async fn revoke_key(
     PathParam(id): PathParam<String>,
 ) -> AppResult<StatusCode> {
     caller.require(scopes::KEYS_MANAGE)?;
+    caller.require_role(Permission::ManageKeys)?;
     let mut tx = state.store.begin().await?;
     tx.revoke_api_key(caller.tenant(), &id).await?;
     tx.audit(&key_audit(&caller, ip, Action::ApiKeyRevoked, &id).with("reason", "revoked"))
@@ -382,6 +407,7 @@ pub async fn rotate_key(
     PathParam(id): PathParam<String>,
 ) -> AppResult<(StatusCode, Json<CreatedKey>)> {
     caller.require(scopes::KEYS_MANAGE)?;
+    caller.require_role(Permission::ManageKeys)?;
     let old = state
         .store
         .api_key(caller.tenant(), &id)
@@ -400,13 +426,22 @@ pub async fn rotate_key(
         ));
     }
     let ttl = old.expires_at.map(|e| ((e - old.created_at) / 1000).max(1));
+    let role: Role = old.role.parse().unwrap_or(Role::Owner);
+    if role > caller.role() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_role",
+            format!(
+                "this key acts as {role}; a key acting as {} cannot rotate it (it would see a secret above its role)",
+                caller.role()
+            ),
+        ));
+    }
     let created = issue(
         &state,
         &caller,
         ip,
-        &old.name,
-        &old_scopes,
-        ttl,
+        (&old.name, &old_scopes, ttl, role),
         Some(&old.id),
     )
     .await?;

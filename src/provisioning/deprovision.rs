@@ -202,9 +202,27 @@ impl Tx {
             }
             sqlx::query(
                 "UPDATE tenants SET email = '', email_normalized = 'erased:' || id, company_name = '', \
-                 password_hash = '', status_reason = 'erased after the grace period', \
+                 status_reason = 'erased after the grace period', \
                  stripe_customer_id = NULL, stripe_subscription_id = NULL, stripe_checkout_session_id = NULL, \
                  erased_at = $2 WHERE id = $1",
+            )
+            .bind(tid)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            // Its people: addresses, names and passwords (the rows stay, for the audit trail's
+            // ids), and invitations nobody accepted.
+            sqlx::query(
+                "UPDATE users SET email = '', email_normalized = 'erased:' || id, name = '', \
+                 password_hash = '', updated_at = $2 WHERE tenant_id = $1",
+            )
+            .bind(tid)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "UPDATE invitations SET email = '', email_normalized = 'erased:' || id, \
+                 revoked_at = COALESCE(revoked_at, accepted_at, $2) WHERE tenant_id = $1",
             )
             .bind(tid)
             .bind(now)

@@ -458,9 +458,14 @@ async fn queue_welcome_in(
     tenant: &Tenant,
 ) -> anyhow::Result<Option<String>> {
     let hours = app.settings.jwt_expiry_hours;
+    let owner = tx
+        .first_owner(&tenant.id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("tenant {} has no owner", tenant.id))?;
     let token = tx
         .create_login_token(
             &tenant.id,
+            &owner.id,
             TokenPurpose::MagicLogin,
             i64::from(hours) * 3_600_000,
         )

@@ -162,6 +162,45 @@ impl Store {
         Ok(store)
     }
 
+    /// Connects without applying any migration: with [`Store::migrate_to`], how migration tests
+    /// build yesterday's schema and fill it before today's migrations run.
+    #[doc(hidden)]
+    pub async fn connect_unmigrated(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        Ok(if url.starts_with("sqlite:") {
+            Store::Sqlite(sqlite::connect(url, max_connections).await?)
+        } else {
+            Store::Postgres(postgres::connect(url, max_connections).await?)
+        })
+    }
+
+    /// Applies the migrations up to and including `version` (migration tests).
+    #[doc(hidden)]
+    pub async fn migrate_to(&self, version: i64) -> anyhow::Result<()> {
+        fn upto(mut m: sqlx::migrate::Migrator, version: i64) -> sqlx::migrate::Migrator {
+            let kept: Vec<_> = m
+                .migrations
+                .iter()
+                .filter(|x| x.version <= version)
+                .cloned()
+                .collect();
+            m.migrations = std::borrow::Cow::Owned(kept);
+            m
+        }
+        match self {
+            Store::Sqlite(pools) => {
+                upto(sqlx::migrate!("migrations/sqlite"), version)
+                    .run(&pools.write)
+                    .await?
+            }
+            Store::Postgres(pool) => {
+                upto(sqlx::migrate!("migrations/postgres"), version)
+                    .run(pool)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
     /// Applies every migration not yet applied (idempotent; safe with several processes).
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {

@@ -11,7 +11,6 @@ pub struct Tenant {
     pub id: TenantId,
     pub email: String,
     pub company_name: String,
-    pub password_hash: String,
     pub plan: Plan,
     pub status: TenantStatus,
     pub status_reason: Option<String>,
@@ -28,7 +27,6 @@ pub(crate) struct TenantRow {
     id: String,
     email: String,
     company_name: String,
-    password_hash: String,
     plan: String,
     status: String,
     status_reason: Option<String>,
@@ -54,7 +52,6 @@ impl TryFrom<TenantRow> for Tenant {
             status: r.status.parse().map_err(StoreError::Corrupt)?,
             email: r.email,
             company_name: r.company_name,
-            password_hash: r.password_hash,
             status_reason: r.status_reason,
             stripe_checkout_session_id: r.stripe_checkout_session_id,
             stripe_customer_id: r.stripe_customer_id,
@@ -66,7 +63,7 @@ impl TryFrom<TenantRow> for Tenant {
     }
 }
 
-pub(crate) const TENANT_COLUMNS: &str = "id, email, company_name, password_hash, plan, status, status_reason, \
+pub(crate) const TENANT_COLUMNS: &str = "id, email, company_name, plan, status, status_reason, \
     stripe_checkout_session_id, stripe_customer_id, stripe_subscription_id, created_at, updated_at, activated_at";
 
 /// [`TENANT_COLUMNS`], each qualified with a table `alias`, for joins.
@@ -85,6 +82,7 @@ pub struct NewTenant {
     pub email: String,
     pub email_normalized: String,
     pub company_name: String,
+    /// The first user's (the owner's) password hash.
     pub password_hash: String,
     pub plan: Plan,
     pub status: TenantStatus,
@@ -223,8 +221,9 @@ impl Tx {
         row.map(Tenant::try_from).transpose()
     }
 
-    /// Inserts a new tenant; the database records its first history row (migration 0005). A
-    /// taken email is `Conflict("email")`.
+    /// Inserts a new tenant and its first user, the owner, with the signup's email and
+    /// password; the database records its first history row (migration 0005). A taken email
+    /// (another tenant's, or any tenant's user's) is `Conflict("email")`.
     #[tracing::instrument(skip_all, fields(tenant_id = %t.id))]
     pub async fn insert_tenant(&mut self, t: &NewTenant) -> StoreResult<()> {
         if !t.status.is_initial() {
@@ -236,20 +235,32 @@ impl Tx {
         let now = now_ms();
         with_conn!(self, |conn| {
             sqlx::query(
-                "INSERT INTO tenants (id, email, email_normalized, company_name, password_hash, plan, \
+                "INSERT INTO tenants (id, email, email_normalized, company_name, plan, \
                  status, stripe_checkout_session_id, created_at, updated_at, status_reason, status_actor) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, 'customer')",
+                 VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7, $9, 'customer')",
             )
             .bind(t.id.as_str())
             .bind(&t.email)
             .bind(&t.email_normalized)
             .bind(&t.company_name)
-            .bind(&t.password_hash)
             .bind(t.plan.as_str())
             .bind(t.status.as_str())
             .bind(now)
             .bind(&t.stripe_checkout_session_id)
             .bind(&t.reason)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| StoreError::unique(e, "email"))?;
+            sqlx::query(
+                "INSERT INTO users (id, tenant_id, email, email_normalized, name, password_hash, role, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, '', $5, 'owner', $6, $6)",
+            )
+            .bind(format!("usr_{}", ulid::Ulid::new()))
+            .bind(t.id.as_str())
+            .bind(&t.email)
+            .bind(&t.email_normalized)
+            .bind(&t.password_hash)
+            .bind(now)
             .execute(&mut *conn)
             .await
             .map_err(|e| StoreError::unique(e, "email"))?;
@@ -265,6 +276,14 @@ impl Tx {
             sqlx::query(
                 "UPDATE tenants SET email_normalized = email_normalized || '#released:' || id \
                  WHERE id = $1 AND email_normalized NOT LIKE '%#released:%'",
+            )
+            .bind(id.as_str())
+            .execute(&mut *conn)
+            .await?;
+            // Its users (a signup that never paid has only its owner) give the address up too.
+            sqlx::query(
+                "UPDATE users SET email_normalized = email_normalized || '#released:' || tenant_id \
+                 WHERE tenant_id = $1 AND email_normalized NOT LIKE '%#released:%'",
             )
             .bind(id.as_str())
             .execute(&mut *conn)
@@ -296,23 +315,6 @@ impl Tx {
             .execute(&mut *conn)
             .await?;
         });
-        Ok(())
-    }
-
-    /// Replaces a tenant's password hash.
-    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
-    pub async fn set_password_hash(&mut self, id: &TenantId, hash: &str) -> StoreResult<()> {
-        let n = with_conn!(self, |conn| {
-            sqlx::query("UPDATE tenants SET password_hash = $2 WHERE id = $1")
-                .bind(id.as_str())
-                .bind(hash)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected()
-        });
-        if n == 0 {
-            return Err(StoreError::NotFound("tenant"));
-        }
         Ok(())
     }
 

@@ -60,6 +60,10 @@ pub struct Principal {
     /// A key the tenant created itself (not the first key provisioning issued): its first use
     /// is `integration_configured`.
     pub own: bool,
+    /// The role the key acts with (never above its creator's when it was made).
+    pub role: crate::domain::Role,
+    /// The user who created it (none for keys provisioning issued).
+    pub created_by: Option<String>,
 }
 
 impl Principal {
@@ -194,6 +198,8 @@ type KeyRow = (
     String,
     String,
     bool,
+    String,
+    Option<String>,
 );
 /// A key row with its tenant's plan and status: one indexed read answers everything a request
 /// needs to know about its key.
@@ -201,7 +207,7 @@ type KeyRow = (
 /// step recorded).
 const KEY_ROW_SQL: &str = "SELECT k.id, k.tenant_id, k.scopes, k.expires_at, k.revoked_at, t.plan, t.status, \
      NOT EXISTS (SELECT 1 FROM provisioning_steps p WHERE p.tenant_id = k.tenant_id AND p.step = 'api_key' \
-     AND p.detail = k.id) AS own \
+     AND p.detail = k.id) AS own, k.role, k.created_by \
      FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.jti_hash = $1";
 
 /// A verified key: who it acts for, and its tenant's plan and status as of the check.
@@ -215,7 +221,7 @@ pub struct VerifiedKey {
 
 /// The caller a verified token's stored row names, unless revoked, expired or mismatched.
 fn verified_from(claims: &Claims, row: Option<KeyRow>) -> Result<VerifiedKey, AuthError> {
-    let (key_id, tenant_id, scopes, expires_at, revoked_at, plan, status, own) =
+    let (key_id, tenant_id, scopes, expires_at, revoked_at, plan, status, own, role, created_by) =
         row.ok_or(AuthError::Revoked)?;
     if revoked_at.is_some() || tenant_id != claims.tid {
         return Err(AuthError::Revoked);
@@ -229,6 +235,8 @@ fn verified_from(claims: &Claims, row: Option<KeyRow>) -> Result<VerifiedKey, Au
             key_id,
             scopes: scopes.split_whitespace().map(str::to_string).collect(),
             own,
+            role: role.parse().map_err(|_| AuthError::Invalid)?,
+            created_by,
         },
         plan: plan.parse().map_err(|_| AuthError::Invalid)?,
         status: status.parse().map_err(|_| AuthError::Invalid)?,
@@ -308,6 +316,32 @@ impl Tx {
         ttl_secs: Option<i64>,
         keep_for_reveal: bool,
     ) -> StoreResult<IssuedKey> {
+        let spec = KeySpec {
+            name,
+            scopes,
+            ttl_secs,
+            role: crate::domain::Role::Owner,
+            created_by: None,
+        };
+        self.issue_api_key_as(signer, tenant, &spec, keep_for_reveal)
+            .await
+    }
+
+    /// [`Tx::issue_api_key`] with the key's role and creator.
+    pub async fn issue_api_key_as(
+        &mut self,
+        signer: &KeySigner,
+        tenant: &TenantId,
+        spec: &KeySpec<'_>,
+        keep_for_reveal: bool,
+    ) -> StoreResult<IssuedKey> {
+        let KeySpec {
+            name,
+            scopes,
+            ttl_secs,
+            role,
+            created_by,
+        } = *spec;
         let now = now_ms();
         let claims = Claims {
             tid: tenant.to_string(),
@@ -321,8 +355,8 @@ impl Tx {
         let hint = format!("{TOKEN_PREFIX}…{}", &token[token.len() - 6..]);
         with_conn!(self, |conn| {
             sqlx::query(
-                "INSERT INTO api_keys (id, tenant_id, name, jti_hash, scopes, prefix, reveal_jti, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO api_keys (id, tenant_id, name, jti_hash, scopes, prefix, reveal_jti, created_at, expires_at, role, created_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&key_id)
             .bind(tenant.as_str())
@@ -333,6 +367,8 @@ impl Tx {
             .bind(keep_for_reveal.then(|| format!("{}:{}", claims.iat, claims.jti)))
             .bind(now)
             .bind(claims.exp.map(|e| e * 1000))
+            .bind(role.as_str())
+            .bind(created_by)
             .execute(&mut *conn)
             .await?;
         });
@@ -346,6 +382,8 @@ impl Tx {
             last_used_at: None,
             expires_at: claims.exp.map(|e| e * 1000),
             revoked_at: None,
+            role: role.as_str().to_string(),
+            created_by: created_by.map(str::to_string),
         };
         Ok(IssuedKey {
             key_id,
@@ -367,6 +405,19 @@ pub struct ApiKeyRow {
     pub last_used_at: Option<i64>,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// `owner`, `admin` or `member`: the role the key acts with.
+    pub role: String,
+    pub created_by: Option<String>,
+}
+
+/// What a new key is: its label, scopes, lifetime, role and creator.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec<'a> {
+    pub name: &'a str,
+    pub scopes: &'a [&'a str],
+    pub ttl_secs: Option<i64>,
+    pub role: crate::domain::Role,
+    pub created_by: Option<&'a str>,
 }
 
 impl Store {
@@ -401,7 +452,7 @@ impl Store {
     pub async fn api_key(&self, tenant: &TenantId, key_id: &str) -> StoreResult<Option<ApiKeyRow>> {
         Ok(with_reader!(self, |pool| {
             sqlx::query_as(
-                "SELECT id, tenant_id, name, scopes, prefix, created_at, last_used_at, expires_at, revoked_at \
+                "SELECT id, tenant_id, name, scopes, prefix, created_at, last_used_at, expires_at, revoked_at, role, created_by \
                  FROM api_keys WHERE tenant_id = $1 AND id = $2",
             )
             .bind(tenant.as_str())
@@ -422,7 +473,7 @@ impl Store {
     pub async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRow>> {
         Ok(with_reader!(self, |pool| {
             sqlx::query_as(
-                "SELECT id, tenant_id, name, scopes, prefix, created_at, last_used_at, expires_at, revoked_at \
+                "SELECT id, tenant_id, name, scopes, prefix, created_at, last_used_at, expires_at, revoked_at, role, created_by \
                  FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC",
             )
             .bind(tenant.as_str())
@@ -441,7 +492,7 @@ impl Store {
         let (before_at, before_id) = before.unwrap_or((i64::MAX, String::new()));
         Ok(with_reader!(self, |pool| {
             sqlx::query_as(
-                "SELECT id, tenant_id, name, scopes, prefix, created_at, last_used_at, expires_at, revoked_at \
+                "SELECT id, tenant_id, name, scopes, prefix, created_at, last_used_at, expires_at, revoked_at, role, created_by \
                  FROM api_keys WHERE tenant_id = $1 AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
                  ORDER BY created_at DESC, id DESC LIMIT $4",
             )

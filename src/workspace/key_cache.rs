@@ -45,7 +45,30 @@ impl Caller {
             Err(MissingScope(scope))
         }
     }
+
+    /// The role the key acts with.
+    pub fn role(&self) -> crate::domain::Role {
+        self.principal.role
+    }
+
+    /// Refused unless the key's role may do `p` (the HTTP layer answers 403).
+    pub fn require_role(&self, p: crate::domain::Permission) -> Result<(), RoleRefused> {
+        if self.principal.role.allows(p) {
+            Ok(())
+        } else {
+            Err(RoleRefused(format!(
+                "this API key acts as {}: {}",
+                self.principal.role,
+                self.principal.role.refusal(p)
+            )))
+        }
+    }
 }
+
+/// A role may not do what was asked; the message says which role and whom to ask.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RoleRefused(pub String);
 
 /// A key lacks the scope an action needs.
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@ pub mod documents;
 pub mod export;
 pub mod hashing;
 pub mod key_cache;
+pub mod members;
 pub mod sample_data;
 pub mod sessions;
 pub mod usage;

@@ -84,20 +84,33 @@ pub struct IssuedSession {
     pub expires_at: i64,
 }
 
-/// A live session.
+/// A live session: one user of one tenant.
 #[derive(Debug, Clone)]
 pub struct Session {
     pub tenant_id: TenantId,
+    pub user_id: String,
+    /// The user's email.
+    pub email: String,
+    /// The user's role now (read with the session, so a role change applies at once).
+    pub role: crate::domain::Role,
     pub method: String,
     pub created_at: i64,
     pub expires_at: i64,
 }
 
+/// Whom a single-use sign-in or reset token was issued to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub tenant_id: TenantId,
+    pub user_id: String,
+}
+
 /// What presenting a magic login token achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MagicToken {
-    /// Consumed now by this call: the tenant it signs in.
-    Consumed(TenantId),
+    /// Consumed now by this call (or, for [`Store::login_token_state`], still usable): whom it
+    /// signs in.
+    Consumed(TokenOwner),
     /// It was valid once but has been used.
     AlreadyUsed,
     /// It was never used and is past its expiry.
@@ -133,21 +146,38 @@ fn tenant_id(raw: String) -> StoreResult<TenantId> {
     TenantId::parse(&raw).ok_or_else(|| StoreError::Corrupt(format!("tenant id {raw}")))
 }
 
+fn role(raw: &str) -> StoreResult<crate::domain::Role> {
+    raw.parse()
+        .map_err(|_| StoreError::Corrupt(format!("role {raw}")))
+}
+
+fn owner(tenant: String, user: Option<String>) -> StoreResult<TokenOwner> {
+    Ok(TokenOwner {
+        tenant_id: tenant_id(tenant)?,
+        user_id: user.ok_or_else(|| StoreError::Corrupt("a login token without a user".into()))?,
+    })
+}
+
 #[derive(sqlx::FromRow)]
 struct SessionTenantRow {
     #[sqlx(flatten)]
     tenant: crate::store::tenants::TenantRow,
+    session_user_id: String,
+    session_email: String,
+    session_role: String,
     session_method: String,
     session_created_at: i64,
     session_expires_at: i64,
 }
 
 impl Tx {
-    /// Starts a session for `tenant` lasting `ttl_ms`; returns its token (only the hash is kept).
+    /// Starts a session for a user of `tenant` lasting `ttl_ms`; returns its token (only the
+    /// hash is kept).
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant, method = method.as_str()))]
     pub async fn create_session(
         &mut self,
         tenant: &TenantId,
+        user_id: &str,
         method: LoginMethod,
         ttl_ms: i64,
     ) -> StoreResult<IssuedSession> {
@@ -156,14 +186,15 @@ impl Tx {
         let expires_at = now + ttl_ms;
         with_conn!(self, |conn| {
             sqlx::query(
-                "INSERT INTO sessions (id_hash, tenant_id, method, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO sessions (id_hash, tenant_id, user_id, method, created_at, expires_at) \
+                 VALUES ($1, $2, $6, $3, $4, $5)",
             )
             .bind(token_hash(&token))
             .bind(tenant.as_str())
             .bind(method.as_str())
             .bind(now)
             .bind(expires_at)
+            .bind(user_id)
             .execute(&mut *conn)
             .await?;
         });
@@ -178,11 +209,12 @@ impl Tx {
     pub async fn start_session(
         &mut self,
         tenant: &TenantId,
+        user_id: &str,
         email_normalized: &str,
         method: LoginMethod,
         ttl_ms: i64,
     ) -> StoreResult<IssuedSession> {
-        let session = self.create_session(tenant, method, ttl_ms).await?;
+        let session = self.create_session(tenant, user_id, method, ttl_ms).await?;
         self.clear_login_failures(email_normalized).await?;
         Ok(session)
     }
@@ -204,6 +236,7 @@ impl Tx {
     pub async fn create_login_token(
         &mut self,
         tenant: &TenantId,
+        user_id: &str,
         purpose: TokenPurpose,
         ttl_ms: i64,
     ) -> StoreResult<String> {
@@ -211,21 +244,37 @@ impl Tx {
         let now = now_ms();
         with_conn!(self, |conn| {
             sqlx::query(
-                "INSERT INTO login_tokens (token_hash, tenant_id, purpose, expires_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO login_tokens (token_hash, tenant_id, user_id, purpose, expires_at, created_at) \
+                 VALUES ($1, $2, $6, $3, $4, $5)",
             )
             .bind(token_hash(&token))
             .bind(tenant.as_str())
             .bind(purpose.as_str())
             .bind(now + ttl_ms)
             .bind(now)
+            .bind(user_id)
             .execute(&mut *conn)
             .await?;
         });
         Ok(token)
     }
 
-    /// Ends every live session of a tenant (a new password, a removed member).
+    /// Ends every live session of one user (a new password, a removed member).
+    #[tracing::instrument(skip_all)]
+    pub async fn revoke_user_sessions(&mut self, user_id: &str) -> StoreResult<u64> {
+        Ok(with_conn!(self, |conn| {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(user_id)
+            .bind(now_ms())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+        }))
+    }
+
+    /// Ends every live session of a tenant (erasure, closing the account).
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
     pub async fn revoke_all_sessions(&mut self, tenant: &TenantId) -> StoreResult<u64> {
         Ok(with_conn!(self, |conn| {
@@ -261,17 +310,17 @@ impl Tx {
         let hash = token_hash(token);
         let now = now_ms();
         with_conn!(self, |conn| {
-            let consumed: Option<String> = sqlx::query_scalar(
+            let consumed: Option<(String, Option<String>)> = sqlx::query_as(
                 "UPDATE login_tokens SET used_at = $2 WHERE token_hash = $1 AND purpose = $3 \
-                 AND used_at IS NULL AND expires_at > $2 RETURNING tenant_id",
+                 AND used_at IS NULL AND expires_at > $2 RETURNING tenant_id, user_id",
             )
             .bind(&hash)
             .bind(now)
             .bind(purpose.as_str())
             .fetch_optional(&mut *conn)
             .await?;
-            if let Some(id) = consumed {
-                return Ok(MagicToken::Consumed(tenant_id(id)?));
+            if let Some((tenant, user)) = consumed {
+                return Ok(MagicToken::Consumed(owner(tenant, user)?));
             }
             let row: Option<(Option<i64>, i64)> = sqlx::query_as(
                 "SELECT used_at, expires_at FROM login_tokens \
@@ -296,13 +345,14 @@ impl Store {
     pub async fn start_session(
         &self,
         tenant: &TenantId,
+        user_id: &str,
         email_normalized: &str,
         method: LoginMethod,
         ttl_ms: i64,
     ) -> StoreResult<IssuedSession> {
         let mut tx = self.begin().await?;
         let session = tx
-            .start_session(tenant, email_normalized, method, ttl_ms)
+            .start_session(tenant, user_id, email_normalized, method, ttl_ms)
             .await?;
         tx.commit().await?;
         Ok(session)
@@ -314,24 +364,33 @@ impl Store {
         if !plausible_token(token) {
             return Ok(None);
         }
-        let row: Option<(String, String, i64, i64)> = with_reader!(self, |pool| {
-            sqlx::query_as(
-                "SELECT tenant_id, method, created_at, expires_at FROM sessions \
-                 WHERE id_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+        let row: Option<(String, String, String, String, String, i64, i64)> = with_reader!(
+            self,
+            |pool| {
+                sqlx::query_as(
+                "SELECT s.tenant_id, s.user_id, u.email, u.role, s.method, s.created_at, s.expires_at \
+                 FROM sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.id_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
             )
             .bind(token_hash(token))
             .bind(now_ms())
             .fetch_optional(pool)
             .await?
-        });
-        row.map(|(id, method, created_at, expires_at)| {
-            Ok(Session {
-                tenant_id: tenant_id(id)?,
-                method,
-                created_at,
-                expires_at,
-            })
-        })
+            }
+        );
+        row.map(
+            |(id, user_id, email, user_role, method, created_at, expires_at)| {
+                Ok(Session {
+                    tenant_id: tenant_id(id)?,
+                    user_id,
+                    email,
+                    role: role(&user_role)?,
+                    method,
+                    created_at,
+                    expires_at,
+                })
+            },
+        )
         .transpose()
     }
 
@@ -345,8 +404,10 @@ impl Store {
             return Ok(None);
         }
         let sql = format!(
-            "SELECT {}, s.method AS session_method, s.created_at AS session_created_at, \
+            "SELECT {}, s.user_id AS session_user_id, u.email AS session_email, u.role AS session_role, \
+             s.method AS session_method, s.created_at AS session_created_at, \
              s.expires_at AS session_expires_at FROM sessions s JOIN tenants t ON t.id = s.tenant_id \
+             JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id \
              WHERE s.id_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
             crate::store::tenants::tenant_columns_of("t")
         );
@@ -361,6 +422,9 @@ impl Store {
             let tenant = crate::store::Tenant::try_from(r.tenant)?;
             let session = Session {
                 tenant_id: tenant.id.clone(),
+                user_id: r.session_user_id,
+                email: r.session_email,
+                role: role(&r.session_role)?,
                 method: r.session_method,
                 created_at: r.session_created_at,
                 expires_at: r.session_expires_at,
@@ -399,9 +463,9 @@ impl Store {
         if !plausible_token(token) {
             return Ok(MagicToken::Unknown);
         }
-        let row: Option<(String, Option<i64>, i64)> = with_reader!(self, |pool| {
+        let row: Option<(String, Option<String>, Option<i64>, i64)> = with_reader!(self, |pool| {
             sqlx::query_as(
-                "SELECT tenant_id, used_at, expires_at FROM login_tokens \
+                "SELECT tenant_id, user_id, used_at, expires_at FROM login_tokens \
                  WHERE token_hash = $1 AND purpose = $2",
             )
             .bind(token_hash(token))
@@ -411,9 +475,9 @@ impl Store {
         });
         Ok(match row {
             None => MagicToken::Unknown,
-            Some((_, Some(_), _)) => MagicToken::AlreadyUsed,
-            Some((_, None, expires)) if expires <= now_ms() => MagicToken::Expired,
-            Some((id, None, _)) => MagicToken::Consumed(tenant_id(id)?),
+            Some((_, _, Some(_), _)) => MagicToken::AlreadyUsed,
+            Some((_, _, None, expires)) if expires <= now_ms() => MagicToken::Expired,
+            Some((id, user, None, _)) => MagicToken::Consumed(owner(id, user)?),
         })
     }
 

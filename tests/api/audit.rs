@@ -190,7 +190,14 @@ async fn failed_and_successful_sign_ins_are_audited_with_the_client_address(back
     );
 
     let logins = entries(&app, "action=login.").await;
-    let account = format!("tenant:{}", t.tenant_id);
+    // A sign-in is the user's: `member:<user id>`, the tenant its target.
+    let owner = app
+        .store
+        .members(&onboard::domain::TenantId::parse(&t.tenant_id).unwrap())
+        .await
+        .unwrap()
+        .remove(0);
+    let account = format!("member:{}", owner.id);
     assert_eq!(
         who_did_what(&logins),
         [
@@ -478,7 +485,13 @@ async fn an_export_is_audited(backend: Backend) {
     assert_eq!(exports.len(), 1);
     let e = &exports[0];
     assert_eq!(e["action"], "export.downloaded");
-    assert_eq!(e["actor"], format!("tenant:{}", t.tenant_id));
+    let owner = app
+        .store
+        .members(&onboard::domain::TenantId::parse(&t.tenant_id).unwrap())
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(e["actor"], format!("member:{}", owner.id));
     assert_eq!(e["target"], t.tenant_id);
     assert_eq!(e["ip"], CLIENT);
     assert_eq!(e["detail"]["bytes"], size);

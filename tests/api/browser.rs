@@ -540,3 +540,94 @@ async fn new_customer_pays_sees_the_key_once_signs_in_and_out() {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invited_member_accepts_in_the_browser_and_sees_the_team() {
+    if !installed(CHROMIUM) || !installed(CHROMEDRIVER) {
+        eprintln!(
+            "SKIPPED browser test: chromium/chromedriver not installed (apt-get install chromium chromium-driver)"
+        );
+        return;
+    }
+    let app: TestApp = spawn_app(Backend::Sqlite).await;
+    let owner = app.active_tenant("team-owner@example.com", "starter").await;
+    crate::teams::invite_ok(&app, &owner.api_key, "grace@example.com", "member").await;
+    let link = crate::teams::invitation_link(&app, &owner.tenant_id, "grace@example.com", 0).await;
+
+    let driver = Chromedriver::start();
+    let b = Browser::connect(&driver, app.url("")).await;
+    b.goto(&link).await;
+    let title = b.text("h1").await;
+    b.check(
+        title == "Join Acme",
+        format!("the page names the company: {title:?}"),
+    )
+    .await;
+    // A too-short password is refused on the page, with the name kept and the link still good.
+    b.type_into("#name", "Grace Hopper").await;
+    b.type_into("#password", "short").await;
+    let r = b
+        .client
+        .execute(
+            "document.getElementById('password').removeAttribute('minlength'); return true;",
+            vec![],
+        )
+        .await;
+    b.ok(r, "let the browser submit a short password").await;
+    b.click("form[action='/invitations/accept'] button[type='submit']")
+        .await;
+    let error = b
+        .wait_until("the inline error", NAVIGATION_SECS, || async {
+            match b.client.find(Locator::Css("#accept-error")).await {
+                Ok(el) => Ok(Some(el.text().await?)),
+                Err(_) => Ok(None),
+            }
+        })
+        .await;
+    b.check(
+        error.contains("password"),
+        format!("the error names the password: {error:?}"),
+    )
+    .await;
+    let kept = b.find("#name").await.prop("value").await;
+    let kept = b.ok(kept, "the name field's value").await;
+    b.check(
+        kept.as_deref() == Some("Grace Hopper"),
+        format!("the name is kept: {kept:?}"),
+    )
+    .await;
+    b.type_into("#password", MEMBER_PASSWORD_BROWSER).await;
+    b.click("form[action='/invitations/accept'] button[type='submit']")
+        .await;
+
+    b.wait_for_path("/app/members").await;
+    let intro = b.text("main p.muted").await;
+    b.check(
+        intro.contains("grace@example.com (member)"),
+        format!("signed in as the new member: {intro:?}"),
+    )
+    .await;
+    let rows = b.text("table tbody").await;
+    b.check(
+        rows.contains("Grace Hopper (you)") && rows.contains("team-owner@example.com"),
+        format!("the team lists both: {rows:?}"),
+    )
+    .await;
+    let forms = b
+        .client
+        .find_all(Locator::Css("form[action='/app/members/invite']"))
+        .await;
+    let forms = b.ok(forms, "look for the invite form").await;
+    b.check(forms.is_empty(), "a member gets no invite form")
+        .await;
+    if let Ok(png) = b.client.screenshot().await {
+        let path = std::env::temp_dir().join("onboard-browser-members.png");
+        if std::fs::write(&path, png).is_ok() {
+            eprintln!("members page screenshot: {}", path.display());
+        }
+    }
+    let r = b.client.clone().close().await;
+    b.ok(r, "close the browser").await;
+}
+
+const MEMBER_PASSWORD_BROWSER: &str = "GraceHopper1906!";

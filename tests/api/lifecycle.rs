@@ -740,7 +740,15 @@ async fn a_canceled_tenant_is_erased_after_the_grace_period_leaving_no_personal_
         .unwrap()
         .expect("tenant row kept");
     assert_eq!(row.status.as_str(), "canceled");
-    assert!(row.email.is_empty() && row.company_name.is_empty() && row.password_hash.is_empty());
+    assert!(row.email.is_empty() && row.company_name.is_empty());
+    let people = app.store.members(&id).await.unwrap();
+    assert!(!people.is_empty(), "the user rows stay, anonymised");
+    assert!(
+        people
+            .iter()
+            .all(|u| u.email.is_empty() && u.name.is_empty() && u.password_hash.is_empty()),
+        "the people's addresses, names and passwords are erased"
+    );
     assert!(
         app.store
             .billing(&id)

@@ -409,10 +409,12 @@ async fn expired_unknown_or_missing_magic_tokens_get_an_explaining_page(backend:
     let app = spawn_app(backend).await;
     let t = app.active_tenant("expired@example.com", "starter").await;
     let id = TenantId::parse(&t.tenant_id).unwrap();
+    let owner = app.store.members(&id).await.unwrap().remove(0);
     let mut tx = app.store.begin().await.unwrap();
     let expired = tx
         .create_login_token(
             &id,
+            &owner.id,
             onboard::workspace::sessions::TokenPurpose::MagicLogin,
             -1_000,
         )
@@ -727,10 +729,12 @@ async fn old_login_failures_are_pruned(backend: Backend) {
     // Sessions: one that expired (negative lifetime, long ago) goes, a live one stays.
     let t = app.active_tenant("prune@example.com", "starter").await;
     let id = onboard::domain::TenantId::parse(&t.tenant_id).unwrap();
+    let owner = app.store.members(&id).await.unwrap().remove(0);
     let live = app
         .store
         .start_session(
             &id,
+            &owner.id,
             "prune@example.com",
             onboard::workspace::sessions::LoginMethod::Password,
             day,
@@ -740,6 +744,7 @@ async fn old_login_failures_are_pruned(backend: Backend) {
     app.store
         .start_session(
             &id,
+            &owner.id,
             "prune@example.com",
             onboard::workspace::sessions::LoginMethod::Password,
             -2 * day,

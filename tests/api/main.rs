@@ -24,6 +24,7 @@ mod security;
 mod signup;
 mod store;
 mod stripe_account;
+mod teams;
 mod tenant;
 mod workers;
 mod workspace;

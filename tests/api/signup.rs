@@ -241,7 +241,11 @@ async fn signup_stores_only_an_argon2id_hash_and_a_history_row(backend: Backend)
     let app = spawn_app(backend).await;
     let b = app.signup("hash@example.com", "starter").await;
     let id = onboard::domain::TenantId::parse(b["tenant_id"].as_str().unwrap()).unwrap();
-    let t = app.store.tenant(&id).await.unwrap().unwrap();
+    let owners = app.store.members(&id).await.unwrap();
+    assert_eq!(owners.len(), 1, "the signup is the tenant's one user");
+    assert_eq!(owners[0].role, onboard::domain::Role::Owner);
+    assert_eq!(owners[0].email, "hash@example.com");
+    let t = &owners[0];
     assert!(
         t.password_hash
             .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),

@@ -48,6 +48,9 @@ struct AccountPage {
     marketing_opt_in: bool,
     unsubscribed: bool,
     session_expires: String,
+    /// The signed-in user and their role.
+    me_email: String,
+    me_role: String,
     keys: Vec<KeyView>,
     milestones: Vec<MilestoneView>,
 }
@@ -125,6 +128,8 @@ pub async fn account_page(
         marketing_opt_in: billing.marketing_opt_in,
         unsubscribed: billing.unsubscribed_at.is_some(),
         session_expires: when(session.expires_at),
+        me_email: session.email.clone(),
+        me_role: session.role.to_string(),
         keys,
         milestones,
     };
@@ -152,9 +157,10 @@ pub(crate) async fn consent(
             "send the email preference as the account page's form (application/x-www-form-urlencoded)",
         ));
     }
-    let Some((_, tenant)) = current_session(&state, &headers).await? else {
+    let Some((session, tenant)) = current_session(&state, &headers).await? else {
         return Ok(Redirect::to("/login").into_response());
     };
+    super::session::require(&session, crate::domain::Permission::ManagePreferences)?;
     // The box's field is present (any value) when ticked.
     let granted = url::form_urlencoded::parse(&body).any(|(k, _)| k == "marketing_opt_in");
     let mut tx = state.store.begin().await?;

@@ -75,12 +75,17 @@ async fn confirm_page(state: &AppState, query: Option<&str>) -> AppResult<Respon
         .login_token_state(&token, crate::workspace::sessions::TokenPurpose::MagicLogin)
         .await?
     {
-        MagicToken::Consumed(tenant_id) => {
+        MagicToken::Consumed(owner) => {
             let tenant = state
                 .store
-                .tenant(&tenant_id)
+                .tenant(&owner.tenant_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("tenant"))?;
+            let user = state
+                .store
+                .user(&owner.tenant_id, &owner.user_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("user"))?;
             if let Some(message) = login_refusal(tenant.status, tenant.id.as_str()) {
                 return Ok(magic_link_page(
                     StatusCode::FORBIDDEN,
@@ -90,7 +95,7 @@ async fn confirm_page(state: &AppState, query: Option<&str>) -> AppResult<Respon
             }
             let html = ConfirmPage {
                 company_name: &tenant.company_name,
-                email: &tenant.email,
+                email: &user.email,
                 token: &token,
             }
             .render()
@@ -141,12 +146,16 @@ async fn magic_login(state: &AppState, ip: IpAddr, token: Option<String>) -> App
     };
     let mut tx = state.store.begin().await?;
     match tx.consume_magic_token(&token).await? {
-        MagicToken::Consumed(tenant_id) => {
+        MagicToken::Consumed(owner) => {
             let tenant = tx
-                .tenant(&tenant_id)
+                .tenant(&owner.tenant_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("tenant"))?;
-            let actor = Actor::Tenant(tenant.id.clone());
+            let user = tx
+                .user(&owner.tenant_id, &owner.user_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("user"))?;
+            let actor = Actor::Member(user.id.clone());
             if let Some(message) = login_refusal(tenant.status, tenant.id.as_str()) {
                 // Dropping the transaction rolls the consumption back: the link stays usable.
                 drop(tx);
@@ -161,7 +170,8 @@ async fn magic_login(state: &AppState, ip: IpAddr, token: Option<String>) -> App
             let session = tx
                 .start_session(
                     &tenant.id,
-                    &normalized_email(&tenant),
+                    &user.id,
+                    &normalized_email(&user.email),
                     LoginMethod::MagicLink,
                     session_ttl_ms(state),
                 )

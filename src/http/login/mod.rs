@@ -100,10 +100,10 @@ pub fn login_refusal(status: TenantStatus, tenant_id: &str) -> Option<String> {
 }
 
 /// The normalised form of a stored address, as signup computed it.
-pub(crate) fn normalized_email(tenant: &Tenant) -> String {
-    Email::parse(&tenant.email)
+pub(crate) fn normalized_email(email: &str) -> String {
+    Email::parse(email)
         .map(|e| e.normalized().to_string())
-        .unwrap_or_else(|_| tenant.email.trim().to_ascii_lowercase())
+        .unwrap_or_else(|_| email.trim().to_ascii_lowercase())
 }
 
 pub(crate) fn session_ttl_ms(state: &AppState) -> i64 {
@@ -129,11 +129,11 @@ pub(crate) async fn after_session_start(state: &AppState, tenant: &Tenant, metho
 }
 
 /// Records a sign-in in the audit log: `login.succeeded`, or `login.failed` with why
-/// (`failure`). The actor is the account that signed in (`tenant:<id>`), or for a refused
+/// (`failure`). The actor is the user who signed in (`member:<user id>`), or for a refused
 /// password sign-in the email as typed (`user:<email>`: what an auditor looks for; never the
-/// password); the target is the tenant when one is known. Successful sign-ins name the account
-/// rather than its email so the log, which erasure cannot change, holds no more personal data
-/// than it needs.
+/// password); the target is the tenant when one is known. Successful sign-ins name the user's
+/// id rather than their email so the log, which erasure cannot change, holds no more personal
+/// data than it needs.
 pub(crate) async fn audit_login(
     state: &AppState,
     actor: Actor,

@@ -191,8 +191,8 @@ async fn password_login(
             return refused(None, "address_limited", address_limited(until, now)).await;
         }
     }
-    let tenant = state.store.tenant_by_email(key).await?;
-    let stored_hash = tenant.as_ref().map(|t| t.password_hash.clone());
+    let found = state.store.user_by_email(key).await?;
+    let stored_hash = found.as_ref().map(|(u, _)| u.password_hash.clone());
     // argon2 takes tens of milliseconds of CPU: off the async workers, in the bounded queue
     // (a busy queue answers 503 at once; the attempt then stays counted, as a guess would).
     let verified = state
@@ -205,10 +205,10 @@ async fn password_login(
             }
         })
         .await?;
-    let tenant = match tenant {
-        Some(t) if verified => t,
+    let (user, tenant) = match found {
+        Some(found) if verified => found,
         other => {
-            let id = other.map(|t| t.id);
+            let id = other.map(|(_, t)| t.id);
             // This attempt stays recorded as a failure; it may have completed the lock.
             let now = now_ms();
             let answer = match state.store.login_locked_after(&attempt, true, now).await? {
@@ -233,6 +233,7 @@ async fn password_login(
         .store
         .start_session(
             &tenant.id,
+            &user.id,
             key,
             LoginMethod::Password,
             session_ttl_ms(state),
@@ -240,7 +241,7 @@ async fn password_login(
         .await?;
     audit_login(
         state,
-        Actor::Tenant(tenant.id.clone()),
+        Actor::Member(user.id.clone()),
         Some(&tenant.id),
         ip.0,
         LoginMethod::Password,

@@ -212,7 +212,7 @@ async fn send_reset_link(state: &AppState, ip: &ClientIp, req: ForgotRequest) ->
             per_client.retry_after_secs,
         ));
     }
-    let Some(tenant) = state.store.tenant_by_email(email.normalized()).await? else {
+    let Some((user, tenant)) = state.store.user_by_email(email.normalized()).await? else {
         tracing::info!("password reset asked for an email with no account");
         return Ok(());
     };
@@ -238,6 +238,7 @@ async fn send_reset_link(state: &AppState, ip: &ClientIp, req: ForgotRequest) ->
     let token = tx
         .create_login_token(
             &tenant.id,
+            &user.id,
             TokenPurpose::PasswordReset,
             i64::from(RESET_TTL_MINUTES) * 60_000,
         )
@@ -250,7 +251,7 @@ async fn send_reset_link(state: &AppState, ip: &ClientIp, req: ForgotRequest) ->
     let mail = templates::password_reset(
         state.mailer.brand(),
         tenant.id.as_str(),
-        &tenant.email,
+        &user.email,
         &tenant.company_name,
         url.as_str(),
         RESET_TTL_MINUTES,
@@ -321,16 +322,16 @@ pub async fn reset_form(
         .login_token_state(&token, TokenPurpose::PasswordReset)
         .await?
     {
-        MagicToken::Consumed(tenant_id) => {
-            let tenant = state
+        MagicToken::Consumed(owner) => {
+            let user = state
                 .store
-                .tenant(&tenant_id)
+                .user(&owner.tenant_id, &owner.user_id)
                 .await?
-                .ok_or_else(|| ApiError::not_found("tenant"))?;
+                .ok_or_else(|| ApiError::not_found("user"))?;
             Ok(page(
                 StatusCode::OK,
                 ResetPage {
-                    email: &tenant.email,
+                    email: &user.email,
                     token: &token,
                     error: None,
                 }
@@ -405,9 +406,9 @@ pub async fn reset(
                 .login_token_state(&token, TokenPurpose::PasswordReset)
                 .await
             {
-                Ok(MagicToken::Consumed(tenant_id)) => {
-                    let email = match state.store.tenant(&tenant_id).await {
-                        Ok(Some(t)) => t.email,
+                Ok(MagicToken::Consumed(owner)) => {
+                    let email = match state.store.user(&owner.tenant_id, &owner.user_id).await {
+                        Ok(Some(u)) => u.email,
                         _ => String::new(),
                     };
                     page(
@@ -485,17 +486,21 @@ async fn reset_password(
         })
         .await?;
     let mut tx = state.store.begin().await?;
-    let tenant_id = match tx
+    let owner = match tx
         .consume_login_token(&token, TokenPurpose::PasswordReset)
         .await?
     {
-        MagicToken::Consumed(id) => id,
+        MagicToken::Consumed(owner) => owner,
         other => return Err(ResetError::Link(other)),
     };
     let tenant = tx
-        .tenant(&tenant_id)
+        .tenant(&owner.tenant_id)
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let user = tx
+        .user(&owner.tenant_id, &owner.user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     if let Some(message) = login_refusal(tenant.status, tenant.id.as_str()) {
         return Err(ResetError::Api(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -503,18 +508,19 @@ async fn reset_password(
             message,
         )));
     }
-    tx.set_password_hash(&tenant.id, &hash).await?;
-    let ended = tx.revoke_all_sessions(&tenant.id).await?;
+    tx.set_user_password(&user.id, &hash).await?;
+    let ended = tx.revoke_user_sessions(&user.id).await?;
     let session = tx
         .start_session(
             &tenant.id,
-            &super::normalized_email(&tenant),
+            &user.id,
+            &super::normalized_email(&user.email),
             LoginMethod::Password,
             super::session_ttl_ms(state),
         )
         .await?;
     tx.audit(
-        &AuditEntry::new(Actor::Tenant(tenant.id.clone()), Action::LoginSucceeded)
+        &AuditEntry::new(Actor::Member(user.id.clone()), Action::LoginSucceeded)
             .target(tenant.id.as_str())
             .ip(Some(ip))
             .with("method", "password_reset")

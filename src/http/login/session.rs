@@ -29,11 +29,14 @@ fn cookie_name(secure: bool) -> &'static str {
     }
 }
 
-/// The signed-in tenant.
+/// The signed-in user and their tenant.
 #[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionResponse {
     pub tenant_id: String,
+    pub user_id: String,
+    /// The signed-in user's email.
     pub email: String,
+    pub role: crate::domain::Role,
     pub company_name: String,
     pub plan: Plan,
     pub status: TenantStatus,
@@ -112,6 +115,19 @@ pub(crate) async fn current_session(
     Ok(Some((session, tenant)))
 }
 
+/// Refused with a 403 naming the role that may, unless the session's user may do `p`.
+pub(crate) fn require(session: &Session, p: crate::domain::Permission) -> AppResult<()> {
+    if session.role.allows(p) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_role",
+            session.role.refusal(p),
+        ))
+    }
+}
+
 /// The signed-in tenant.
 #[utoipa::path(get, path = "/session", tag = "login",
     responses(
@@ -124,7 +140,9 @@ pub async fn session(State(state): State<AppState>, headers: HeaderMap) -> AppRe
         .ok_or_else(|| ApiError::unauthorized("you are not signed in; sign in with POST /login"))?;
     let mut resp = Json(SessionResponse {
         tenant_id: tenant.id.to_string(),
-        email: tenant.email,
+        user_id: session.user_id,
+        email: session.email,
+        role: session.role,
         company_name: tenant.company_name,
         plan: tenant.plan,
         status: tenant.status,
