@@ -1,13 +1,16 @@
 //! `GET /admin/alerts` (operator): the Prometheus alert rules evaluated by the service itself
-//! from the database (`crate::alerts`), for a team without Prometheus.
+//! from the database (`crate::alerts`), for a team without Prometheus. A browser asking for
+//! HTML gets the console's page of the same alerts (`console::logs`).
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::AppState;
-use super::admin::Operator;
-use super::error::{AppResult, ErrorBody};
+use super::admin::require_admin;
+use super::error::{ApiError, ErrorBody};
 use crate::alerts::{Alert, AlertState};
 use crate::store::{ms_to_datetime, now_ms};
 
@@ -27,23 +30,29 @@ pub struct AlertsResponse {
 /// from the database, each with its value, threshold and runbook.
 #[utoipa::path(get, path = "/admin/alerts", tag = "operators",
     responses(
-        (status = 200, description = "Every rule, firing or ok", body = AlertsResponse),
+        (status = 200, description = "Every rule, firing or ok (a browser asking for HTML gets the console's page of them)",
+            content((AlertsResponse = "application/json"), (String = "text/html"))),
+        (status = 303, description = "A browser asking for HTML (Accept: text/html, no Authorization) without an operator console session: to /admin/login"),
         (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
         (status = 403, description = "Operator endpoints are disabled: no ADMIN_TOKEN is set", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
-pub async fn alerts(
-    State(state): State<AppState>,
-    _operator: Operator,
-) -> AppResult<Json<AlertsResponse>> {
-    let now = now_ms();
-    let alerts = state.store.evaluate_alerts(now).await?;
-    Ok(Json(AlertsResponse {
-        firing: alerts
-            .iter()
-            .filter(|a| a.state == AlertState::Firing)
-            .count(),
-        alerts,
-        evaluated_at: ms_to_datetime(now).to_rfc3339(),
-    }))
+pub async fn alerts(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    if super::console::wants_page(&headers) {
+        return super::console::logs::alerts_page(&state, &headers, &uri).await;
+    }
+    let answer = async {
+        require_admin(&state, &headers)?;
+        let now = now_ms();
+        let alerts = state.store.evaluate_alerts(now).await?;
+        Ok::<_, ApiError>(Json(AlertsResponse {
+            firing: alerts
+                .iter()
+                .filter(|a| a.state == AlertState::Firing)
+                .count(),
+            alerts,
+            evaluated_at: ms_to_datetime(now).to_rfc3339(),
+        }))
+    };
+    answer.await.into_response()
 }

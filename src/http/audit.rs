@@ -1,8 +1,11 @@
 //! `GET /admin/audit`: the operator pages through the audit log (`store::audit`), newest first,
 //! with filters. Reading the log is not itself audited (it changes nothing and exports nothing).
+//! A browser asking for HTML gets the console's page of the same entries (`console::logs`).
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -10,9 +13,9 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::admin::Operator;
+use super::admin::require_admin;
 use super::error::{ApiError, AppResult, ErrorBody};
-use super::extract::QueryParams;
+use super::extract::parse_query;
 use crate::domain::audit::{ActionFilter, Actor};
 use crate::store::{AuditFilter, AuditRecord, ms_to_datetime};
 
@@ -24,7 +27,7 @@ const MAX_LIMIT: i64 = 500;
 const MAX_TARGET_CHARS: usize = 256;
 
 /// The filters of `GET /admin/audit`; each one given narrows the entries (all of them must hold).
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Who acted, exactly: `operator`, `tenant:<tenant id>`, `user:<email>`, `stripe`, `system`
@@ -99,21 +102,38 @@ pub struct AuditPage {
 #[utoipa::path(get, path = "/admin/audit", tag = "operators",
     params(AuditQuery),
     responses(
-        (status = 200, description = "A page of entries", body = AuditPage),
+        (status = 200, description = "A page of entries (a browser asking for HTML gets the console's page of them)",
+            content((AuditPage = "application/json"), (String = "text/html"))),
+        (status = 303, description = "A browser asking for HTML (Accept: text/html, no Authorization) without an operator console session: to /admin/login"),
         (status = 400, description = "A filter, the limit or the cursor is invalid; `field` names it", body = ErrorBody),
         (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
         (status = 403, description = "Operator endpoints are disabled (no ADMIN_TOKEN is set)", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
-pub async fn audit_log(
-    State(state): State<AppState>,
-    _operator: Operator,
-    QueryParams(q): QueryParams<AuditQuery>,
-) -> AppResult<Json<AuditPage>> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(invalid("limit", format!("limit must be 1–{MAX_LIMIT}")));
+pub async fn audit_log(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let query = uri.query().unwrap_or_default();
+    if super::console::wants_page(&headers) {
+        return super::console::logs::audit_page(&state, &headers, &uri).await;
     }
+    let answer = async {
+        require_admin(&state, &headers)?;
+        let q: AuditQuery = parse_query(query)?;
+        let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(invalid("limit", format!("limit must be 1–{MAX_LIMIT}")));
+        }
+        let (entries, next_cursor) = read_page(&state, &filter_of(&q)?, limit).await?;
+        Ok(Json(AuditPage {
+            entries,
+            next_cursor,
+        }))
+    };
+    answer.await.into_response()
+}
+
+/// The filter the query's parameters ask for (all but the page size), or a 400 naming the
+/// parameter at fault.
+pub(crate) fn filter_of(q: &AuditQuery) -> AppResult<AuditFilter> {
     let filter = AuditFilter {
         actor: match given(&q.actor) {
             Some(a) => Some(
@@ -172,16 +192,25 @@ pub async fn audit_log(
     {
         return Err(invalid("to", "to must be later than from"));
     }
-    let mut rows = state.store.audit_page(&filter, limit + 1).await?;
+    Ok(filter)
+}
+
+/// Up to `limit` entries `filter` selects, newest first, and the cursor of the page after.
+pub(crate) async fn read_page(
+    state: &AppState,
+    filter: &AuditFilter,
+    limit: i64,
+) -> AppResult<(Vec<AuditLogEntry>, Option<String>)> {
+    let mut rows = state.store.audit_page(filter, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = more
         .then(|| rows.last().map(|r| encode_cursor(r.id)))
         .flatten();
-    Ok(Json(AuditPage {
-        entries: rows.into_iter().map(AuditLogEntry::from).collect(),
+    Ok((
+        rows.into_iter().map(AuditLogEntry::from).collect(),
         next_cursor,
-    }))
+    ))
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {

@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod dev;
 pub mod docs;
 pub mod error;
@@ -200,6 +201,18 @@ pub const PAGES: &[(&str, &str)] = &[
     ("GET", "/dev/billing-portal"),
     ("POST", "/dev/billing-portal/update-card"),
     ("POST", "/dev/billing-portal/cancel"),
+    ("GET", "/admin/login"),
+    ("POST", "/admin/login"),
+    ("POST", "/admin/logout"),
+    ("GET", "/admin"),
+    ("GET", "/admin/tenants"),
+    ("GET", "/admin/tenants/{tenant_id}"),
+    ("POST", "/admin/tenants/{tenant_id}/actions/{action}"),
+    ("GET", "/admin/activation"),
+    ("GET", "/admin/at-risk"),
+    ("POST", "/admin/at-risk/{tenant_id}/resolve"),
+    ("GET", "/admin/jobs"),
+    ("POST", "/admin/jobs/{job_id}/retry"),
 ];
 
 /// The JSON API with its OpenAPI document; `guard_v1` puts authentication in front of `/v1`.
@@ -286,6 +299,7 @@ fn build(
         .merge(onboarding::router())
         .merge(login::router())
         .merge(unsubscribe::router())
+        .merge(console::router())
         .route("/metrics", axum::routing::get(admin::metrics))
         .fallback(|| async { error::ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
