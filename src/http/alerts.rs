@@ -1,16 +1,14 @@
 //! `GET /admin/alerts` (operator): the Prometheus alert rules evaluated by the service itself
 //! from the database (`crate::alerts`), for a team without Prometheus. A browser asking for
-//! HTML gets the console's page of the same alerts (`console::logs`).
+//! HTML gets the console's page of the same alerts instead (`console::logs`).
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::AppState;
-use super::admin::require_admin;
-use super::error::{ApiError, ErrorBody};
+use super::admin::Operator;
+use super::error::{AppResult, ErrorBody};
 use crate::alerts::{Alert, AlertState};
 use crate::store::{ms_to_datetime, now_ms};
 
@@ -37,22 +35,18 @@ pub struct AlertsResponse {
         (status = 403, description = "Operator endpoints are disabled: no ADMIN_TOKEN is set", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
-pub async fn alerts(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    if super::console::wants_page(&headers) {
-        return super::console::logs::alerts_page(&state, &headers, &uri).await;
-    }
-    let answer = async {
-        require_admin(&state, &headers)?;
-        let now = now_ms();
-        let alerts = state.store.evaluate_alerts(now).await?;
-        Ok::<_, ApiError>(Json(AlertsResponse {
-            firing: alerts
-                .iter()
-                .filter(|a| a.state == AlertState::Firing)
-                .count(),
-            alerts,
-            evaluated_at: ms_to_datetime(now).to_rfc3339(),
-        }))
-    };
-    answer.await.into_response()
+pub async fn alerts(
+    State(state): State<AppState>,
+    _operator: Operator,
+) -> AppResult<Json<AlertsResponse>> {
+    let now = now_ms();
+    let alerts = state.store.evaluate_alerts(now).await?;
+    Ok(Json(AlertsResponse {
+        firing: alerts
+            .iter()
+            .filter(|a| a.state == AlertState::Firing)
+            .count(),
+        alerts,
+        evaluated_at: ms_to_datetime(now).to_rfc3339(),
+    }))
 }

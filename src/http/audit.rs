@@ -1,11 +1,10 @@
 //! `GET /admin/audit`: the operator pages through the audit log (`store::audit`), newest first,
 //! with filters. Reading the log is not itself audited (it changes nothing and exports nothing).
-//! A browser asking for HTML gets the console's page of the same entries (`console::logs`).
+//! A browser asking for HTML gets the console's page of the same entries instead
+//! (`console::logs`).
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
-use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -13,9 +12,9 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::admin::require_admin;
+use super::admin::Operator;
 use super::error::{ApiError, AppResult, ErrorBody};
-use super::extract::parse_query;
+use super::extract::QueryParams;
 use crate::domain::audit::{ActionFilter, Actor};
 use crate::store::{AuditFilter, AuditRecord, ms_to_datetime};
 
@@ -110,25 +109,20 @@ pub struct AuditPage {
         (status = 403, description = "Operator endpoints are disabled (no ADMIN_TOKEN is set)", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
-pub async fn audit_log(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let query = uri.query().unwrap_or_default();
-    if super::console::wants_page(&headers) {
-        return super::console::logs::audit_page(&state, &headers, &uri).await;
+pub async fn audit_log(
+    State(state): State<AppState>,
+    _operator: Operator,
+    QueryParams(q): QueryParams<AuditQuery>,
+) -> AppResult<Json<AuditPage>> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(invalid("limit", format!("limit must be 1–{MAX_LIMIT}")));
     }
-    let answer = async {
-        require_admin(&state, &headers)?;
-        let q: AuditQuery = parse_query(query)?;
-        let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(invalid("limit", format!("limit must be 1–{MAX_LIMIT}")));
-        }
-        let (entries, next_cursor) = read_page(&state, &filter_of(&q)?, limit).await?;
-        Ok(Json(AuditPage {
-            entries,
-            next_cursor,
-        }))
-    };
-    answer.await.into_response()
+    let (entries, next_cursor) = read_page(&state, &filter_of(&q)?, limit).await?;
+    Ok(Json(AuditPage {
+        entries,
+        next_cursor,
+    }))
 }
 
 /// The filter the query's parameters ask for (all but the page size), or a 400 naming the

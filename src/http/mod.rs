@@ -309,6 +309,10 @@ fn build(
                 "this path does not accept that HTTP method; see /docs",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            console::logs::pages_at_api_paths,
+        ))
         .layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY))
         .layer(axum::middleware::from_fn_with_state(
             policy.clone(),

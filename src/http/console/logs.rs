@@ -1,9 +1,13 @@
 //! The console's pages at the JSON endpoints' own paths, for a browser that asks for HTML
 //! (`super::wants_page`): `GET /admin/alerts` (the alert rules judged now, filtered by state
 //! and severity) and `GET /admin/audit` (the audit log with the endpoint's filters, paged).
+//! [`pages_at_api_paths`], in front of the router, answers those requests; the JSON endpoints
+//! never see them.
 
 use askama::Template;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -16,6 +20,24 @@ use crate::store::now_ms;
 
 /// Entries per page of the audit log.
 const AUDIT_PAGE: i64 = 100;
+
+/// Middleware: a browser's `GET /admin/alerts` or `GET /admin/audit` (it asks for HTML and
+/// sends no `Authorization`) gets the console's page; every other request goes on.
+pub async fn pages_at_api_paths(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() == Method::GET && super::wants_page(request.headers()) {
+        let (headers, uri) = (request.headers(), request.uri());
+        match uri.path() {
+            "/admin/alerts" => return alerts_page(&state, headers, uri).await,
+            "/admin/audit" => return audit_page(&state, headers, uri).await,
+            _ => {}
+        }
+    }
+    next.run(request).await
+}
 
 #[derive(Deserialize, Default)]
 struct AlertsQuery {
@@ -57,7 +79,7 @@ async fn operator(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Si
 }
 
 /// `GET /admin/alerts?state=&severity=` for a browser.
-pub async fn alerts_page(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Response {
+async fn alerts_page(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Response {
     let operator = match operator(state, headers, uri).await {
         Ok(o) => o,
         Err(to_login) => return to_login,
@@ -114,7 +136,7 @@ struct AuditLogPage {
 }
 
 /// `GET /admin/audit?actor=&action=&target=&from=&to=&cursor=` for a browser.
-pub async fn audit_page(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Response {
+async fn audit_page(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Response {
     let operator = match operator(state, headers, uri).await {
         Ok(o) => o,
         Err(to_login) => return to_login,

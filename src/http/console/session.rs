@@ -268,13 +268,14 @@ pub async fn login(State(state): State<AppState>, ip: ClientIp, req: Request) ->
         );
     }
     match sign_in(&state, &ip, typed, expected.expose_secret()).await {
-        Ok(Ok(token)) => with_cookie(
+        Ok(token) => with_cookie(
             Redirect::to(&next).into_response(),
             &session_cookie(&state, &token, SESSION_TTL_MS / 1000),
         ),
-        Ok(Err((status, message))) => {
-            let mut resp = again(status, &message.0);
-            if let Some(secs) = message.1 {
+        // Refused: the form again, saying why (and when to try again).
+        Err(e) if e.status.is_client_error() => {
+            let mut resp = again(e.status, &e.message);
+            if let Some(secs) = e.retry_after_secs {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
@@ -284,17 +285,14 @@ pub async fn login(State(state): State<AppState>, ip: ClientIp, req: Request) ->
     }
 }
 
-/// A refusal: its status, and its message with the seconds to wait, if any.
-type Refusal = (StatusCode, (String, Option<u64>));
-
-/// Checks the typed token under the sign-in lock; the new session's cookie token, or why not.
-/// Every attempt that got this far is audited.
+/// Checks the typed token under the sign-in lock: the new session's cookie token, or a 401
+/// (wrong) or 429 (locked) saying so. Every attempt that got this far is audited.
 async fn sign_in(
     state: &AppState,
     ip: &ClientIp,
     typed: &str,
     expected: &str,
-) -> AppResult<Result<String, Refusal>> {
+) -> AppResult<String> {
     let now = now_ms();
     let (attempt, check) = state
         .store
@@ -322,16 +320,13 @@ async fn sign_in(
         let secs = u64::try_from((until - now + 999) / 1000)
             .unwrap_or(1)
             .max(1);
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            (
-                format!(
-                    "Too many wrong tokens from your network: sign-in is paused for {} more \
-                     minute(s).",
-                    secs.div_ceil(60)
-                ),
-                Some(secs),
+        ApiError::too_many_requests(
+            format!(
+                "Too many wrong tokens from your network: sign-in is paused for {} more \
+                 minute(s).",
+                secs.div_ceil(60)
             ),
+            secs,
         )
     };
     match check {
@@ -341,7 +336,7 @@ async fn sign_in(
                 .store
                 .audit(&audit(Action::LoginFailed, Some("locked")))
                 .await?;
-            return Ok(Err(locked(until)));
+            return Err(locked(until));
         }
     }
     if !bool::from(typed.as_bytes().ct_eq(expected.as_bytes())) {
@@ -349,19 +344,18 @@ async fn sign_in(
             .store
             .audit(&audit(Action::LoginFailed, Some("invalid_token")))
             .await?;
-        let now = now_ms();
-        return Ok(Err(
-            match state.store.login_locked_after(&attempt, true, now).await? {
+        return Err(
+            match state
+                .store
+                .login_locked_after(&attempt, true, now_ms())
+                .await?
+            {
                 Some(until) => locked(until),
-                None => (
-                    StatusCode::UNAUTHORIZED,
-                    (
-                        "That is not the operator token. Check ADMIN_TOKEN and try again.".into(),
-                        None,
-                    ),
+                None => ApiError::unauthorized(
+                    "That is not the operator token. Check ADMIN_TOKEN and try again.",
                 ),
             },
-        ));
+        );
     }
     state.store.forget_login_attempt(&attempt).await?;
     let token = crate::workspace::random_token(32);
@@ -383,7 +377,7 @@ async fn sign_in(
         .audit(&audit(Action::LoginSucceeded, None))
         .await?;
     tracing::info!("operator console session started");
-    Ok(Ok(token))
+    Ok(token)
 }
 
 /// `POST /admin/logout` (a console form): ends the session, back to the sign-in page.

@@ -376,7 +376,7 @@ pub async fn act(
             );
             match resent.await {
                 Ok(_) => Ok("resent"),
-                Err(ResendError::Status(_)) => Err(resent_refusal(&state, &id).await?),
+                Err(e @ ResendError::Status(_)) => Err(e.to_string()),
                 Err(ResendError::Store(e)) => return Err(e.into()),
                 Err(ResendError::Other(e)) => {
                     return Err(ApiError::internal("resend the welcome email", e));
@@ -413,19 +413,6 @@ pub async fn act(
         Ok(code) => super::done(&page, code),
         Err(message) => refused(message),
     })
-}
-
-/// Why the welcome email cannot be resent, in the tenant's words.
-async fn resent_refusal(state: &AppState, id: &TenantId) -> AppResult<String> {
-    let status = state
-        .store
-        .tenant(id)
-        .await?
-        .map_or_else(|| "gone".to_string(), |t| t.status.to_string());
-    Ok(format!(
-        "The welcome email signs the customer in to a working workspace, so it goes only to an \
-         active or past_due tenant; this one is {status}."
-    ))
 }
 
 /// An account action's refusal (the tenant's status does not allow it, Stripe could not do it:
