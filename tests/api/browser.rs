@@ -589,6 +589,19 @@ impl Browser {
         .await;
     }
 
+    /// The text of the element `css` finds, once the page (after a navigation) has one.
+    async fn text_when(&self, css: &str) -> String {
+        let c = &self.client;
+        self.wait_until(&format!("`{css}`"), NAVIGATION_SECS, move || async move {
+            match c.find(Locator::Css(css)).await {
+                Ok(el) => Ok(Some(el.text().await?)),
+                Err(e) if e.is_no_such_element() => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
     /// Saves a screenshot of the page as `dir/name.png`.
     async fn shoot(&self, dir: &Path, name: &str) -> std::path::PathBuf {
         let r = self.client.screenshot().await;
@@ -648,6 +661,11 @@ async fn operator_signs_in_finds_a_new_tenant_sees_the_funnel_and_retries_a_fail
     let active = app
         .active_tenant(&format!("new-{fresh}@example.com"), "pro")
         .await;
+    // It goes all the way: signs in, uploads a document and runs a first query.
+    crate::login::signed_in(&app, &active).await;
+    app.upload(&active.api_key, "Handbook", "How we onboard new customers.")
+        .await;
+    app.query_ok(&active.api_key, "how do we onboard", 3).await;
     app.state.vectors.simulate_outage(true);
     let (failed, session) = app
         .checkout(&format!("failed-{fresh}@example.com"), "starter")
@@ -676,7 +694,7 @@ async fn operator_signs_in_finds_a_new_tenant_sees_the_funnel_and_retries_a_fail
     b.type_into("#token", "not-the-token").await;
     b.click("form[action='/admin/login'] button[type='submit']")
         .await;
-    let error = b.text("#login-error").await;
+    let error = b.text_when("#login-error").await;
     b.check(
         error.contains("not the operator token"),
         format!("a wrong token is explained: {error:?}"),
@@ -687,10 +705,13 @@ async fn operator_signs_in_finds_a_new_tenant_sees_the_funnel_and_retries_a_fail
         .await;
     b.wait_for_path("/admin/activation").await;
 
-    // The funnel shows both signups, the failed one dropping before it was provisioned.
+    // The funnel shows both signups: the failed one dropping before it was provisioned, the
+    // other one all the way to its first query.
     let funnel = b.text("#funnel-chart").await;
     b.check(
-        funnel.contains("Signed up · 2") && funnel.contains("Provisioned · 1"),
+        funnel.contains("Signed up · 2")
+            && funnel.contains("Provisioned · 1")
+            && funnel.contains("First query · 1"),
         format!("the funnel chart counts the new tenants: {funnel:?}"),
     )
     .await;
@@ -700,6 +721,16 @@ async fn operator_signs_in_finds_a_new_tenant_sees_the_funnel_and_retries_a_fail
         std::fs::copy(&funnel_shot, &docs).expect("copy the funnel screenshot to docs/");
     }
 
+    let r = b
+        .client
+        .execute(
+            "document.getElementById('ab-heading').scrollIntoView();",
+            vec![],
+        )
+        .await;
+    b.ok(r, "scroll to the A/B test").await;
+    b.shoot(&shots, "activation-lower").await;
+
     // Finding the new tenant by its email.
     b.goto("/admin").await;
     look("overview").await;
@@ -707,6 +738,16 @@ async fn operator_signs_in_finds_a_new_tenant_sees_the_funnel_and_retries_a_fail
     b.wait_for_path("/admin/tenants").await;
     b.type_into("#q", &format!("new-{fresh}")).await;
     b.click("form[role='search'] button[type='submit']").await;
+    let c = &b.client;
+    b.wait_until(
+        "the search to find the one tenant",
+        NAVIGATION_SECS,
+        move || async move {
+            let found = c.find(Locator::Css("main p.muted")).await?.text().await?;
+            Ok((found == "1 tenant found, newest first.").then_some(()))
+        },
+    )
+    .await;
     b.click(&format!("a[href='/admin/tenants/{}']", active.tenant_id))
         .await;
     b.wait_for_path(&format!("/admin/tenants/{}", active.tenant_id))
@@ -725,8 +766,9 @@ async fn operator_signs_in_finds_a_new_tenant_sees_the_funnel_and_retries_a_fail
     b.goto("/admin/tenants?status=failed").await;
     look("tenants").await;
     b.click(&format!("a[href='/admin/tenants/{failed}']")).await;
+    b.wait_for_path(&format!("/admin/tenants/{failed}")).await;
     b.click("#retry").await;
-    let notice = b.text(".notice").await;
+    let notice = b.text_when(".notice").await;
     b.check(
         notice.starts_with("Provisioning restarted"),
         format!("the retry is announced: {notice:?}"),
