@@ -34,25 +34,17 @@ pub const SESSION_TTL_MS: i64 = 12 * 3_600_000;
 /// table that counts customers' wrong passwords by email.
 const ATTEMPT_KEY: &str = "operator console";
 
-fn cookie_name(state: &AppState) -> &'static str {
-    if secure_cookies(state) {
-        SECURE_COOKIE
-    } else {
-        COOKIE
-    }
+fn cookie_name(secure: bool) -> &'static str {
+    if secure { SECURE_COOKIE } else { COOKIE }
 }
 
-/// `Set-Cookie` for a console session (`token` empty and `max_age_secs` 0: its deletion).
-/// `SameSite=Strict`: no other site's link or form ever carries it.
-fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -> String {
-    let secure = if secure_cookies(state) {
-        "; Secure"
-    } else {
-        ""
-    };
+/// `Set-Cookie` for a console session (`token` empty and `max_age_secs` 0: its deletion);
+/// `secure` when APP_URL is https. `SameSite=Strict`: no other site's link or form carries it.
+fn session_cookie(secure: bool, token: &str, max_age_secs: i64) -> String {
+    let attribute = if secure { "; Secure" } else { "" };
     format!(
-        "{}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
-        cookie_name(state),
+        "{}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{attribute}",
+        cookie_name(secure),
         max_age_secs.max(0)
     )
 }
@@ -83,7 +75,7 @@ impl SignedIn {
         headers: &HeaderMap,
         path: &str,
     ) -> Result<SignedIn, Response> {
-        let session = match cookie(headers, cookie_name(state)) {
+        let session = match cookie(headers, cookie_name(secure_cookies(state))) {
             Some(token) if state.settings.admin_token.is_some() => {
                 let id_hash = token_hash(&token);
                 match state.store.operator_session(&id_hash, now_ms()).await {
@@ -270,7 +262,7 @@ pub async fn login(State(state): State<AppState>, ip: ClientIp, req: Request) ->
     match sign_in(&state, &ip, typed, expected.expose_secret()).await {
         Ok(token) => with_cookie(
             Redirect::to(&next).into_response(),
-            &session_cookie(&state, &token, SESSION_TTL_MS / 1000),
+            &session_cookie(secure_cookies(&state), &token, SESSION_TTL_MS / 1000),
         ),
         // Refused: the form again, saying why (and when to try again).
         Err(e) if e.status.is_client_error() => {
@@ -388,13 +380,25 @@ pub async fn logout(State(state): State<AppState>, form: CheckedForm) -> AppResu
         .await?;
     Ok(with_cookie(
         Redirect::to("/admin/login").into_response(),
-        &session_cookie(&state, "", 0),
+        &session_cookie(secure_cookies(&state), "", 0),
     ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cookie_is_host_only_strict_and_secure_on_https() {
+        assert_eq!(
+            session_cookie(true, "tok", 43_200),
+            "__Host-onboard_operator=tok; Path=/; Max-Age=43200; HttpOnly; SameSite=Strict; Secure"
+        );
+        assert_eq!(
+            session_cookie(false, "", -5),
+            "onboard_operator=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
+        );
+    }
 
     #[test]
     fn after_sign_in_only_console_addresses() {
