@@ -429,6 +429,58 @@ impl Store {
     }
 }
 
+/// The upper bounds (exclusive, ms) of the time-to-activation histogram's buckets; a last
+/// bucket holds everything from the final bound on.
+pub const ACTIVATION_BUCKETS_MS: [(i64, &str); 7] = [
+    (5 * 60_000, "< 5 min"),
+    (15 * 60_000, "5–15 min"),
+    (3_600_000, "15–60 min"),
+    (4 * 3_600_000, "1–4 h"),
+    (DAY_MS, "4–24 h"),
+    (3 * DAY_MS, "1–3 days"),
+    (7 * DAY_MS, "3–7 days"),
+];
+
+/// The label of the histogram's last bucket (from the last bound of [`ACTIVATION_BUCKETS_MS`]).
+pub const ACTIVATION_LAST_BUCKET: &str = "≥ 7 days";
+
+impl Store {
+    /// How many of the tenants `filter` selects reached their first query within each bucket
+    /// of [`ACTIVATION_BUCKETS_MS`] after signing up, then the rest: one count per bucket, in
+    /// order (one more than there are bounds).
+    pub async fn activation_histogram(&self, filter: &Filter) -> StoreResult<Vec<i64>> {
+        let cases: Vec<String> = ACTIVATION_BUCKETS_MS
+            .iter()
+            .enumerate()
+            .map(|(i, (bound, _))| format!("WHEN activation_ms < {bound} THEN {i}"))
+            .collect();
+        let sql = format!(
+            "SELECT CAST(CASE {} ELSE {} END AS BIGINT) AS bucket, COUNT(*) FROM tenant_activation \
+             WHERE activation_ms IS NOT NULL AND ($1 IS NULL OR signed_up_at >= $1) \
+             AND ($2 IS NULL OR signed_up_at < $2) AND ($3 IS NULL OR plan = $3) \
+             AND ($4 IS NULL OR variant = $4) GROUP BY 1",
+            cases.join(" "),
+            ACTIVATION_BUCKETS_MS.len()
+        );
+        let rows: Vec<(i64, i64)> = with_reader!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(filter.from)
+                .bind(filter.to)
+                .bind(filter.plan.map(Plan::as_str))
+                .bind(filter.variant.map(super::wizard::Variant::as_str))
+                .fetch_all(pool)
+                .await?
+        });
+        let mut counts = vec![0; ACTIVATION_BUCKETS_MS.len() + 1];
+        for (bucket, n) in rows {
+            if let Some(c) = usize::try_from(bucket).ok().and_then(|b| counts.get_mut(b)) {
+                *c = n;
+            }
+        }
+        Ok(counts)
+    }
+}
+
 /// Activation per wizard variant (of the tenants the filter selects by date and plan, whatever
 /// their variant), views, completions and skips per step, and the z-test of quick against
 /// guided.

@@ -134,6 +134,31 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A tenant's latest `limit` activation events, server-seen and client-reported, newest
+    /// first (retention may have deleted older ones).
+    pub async fn activation_events(
+        &self,
+        tenant: &TenantId,
+        limit: i64,
+    ) -> StoreResult<Vec<TrackedEvent>> {
+        let rows: Vec<EventRow> = with_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, event_type, source, metadata, flagged, occurred_at FROM activation_events \
+                 WHERE tenant_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
+            )
+            .bind(tenant.as_str())
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|r| r.into_tracked(tenant, false))
+            .collect())
+    }
+}
+
 /// Remembers which milestones this process has already seen recorded, so the hot paths (every
 /// query, every upload) do not write to the database to find out again.
 #[derive(Clone, Default)]

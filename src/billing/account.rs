@@ -1,5 +1,5 @@
-//! What a customer or an operator does to a subscription: open the billing portal, cancel, and
-//! approve an enterprise signup. With Stripe configured these call Stripe; without it the dev
+//! What a customer or an operator does to a subscription: open the billing portal, cancel,
+//! approve an enterprise signup, and suspend. With Stripe configured these call Stripe; without it the dev
 //! portal sends the same signed events Stripe would, through our own webhook.
 
 use serde_json::json;
@@ -183,6 +183,48 @@ pub async fn approve(
     Ok(Approval {
         invoice_url: invoiced.map(|i| i.hosted_invoice_url),
     })
+}
+
+/// The operator suspends a tenant's workspace (`active` or `past_due`): its API keys answer
+/// 402 until a payment reactivates it (Stripe's `invoice.paid`, the dev portal) and the customer
+/// can still sign in to pay. No email is sent: the suspension email speaks of an unpaid
+/// invoice, which the operator's reason need not be. `audit` is recorded with the move.
+pub async fn suspend(
+    app: &AppState,
+    id: &TenantId,
+    actor: &str,
+    audit: AuditEntry,
+) -> Result<(), AccountError> {
+    let tenant = app
+        .store
+        .tenant(id)
+        .await?
+        .ok_or(StoreError::NotFound("tenant"))?;
+    if !matches!(tenant.status, TenantStatus::Active | TenantStatus::PastDue) {
+        return Err(AccountError::Refused(format!(
+            "only an active or past_due tenant can be suspended; {id} is {}",
+            tenant.status
+        )));
+    }
+    let mut tx = app.store.begin().await?;
+    tx.transition_tenant_from(
+        id,
+        tenant.status,
+        TenantStatus::Suspended,
+        "suspended by the operator",
+        actor,
+    )
+    .await?;
+    tx.audit(
+        &audit
+            .target(id.as_str())
+            .with("from", tenant.status.as_str()),
+    )
+    .await?;
+    tx.commit().await?;
+    // Immediate in this process, as a revocation is; others see it within the cache's TTL.
+    app.keys.invalidate();
+    Ok(())
 }
 
 fn dev_event(kind: &str, object: serde_json::Value) -> serde_json::Value {

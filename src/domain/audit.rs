@@ -8,7 +8,7 @@ use super::TenantId;
 /// `user:<email>`, `stripe`, `system`, `anonymous`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
-    /// Whoever holds `ADMIN_TOKEN` (the operator endpoints and CLI).
+    /// Whoever holds `ADMIN_TOKEN` (the operator endpoints, the console and the CLI).
     Operator,
     /// A tenant acting through its session, its API keys or its checkout session.
     Tenant(TenantId),
@@ -80,12 +80,21 @@ pub enum Action {
     OperatorForceProvision,
     /// The operator approved an enterprise signup.
     OperatorApprove,
+    /// The operator sent a tenant a new welcome email (with a fresh sign-in link).
+    OperatorResendWelcome,
+    /// The operator suspended a tenant's workspace.
+    OperatorSuspend,
+    /// The operator marked a stuck tenant's "needs a human" flag resolved.
+    OperatorResolveAtRisk,
+    /// The operator put a dead job back in the queue; target: the job id.
+    OperatorRetryJob,
     /// An API key was created; target: the key id.
     ApiKeyCreated,
     /// An API key was revoked (by its tenant, by a rotation, or by provisioning); target: the
     /// key id.
     ApiKeyRevoked,
-    /// A session was started (password or sign-in link).
+    /// A session was started (password or sign-in link; for the operator console,
+    /// `ADMIN_TOKEN`).
     LoginSucceeded,
     /// A sign-in was refused (wrong password, unknown email, locked, unusable link …).
     LoginFailed,
@@ -106,7 +115,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 22] = [
         Action::WebhookProcessed,
         Action::WebhookReplayed,
         Action::TenantStatusChanged,
@@ -114,6 +123,10 @@ impl Action {
         Action::OperatorRetry,
         Action::OperatorForceProvision,
         Action::OperatorApprove,
+        Action::OperatorResendWelcome,
+        Action::OperatorSuspend,
+        Action::OperatorResolveAtRisk,
+        Action::OperatorRetryJob,
         Action::ApiKeyCreated,
         Action::ApiKeyRevoked,
         Action::LoginSucceeded,
@@ -137,6 +150,10 @@ impl Action {
             Action::OperatorRetry => "operator.retry",
             Action::OperatorForceProvision => "operator.force_provision",
             Action::OperatorApprove => "operator.approve",
+            Action::OperatorResendWelcome => "operator.resend_welcome",
+            Action::OperatorSuspend => "operator.suspend",
+            Action::OperatorResolveAtRisk => "operator.resolve_at_risk",
+            Action::OperatorRetryJob => "operator.retry_job",
             Action::ApiKeyCreated => "api_key.created",
             Action::ApiKeyRevoked => "api_key.revoked",
             Action::LoginSucceeded => "login.succeeded",

@@ -1,5 +1,6 @@
 //! `GET /admin/alerts` (operator): the Prometheus alert rules evaluated by the service itself
-//! from the database (`crate::alerts`), for a team without Prometheus.
+//! from the database (`crate::alerts`), for a team without Prometheus. A browser asking for
+//! HTML gets the console's page of the same alerts instead (`console::logs`).
 
 use axum::Json;
 use axum::extract::State;
@@ -27,7 +28,9 @@ pub struct AlertsResponse {
 /// from the database, each with its value, threshold and runbook.
 #[utoipa::path(get, path = "/admin/alerts", tag = "operators",
     responses(
-        (status = 200, description = "Every rule, firing or ok", body = AlertsResponse),
+        (status = 200, description = "Every rule, firing or ok (a browser asking for HTML gets the console's page of them)",
+            content((AlertsResponse = "application/json"), (String = "text/html"))),
+        (status = 303, description = "A browser asking for HTML (Accept: text/html, no Authorization) without an operator console session: to /admin/login"),
         (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
         (status = 403, description = "Operator endpoints are disabled: no ADMIN_TOKEN is set", body = ErrorBody),
     ),

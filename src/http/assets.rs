@@ -1,5 +1,6 @@
-//! Static files served from the binary (`static/`): the pages' scripts, so that no page needs
-//! an inline script (the Content-Security-Policy allows none) and nothing is fetched from a CDN.
+//! Static files served from the binary (`static/`): the pages' scripts and the console's
+//! stylesheet, so that no page needs an inline script (the Content-Security-Policy allows none)
+//! and nothing is fetched from a CDN.
 
 use axum::Router;
 use axum::extract::Path;
@@ -21,6 +22,16 @@ const FILES: &[(&str, &str, &str)] = &[
         "account.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/account.js"),
+    ),
+    (
+        "console.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/console.js"),
+    ),
+    (
+        "console.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/console.css"),
     ),
     (
         "docs.js",

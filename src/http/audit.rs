@@ -1,5 +1,7 @@
 //! `GET /admin/audit`: the operator pages through the audit log (`store::audit`), newest first,
 //! with filters. Reading the log is not itself audited (it changes nothing and exports nothing).
+//! A browser asking for HTML gets the console's page of the same entries instead
+//! (`console::logs`).
 
 use axum::Json;
 use axum::extract::State;
@@ -24,7 +26,7 @@ const MAX_LIMIT: i64 = 500;
 const MAX_TARGET_CHARS: usize = 256;
 
 /// The filters of `GET /admin/audit`; each one given narrows the entries (all of them must hold).
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Who acted, exactly: `operator`, `tenant:<tenant id>`, `user:<email>`, `stripe`, `system`
@@ -99,7 +101,9 @@ pub struct AuditPage {
 #[utoipa::path(get, path = "/admin/audit", tag = "operators",
     params(AuditQuery),
     responses(
-        (status = 200, description = "A page of entries", body = AuditPage),
+        (status = 200, description = "A page of entries (a browser asking for HTML gets the console's page of them)",
+            content((AuditPage = "application/json"), (String = "text/html"))),
+        (status = 303, description = "A browser asking for HTML (Accept: text/html, no Authorization) without an operator console session: to /admin/login"),
         (status = 400, description = "A filter, the limit or the cursor is invalid; `field` names it", body = ErrorBody),
         (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
         (status = 403, description = "Operator endpoints are disabled (no ADMIN_TOKEN is set)", body = ErrorBody),
@@ -114,6 +118,16 @@ pub async fn audit_log(
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(invalid("limit", format!("limit must be 1–{MAX_LIMIT}")));
     }
+    let (entries, next_cursor) = read_page(&state, &filter_of(&q)?, limit).await?;
+    Ok(Json(AuditPage {
+        entries,
+        next_cursor,
+    }))
+}
+
+/// The filter the query's parameters ask for (all but the page size), or a 400 naming the
+/// parameter at fault.
+pub(crate) fn filter_of(q: &AuditQuery) -> AppResult<AuditFilter> {
     let filter = AuditFilter {
         actor: match given(&q.actor) {
             Some(a) => Some(
@@ -172,16 +186,25 @@ pub async fn audit_log(
     {
         return Err(invalid("to", "to must be later than from"));
     }
-    let mut rows = state.store.audit_page(&filter, limit + 1).await?;
+    Ok(filter)
+}
+
+/// Up to `limit` entries `filter` selects, newest first, and the cursor of the page after.
+pub(crate) async fn read_page(
+    state: &AppState,
+    filter: &AuditFilter,
+    limit: i64,
+) -> AppResult<(Vec<AuditLogEntry>, Option<String>)> {
+    let mut rows = state.store.audit_page(filter, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = more
         .then(|| rows.last().map(|r| encode_cursor(r.id)))
         .flatten();
-    Ok(Json(AuditPage {
-        entries: rows.into_iter().map(AuditLogEntry::from).collect(),
+    Ok((
+        rows.into_iter().map(AuditLogEntry::from).collect(),
         next_cursor,
-    }))
+    ))
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {

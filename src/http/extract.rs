@@ -82,23 +82,25 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(de)
-            .map(QueryParams)
-            .map_err(|e| {
-                let field = e.path().to_string();
-                let err = ApiError::bad_request(
-                    "invalid_query_parameter",
-                    format!("query parameter {field}: {}", e.into_inner()),
-                );
-                if field.is_empty() || field == "." {
-                    err
-                } else {
-                    err.with_field(field)
-                }
-            })
+        parse_query(parts.uri.query().unwrap_or_default()).map(QueryParams)
     }
+}
+
+/// A query string's parameters, or a JSON 400 naming the one of the wrong type.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let err = ApiError::bad_request(
+            "invalid_query_parameter",
+            format!("query parameter {field}: {}", e.into_inner()),
+        );
+        if field.is_empty() || field == "." {
+            err
+        } else {
+            err.with_field(field)
+        }
+    })
 }
 
 /// A path parameter: one that cannot be decoded (say `%FF`, not UTF-8) is a JSON 400 naming the

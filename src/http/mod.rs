@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod dev;
 pub mod docs;
 pub mod error;
@@ -207,6 +208,18 @@ pub const PAGES: &[(&str, &str)] = &[
     ("POST", "/app/members/invitations/{id}/revoke"),
     ("POST", "/app/members/{id}/role"),
     ("POST", "/app/members/{id}/remove"),
+    ("GET", "/admin/login"),
+    ("POST", "/admin/login"),
+    ("POST", "/admin/logout"),
+    ("GET", "/admin"),
+    ("GET", "/admin/tenants"),
+    ("GET", "/admin/tenants/{tenant_id}"),
+    ("POST", "/admin/tenants/{tenant_id}/actions/{action}"),
+    ("GET", "/admin/activation"),
+    ("GET", "/admin/at-risk"),
+    ("POST", "/admin/at-risk/{tenant_id}/resolve"),
+    ("GET", "/admin/jobs"),
+    ("POST", "/admin/jobs/{job_id}/retry"),
 ];
 
 /// `/v1/members`: behind the same key check as the rest of `/v1`.
@@ -305,6 +318,7 @@ fn build(
         .merge(login::router())
         .merge(unsubscribe::router())
         .merge(members::router())
+        .merge(console::router())
         .route("/metrics", axum::routing::get(admin::metrics))
         .fallback(|| async { error::ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
@@ -314,6 +328,10 @@ fn build(
                 "this path does not accept that HTTP method; see /docs",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            console::logs::pages_at_api_paths,
+        ))
         .layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY))
         .layer(axum::middleware::from_fn_with_state(
             policy.clone(),

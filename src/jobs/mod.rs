@@ -426,12 +426,23 @@ impl Store {
 
     /// Jobs in a status (e.g. `dead`), newest first.
     pub async fn list_jobs(&self, status: &str, limit: i64) -> StoreResult<Vec<JobRow>> {
+        self.list_jobs_of(status, None, limit).await
+    }
+
+    /// Jobs in a status, of one kind when `kind` is given, most recently changed first.
+    pub async fn list_jobs_of(
+        &self,
+        status: &str,
+        kind: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<JobRow>> {
         Ok(with_reader!(self, |pool| {
             sqlx::query_as(
                 "SELECT id, kind, status, attempts, max_attempts, last_error, run_at FROM jobs \
-                 WHERE status = $1 ORDER BY updated_at DESC LIMIT $2",
+                 WHERE status = $1 AND ($2 IS NULL OR kind = $2) ORDER BY updated_at DESC LIMIT $3",
             )
             .bind(status)
+            .bind(kind)
             .bind(limit)
             .fetch_all(pool)
             .await?

@@ -78,6 +78,59 @@ impl Task for ProvisionJob {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Sweep {}
 
+/// Why a welcome email could not be sent again.
+#[derive(Debug, thiserror::Error)]
+pub enum ResendError {
+    #[error(
+        "only a tenant whose workspace works (active or past_due) can be sent its welcome email \
+         again; this tenant is {0}"
+    )]
+    Status(TenantStatus),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Other(anyhow::Error),
+}
+
+/// Sends a tenant its welcome email again, with a fresh single-use sign-in link (the first one
+/// expired, was used, or never arrived), when its workspace works (`active`, `past_due`).
+/// `audit` (who asked, from where) is recorded in the transaction that queues it. Returns the
+/// outbox id.
+pub async fn resend_welcome(
+    app: &AppState,
+    tenant_id: &TenantId,
+    audit: AuditEntry,
+) -> Result<String, ResendError> {
+    let tenant = app
+        .store
+        .tenant(tenant_id)
+        .await?
+        .ok_or(StoreError::NotFound("tenant"))?;
+    if !matches!(tenant.status, TenantStatus::Active | TenantStatus::PastDue) {
+        return Err(ResendError::Status(tenant.status));
+    }
+    let mut tx = app.store.begin().await?;
+    let queued = queue_welcome_in(app, &mut tx, &tenant, true)
+        .await
+        .map_err(|e| match e.downcast::<StoreError>() {
+            Ok(e) => ResendError::Store(e),
+            Err(e) => ResendError::Other(e),
+        })?;
+    // A transactional email without a dedupe key is always stored.
+    let id = queued.ok_or_else(|| {
+        ResendError::Other(anyhow::anyhow!("the welcome email could not be queued"))
+    })?;
+    tx.audit(
+        &audit
+            .target(tenant_id.as_str())
+            .with("email_id", id.as_str()),
+    )
+    .await?;
+    tx.commit().await?;
+    app.jobs_ready.notify_one();
+    Ok(id)
+}
+
 impl Task for Sweep {
     type Context = AppState;
     const KIND: JobKind = JobKind::new("sweep_provisioning", 0);
@@ -396,7 +449,7 @@ async fn run_steps(
     }
     if !done.contains_key("welcome_email") {
         let started = Instant::now();
-        let outbox_id = queue_welcome_in(app, &mut tx, &tenant)
+        let outbox_id = queue_welcome_in(app, &mut tx, &tenant, false)
             .await
             .map_err(|e| step_err("welcome_email")(&e))?;
         steps.push(StepDone {
@@ -451,11 +504,13 @@ async fn run_steps(
 }
 
 /// Queues the welcome email, with a fresh single-use sign-in link, in `tx`. Returns the outbox
-/// id (none when this tenant's welcome was already queued).
+/// id (none when this tenant's welcome was already queued). The first welcome is written at
+/// most once per tenant; a `resend` (the operator's) is not held to that.
 async fn queue_welcome_in(
     app: &AppState,
     tx: &mut Tx,
     tenant: &Tenant,
+    resend: bool,
 ) -> anyhow::Result<Option<String>> {
     let hours = app.settings.jwt_expiry_hours;
     let owner = tx
@@ -474,7 +529,7 @@ async fn queue_welcome_in(
         .settings
         .app_url
         .join(&format!("login/magic?token={token}"))?;
-    let email = templates::welcome(
+    let mut email = templates::welcome(
         app.mailer.brand(),
         tenant.id.as_str(),
         &tenant.email,
@@ -482,6 +537,9 @@ async fn queue_welcome_in(
         login_url.as_str(),
         hours,
     );
+    if resend {
+        email.dedupe_key = None;
+    }
     Ok(tx
         .queue_email(&email, &app.settings.sendgrid_from_email)
         .await?)

@@ -126,19 +126,6 @@ enum Param {
     Int(i64),
 }
 
-/// `'_'` and `'%'` are LIKE wildcards and `api_key.` has one: a group prefix matches literally.
-fn like_prefix(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len() + 2);
-    for c in prefix.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 impl AuditFilter {
     /// The WHERE clause with only the conditions set (so each uses its index) and its
     /// parameters in order.
@@ -154,9 +141,11 @@ impl AuditFilter {
         }
         match &self.action {
             Some(ActionFilter::Exact(a)) => add("action = ?", Param::Text(a.as_str().into())),
-            Some(ActionFilter::Prefix(p)) => {
-                add("action LIKE ? ESCAPE '\\'", Param::Text(like_prefix(p)))
-            }
+            // `api_key.` holds a LIKE wildcard (`_`): the group is matched literally.
+            Some(ActionFilter::Prefix(p)) => add(
+                "action LIKE ? ESCAPE '\\'",
+                Param::Text(super::like_pattern(p, false)),
+            ),
             None => {}
         }
         if let Some(target) = &self.target {

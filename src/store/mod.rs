@@ -9,6 +9,7 @@
 //! and imports only `domain`.
 
 pub mod audit;
+pub mod operator_sessions;
 mod postgres;
 pub mod rate_limits;
 mod sqlite;
@@ -19,8 +20,9 @@ use std::time::{Duration, Instant};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
+pub use operator_sessions::OperatorSession;
 pub use rate_limits::RateDecision;
-pub use tenants::{NewTenant, StatusChange, Tenant};
+pub use tenants::{NewTenant, StatusChange, Tenant, TenantCursor, TenantSearch};
 
 /// The database behind the service.
 #[derive(Clone, Debug)]
@@ -297,6 +299,24 @@ pub fn values_rows(rows: usize, columns: usize) -> String {
         .join(", ")
 }
 
+/// `text` as a LIKE pattern that matches it literally (`\\`, `%` and `_` escaped; use with
+/// `ESCAPE '\\'`), with `%` before it when `anywhere` and always after it: a prefix, or a
+/// substring.
+pub(crate) fn like_pattern(text: &str, anywhere: bool) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    if anywhere {
+        out.push('%');
+    }
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
 /// Now as Unix milliseconds, the unit of every stored timestamp.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -313,5 +333,11 @@ mod tests {
     fn values_rows_numbers_parameters_row_by_row() {
         assert_eq!(super::values_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(super::values_rows(0, 3), "");
+    }
+
+    #[test]
+    fn like_patterns_match_their_text_literally() {
+        assert_eq!(super::like_pattern("api_key.", false), "api\\_key.%");
+        assert_eq!(super::like_pattern("50%\\x", true), "%50\\%\\\\x%");
     }
 }

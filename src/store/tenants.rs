@@ -115,6 +115,46 @@ pub struct Billing {
     pub unsubscribed_at: Option<i64>,
 }
 
+/// Which tenants a search selects: `text` found in the email or company name (case-insensitive)
+/// or equal to the id, and the status.
+#[derive(Debug, Clone, Default)]
+pub struct TenantSearch {
+    pub text: Option<String>,
+    pub status: Option<TenantStatus>,
+}
+
+/// Where a page of a tenant search ends: its last tenant's creation time and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantCursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+impl TenantCursor {
+    /// The cursor after `tenant`.
+    pub fn after(tenant: &Tenant) -> Self {
+        Self {
+            created_at: tenant.created_at,
+            id: tenant.id.to_string(),
+        }
+    }
+
+    /// A cursor [`TenantCursor`]'s `Display` wrote (`{created_at}_{id}`).
+    pub fn parse(s: &str) -> Option<Self> {
+        let (at, id) = s.split_once('_')?;
+        Some(Self {
+            created_at: at.parse().ok()?,
+            id: TenantId::parse(id)?.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for TenantCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.created_at, self.id)
+    }
+}
+
 impl Store {
     /// A tenant's subscription and consent.
     pub async fn billing(&self, id: &TenantId) -> StoreResult<Option<Billing>> {
@@ -190,6 +230,64 @@ impl Store {
             .await?
         });
         rows.into_iter().map(Tenant::try_from).collect()
+    }
+
+    /// A page of tenants, newest first, that `search` selects: `limit` of them after `after`
+    /// (the last one of the previous page), and how many there are in all.
+    pub async fn search_tenants(
+        &self,
+        search: &TenantSearch,
+        limit: i64,
+        after: Option<&TenantCursor>,
+    ) -> StoreResult<(Vec<Tenant>, i64)> {
+        let text = search.text.as_deref().map(|t| t.trim().to_lowercase());
+        let text = text.filter(|t| !t.is_empty());
+        let pattern = text.as_deref().map(|t| super::like_pattern(t, true));
+        // An id is matched exactly (its index); email and company anywhere in them.
+        let matches = "($1 IS NULL OR id = $2 OR email_normalized LIKE $1 ESCAPE '\\' \
+             OR LOWER(company_name) LIKE $1 ESCAPE '\\') AND ($3 IS NULL OR status = $3)";
+        let id = search.text.as_deref().map(str::trim);
+        let status = search.status.map(|s| s.as_str());
+        let (at, after_id) =
+            after.map_or((None, None), |c| (Some(c.created_at), Some(c.id.as_str())));
+        let page_sql = format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE {matches} \
+             AND ($4 IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
+             ORDER BY created_at DESC, id DESC LIMIT $6"
+        );
+        let count_sql = format!("SELECT COUNT(*) FROM tenants WHERE {matches}");
+        let (rows, total): (Vec<TenantRow>, i64) = with_reader!(self, |pool| {
+            let rows = sqlx::query_as(sqlx::AssertSqlSafe(page_sql))
+                .bind(pattern.as_deref())
+                .bind(id)
+                .bind(status)
+                .bind(at)
+                .bind(after_id)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            let total = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
+                .bind(pattern.as_deref())
+                .bind(id)
+                .bind(status)
+                .fetch_one(pool)
+                .await?;
+            (rows, total)
+        });
+        let tenants = rows
+            .into_iter()
+            .map(Tenant::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((tenants, total))
+    }
+
+    /// How many tenants are in each status (statuses with none are absent).
+    pub async fn tenant_status_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+        Ok(with_reader!(self, |pool| {
+            sqlx::query_as("SELECT status, COUNT(*) FROM tenants GROUP BY status ORDER BY status")
+                .fetch_all(pool)
+                .await?
+        }))
     }
 
     /// A tenant's status changes, oldest first.

@@ -29,8 +29,13 @@ async fn app(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
     ];
     settings.extend_from_slice(extra);
     let app = spawn_app_with(backend, &settings).await;
-    // The worker's first digest runs at start-up; let it claim its day before anyone is stuck,
-    // so the digests below are the tests' own.
+    after_startup_digest(&app).await;
+    app
+}
+
+/// Waits for the worker's first digest, which runs at start-up: once it has claimed its day,
+/// before anyone is stuck, the digests a test makes are its own.
+pub async fn after_startup_digest(app: &TestApp) {
     eventually("the start-up digest", 30, || async {
         let n: i64 = onboard::with_reader!(&app.store, |pool| {
             sqlx::query_scalar("SELECT COUNT(*) FROM at_risk_digests")
@@ -41,7 +46,6 @@ async fn app(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
         (n > 0).then_some(())
     })
     .await;
-    app
 }
 
 /// Moves one funnel time of `tenant` (a `tenant_activation` column).

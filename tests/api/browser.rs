@@ -631,3 +631,287 @@ async fn an_invited_member_accepts_in_the_browser_and_sees_the_team() {
 }
 
 const MEMBER_PASSWORD_BROWSER: &str = "GraceHopper1906!";
+/// axe-core as `.ci/run` installs it (`npm ci --prefix tests/browser`).
+const AXE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/browser/node_modules/axe-core/axe.min.js"
+);
+const OPERATOR_TOKEN: &str = "browser-operator-token-0123456789";
+
+impl Browser {
+    /// Runs axe-core on the page and fails on any violation of serious or critical impact
+    /// (naming each rule and the elements it found).
+    async fn accessible(&self, axe: &str, page: &str) {
+        let r = self
+            .client
+            .execute(&format!("{axe}\n;return typeof axe;"), vec![])
+            .await;
+        let loaded = self
+            .ok(r, format_args!("inject axe-core into {page}"))
+            .await;
+        self.check(
+            loaded == json!("object"),
+            format!("axe-core did not load into {page}: {loaded}"),
+        )
+        .await;
+        let r = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { resultTypes: ['violations'] })
+                   .then(r => done(r.violations
+                     .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                     .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' at '
+                       + v.nodes.map(n => n.target.join(' ')).join(', '))))
+                   .catch(e => done(['axe failed: ' + e]));",
+                vec![],
+            )
+            .await;
+        let found = self.ok(r, format_args!("run axe-core on {page}")).await;
+        let found: Vec<String> = serde_json::from_value(found).unwrap_or_default();
+        self.check(
+            found.is_empty(),
+            format!(
+                "{page}: accessibility violations:\n  {}",
+                found.join("\n  ")
+            ),
+        )
+        .await;
+    }
+
+    /// The text of the element `css` finds, once the page (after a navigation) has one.
+    async fn text_when(&self, css: &str) -> String {
+        let c = &self.client;
+        self.wait_until(&format!("`{css}`"), NAVIGATION_SECS, move || async move {
+            match c.find(Locator::Css(css)).await {
+                Ok(el) => Ok(Some(el.text().await?)),
+                Err(e) if e.is_no_such_element() => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// Saves a screenshot of the page as `dir/name.png`.
+    async fn shoot(&self, dir: &Path, name: &str) -> std::path::PathBuf {
+        let r = self.client.screenshot().await;
+        let png = self.ok(r, format_args!("screenshot of {name}")).await;
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("write the screenshot");
+        path
+    }
+
+    /// What makes the page wider than its window (sideways scrolling): the outermost elements
+    /// that stick out, as `tag.class`; empty when it fits.
+    async fn too_wide(&self) -> Vec<String> {
+        let r = self
+            .client
+            .execute(
+                "if (document.documentElement.scrollWidth <= window.innerWidth) return [];
+                 const out = [];
+                 for (const el of document.body.querySelectorAll('*')) {
+                   if (el.getBoundingClientRect().right <= window.innerWidth + 1) continue;
+                   if (out.some(o => o.el.contains(el))) continue;
+                   out.push({ el, name: el.tagName.toLowerCase() + '.' + el.className });
+                 }
+                 return out.map(o => o.name);",
+                vec![],
+            )
+            .await;
+        let found = self.ok(r, "measure the page's width").await;
+        serde_json::from_value(found).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_signs_in_finds_a_new_tenant_sees_the_funnel_and_retries_a_failed_one() {
+    if !installed(CHROMIUM) || !installed(CHROMEDRIVER) {
+        eprintln!(
+            "SKIPPED operator browser test: chromium/chromedriver not installed (apt-get install chromium chromium-driver)"
+        );
+        return;
+    }
+    let axe = std::fs::read_to_string(AXE).unwrap_or_default();
+    if axe.is_empty() {
+        eprintln!(
+            "NOTE operator browser test: no accessibility checks, {AXE} is missing (npm ci --prefix tests/browser)"
+        );
+    }
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let app = crate::helpers::spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("ADMIN_TOKEN", OPERATOR_TOKEN),
+            ("MAX_PROVISIONING_RETRIES", "1"),
+        ],
+    )
+    .await;
+    let fresh = ulid::Ulid::new().to_string().to_lowercase();
+    let active = app
+        .active_tenant(&format!("new-{fresh}@example.com"), "pro")
+        .await;
+    // It goes all the way: signs in, uploads a document and runs a first query.
+    crate::login::signed_in(&app, &active).await;
+    app.upload(&active.api_key, "Handbook", "How we onboard new customers.")
+        .await;
+    app.query_ok(&active.api_key, "how do we onboard", 3).await;
+    app.state.vectors.simulate_outage(true);
+    let (failed, session) = app
+        .checkout(&format!("failed-{fresh}@example.com"), "starter")
+        .await;
+    assert_eq!(app.dev_checkout(&session, "pay").await.status(), 303);
+    app.wait_for_status(&failed, "failed", 30).await;
+    app.state.vectors.simulate_outage(false);
+
+    let driver = Chromedriver::start();
+    let b = Browser::connect(&driver, app.url("")).await;
+    let look = |page: &'static str| {
+        let (b, axe, shots) = (&b, &axe, &shots);
+        async move {
+            let path = b.shoot(shots, page).await;
+            if !axe.is_empty() {
+                b.accessible(axe, page).await;
+            }
+            path
+        }
+    };
+
+    // Signing in: the console sends a visitor to its sign-in form, then to the page asked for.
+    b.goto("/admin/activation").await;
+    b.wait_for_path("/admin/login").await;
+    look("login").await;
+    b.type_into("#token", "not-the-token").await;
+    b.click("form[action='/admin/login'] button[type='submit']")
+        .await;
+    let error = b.text_when("#login-error").await;
+    b.check(
+        error.contains("not the operator token"),
+        format!("a wrong token is explained: {error:?}"),
+    )
+    .await;
+    b.type_into("#token", OPERATOR_TOKEN).await;
+    b.click("form[action='/admin/login'] button[type='submit']")
+        .await;
+    b.wait_for_path("/admin/activation").await;
+
+    // The funnel shows both signups: the failed one dropping before it was provisioned, the
+    // other one all the way to its first query.
+    let funnel = b.text("#funnel-chart").await;
+    b.check(
+        funnel.contains("Signed up · 2")
+            && funnel.contains("Provisioned · 1")
+            && funnel.contains("First query · 1"),
+        format!("the funnel chart counts the new tenants: {funnel:?}"),
+    )
+    .await;
+    let funnel_shot = look("activation").await;
+    if std::env::var_os("ONBOARD_UPDATE_DOCS").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/funnel.png");
+        std::fs::copy(&funnel_shot, &docs).expect("copy the funnel screenshot to docs/");
+    }
+
+    let r = b
+        .client
+        .execute(
+            "document.getElementById('ab-heading').scrollIntoView();",
+            vec![],
+        )
+        .await;
+    b.ok(r, "scroll to the A/B test").await;
+    b.shoot(&shots, "activation-lower").await;
+
+    // Finding the new tenant by its email.
+    b.goto("/admin").await;
+    look("overview").await;
+    b.click("a[href='/admin/tenants']").await;
+    b.wait_for_path("/admin/tenants").await;
+    b.type_into("#q", &format!("new-{fresh}")).await;
+    b.click("form[role='search'] button[type='submit']").await;
+    let c = &b.client;
+    b.wait_until(
+        "the search to find the one tenant",
+        NAVIGATION_SECS,
+        move || async move {
+            let found = c.find(Locator::Css("main p.muted")).await?.text().await?;
+            Ok((found == "1 tenant found, newest first.").then_some(()))
+        },
+    )
+    .await;
+    b.click(&format!("a[href='/admin/tenants/{}']", active.tenant_id))
+        .await;
+    b.wait_for_path(&format!("/admin/tenants/{}", active.tenant_id))
+        .await;
+    let heading = b.text("h1").await;
+    b.check(
+        heading.starts_with("Acme") && heading.ends_with("active"),
+        format!("the tenant's page: {heading:?}"),
+    )
+    .await;
+    look("tenant").await;
+
+    // The failed one is stuck; retrying it from its page.
+    b.goto("/admin/at-risk").await;
+    look("at-risk").await;
+    b.goto("/admin/tenants?status=failed").await;
+    look("tenants").await;
+    b.click(&format!("a[href='/admin/tenants/{failed}']")).await;
+    b.wait_for_path(&format!("/admin/tenants/{failed}")).await;
+    b.click("#retry").await;
+    let notice = b.text_when(".notice").await;
+    b.check(
+        notice.starts_with("Provisioning restarted"),
+        format!("the retry is announced: {notice:?}"),
+    )
+    .await;
+    app.wait_for_status(&failed, "active", 30).await;
+    let r = b.client.refresh().await;
+    b.ok(r, "reload the tenant's page").await;
+    let heading = b.text("h1").await;
+    b.check(
+        heading.ends_with("active"),
+        format!("the retried tenant is active: {heading:?}"),
+    )
+    .await;
+
+    for (path, name) in [
+        ("/admin/alerts", "alerts"),
+        ("/admin/jobs", "jobs"),
+        ("/admin/audit", "audit"),
+    ] {
+        b.goto(path).await;
+        b.wait_for_path(path).await;
+        look(name).await;
+    }
+
+    // A phone's width: every page still fits, nothing scrolls sideways.
+    let r = b.client.set_window_size(360, 780).await;
+    b.ok(r, "resize the window to 360 px").await;
+    for path in [
+        "/admin",
+        "/admin/tenants",
+        &format!("/admin/tenants/{failed}"),
+        "/admin/activation",
+        "/admin/at-risk",
+        "/admin/alerts",
+        "/admin/jobs",
+        "/admin/audit",
+    ] {
+        b.goto(path).await;
+        let wide = b.too_wide().await;
+        b.check(
+            wide.is_empty(),
+            format!("{path} fits 360 px; wider: {wide:?}"),
+        )
+        .await;
+    }
+    b.goto("/admin/activation").await;
+    b.shoot(&shots, "activation-360").await;
+
+    eprintln!("console screenshots: {}", shots.display());
+    let r = b.client.close().await;
+    if let Err(e) = r {
+        eprintln!("closing the WebDriver session: {e}");
+    }
+    drop(driver);
+}

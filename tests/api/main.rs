@@ -11,6 +11,7 @@ mod audit;
 mod backends;
 mod browser;
 mod cli;
+mod console;
 mod docs;
 mod email;
 mod engine;

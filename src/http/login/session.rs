@@ -65,7 +65,12 @@ pub(crate) fn secure_cookies(state: &AppState) -> bool {
 /// The session token from the request's `Cookie` headers, if any (under the name this
 /// deployment's scheme uses).
 pub(crate) fn session_token(headers: &HeaderMap, secure: bool) -> Option<String> {
-    let name = cookie_name(secure);
+    cookie(headers, cookie_name(secure))
+}
+
+/// The value of the cookie `name` in the request's `Cookie` headers, if it is there and not
+/// empty.
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
