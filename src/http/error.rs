@@ -47,7 +47,7 @@ impl From<crate::workspace::key_cache::MissingScope> for ApiError {
 
 impl From<crate::workspace::key_cache::RoleRefused> for ApiError {
     fn from(e: crate::workspace::key_cache::RoleRefused) -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden_role", e.0)
+        ApiError::forbidden_role(e.0)
     }
 }
 
@@ -101,6 +101,23 @@ impl ApiError {
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403 `forbidden_role`: the caller's role may not do this (the message says whom to ask).
+    pub fn forbidden_role(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden_role", message)
+    }
+
+    /// [`ApiError::forbidden_role`] unless `role` may do `p`.
+    pub fn require_role(
+        role: crate::domain::Role,
+        p: crate::domain::Permission,
+    ) -> Result<(), Self> {
+        if role.allows(p) {
+            Ok(())
+        } else {
+            Err(Self::forbidden_role(role.refusal(p)))
+        }
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {

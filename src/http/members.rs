@@ -18,7 +18,7 @@ use super::auth::Caller;
 use super::error::{ApiError, AppResult, ErrorBody};
 use super::extract::{ClientIp, JsonBody, PathParam, parse_json};
 use super::login::session::{current_session, no_store, require, started_cookie, with_cookie};
-use super::login::{cross_site_refused, is_cross_site, login_refusal, session_ttl_ms};
+use super::login::{cross_site_refused, is_cross_site, login_refusal, session_ttl_ms, token_param};
 use crate::analytics::Milestone;
 use crate::domain::audit::Actor;
 use crate::domain::{Email, FieldError, Password, Permission, Role, password};
@@ -35,9 +35,7 @@ impl From<MemberError> for ApiError {
         let message = e.to_string();
         match e {
             MemberError::NotFound(what) => ApiError::not_found(what),
-            MemberError::Forbidden(_) => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden_role", message)
-            }
+            MemberError::Forbidden(_) => ApiError::forbidden_role(message),
             MemberError::SeatLimit { .. } => {
                 ApiError::new(StatusCode::PAYMENT_REQUIRED, "seat_limit_reached", message)
             }
@@ -180,15 +178,7 @@ fn acting_session(session: &Session) -> Acting {
 }
 
 fn allowed(by: &Acting, p: Permission) -> AppResult<()> {
-    if by.role.allows(p) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden_role",
-            by.role.refusal(p),
-        ))
-    }
+    ApiError::require_role(by.role, p)
 }
 
 async fn tenant_of(state: &AppState, by: &Acting) -> AppResult<Tenant> {
@@ -203,14 +193,19 @@ async fn tenant_of(state: &AppState, by: &Acting) -> AppResult<Tenant> {
 async fn team(state: &AppState, tenant: &Tenant) -> AppResult<MemberList> {
     let members = state.store.members(&tenant.id).await?;
     let invitations = state.store.open_invitations(&tenant.id).await?;
-    let used = state.store.seats_taken(&tenant.id).await?;
+    let now = now_ms();
+    // Seats: the members, and the invitations whose link still works (as the rule counts them).
+    let pending = invitations
+        .iter()
+        .filter(|i| i.state(now) == InvitationState::Pending)
+        .count();
     Ok(MemberList {
-        members: members.into_iter().map(MemberView::from).collect(),
-        invitations: invitations.into_iter().map(InvitationView::from).collect(),
         seats: Seats {
-            used,
+            used: (members.len() + pending) as u64,
             limit: state.settings.plans.limits(tenant.plan).max_users,
         },
+        members: members.into_iter().map(MemberView::from).collect(),
+        invitations: invitations.into_iter().map(InvitationView::from).collect(),
     })
 }
 
@@ -466,13 +461,6 @@ struct AcceptPage<'a> {
     token: &'a str,
     name: &'a str,
     error: Option<&'a str>,
-}
-
-fn token_param(query: Option<&str>) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.trim().to_string())
-        .filter(|v| !v.is_empty())
 }
 
 fn closed_page(outcome: &Accepted) -> Response {
@@ -821,7 +809,7 @@ struct InvitationRow {
     id: String,
     email: String,
     role: String,
-    state: &'static str,
+    state: String,
     expires: String,
 }
 
@@ -869,7 +857,6 @@ async fn render_members(
     error: Option<&str>,
 ) -> AppResult<Response> {
     let list = team(state, tenant).await?;
-    let now = now_ms();
     let page = MembersPage {
         company_name: &tenant.company_name,
         me_email: &session.email,
@@ -892,11 +879,7 @@ async fn render_members(
             .invitations
             .into_iter()
             .map(|i| InvitationRow {
-                state: if i.expires_at <= now {
-                    "expired"
-                } else {
-                    "pending"
-                },
+                state: i.state,
                 id: i.id,
                 email: i.email,
                 role: i.role.as_str().to_string(),
@@ -1000,18 +983,12 @@ async fn page_act(state: AppState, headers: HeaderMap, body: &[u8], act: PageAct
     .await;
     match outcome {
         Ok(done) => Redirect::to(&format!("/app/members?done={done}")).into_response(),
-        // Removing yourself ends your own session: the page is no longer yours to see.
-        Err(e) if e.status.is_client_error() => match current_session(&state, &headers).await {
-            Ok(Some((session, tenant))) => {
-                render_members(&state, &session, &tenant, e.status, None, Some(&e.message))
-                    .await
-                    .unwrap_or_else(IntoResponse::into_response)
-            }
-            _ => {
-                let _ = tenant;
-                e.into_response()
-            }
-        },
+        // A refused act changed nothing (each is one transaction): the page as it was, with why.
+        Err(e) if e.status.is_client_error() => {
+            render_members(&state, &session, &tenant, e.status, None, Some(&e.message))
+                .await
+                .unwrap_or_else(IntoResponse::into_response)
+        }
         Err(e) => e.into_response(),
     }
 }

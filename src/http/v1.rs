@@ -291,15 +291,11 @@ pub async fn create_key(
     };
     let role = req.role.unwrap_or(caller.role());
     if role > caller.role() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden_role",
-            format!(
-                "this API key acts as {}, so the keys it creates can be at most {}",
-                caller.role(),
-                caller.role()
-            ),
-        )
+        return Err(ApiError::forbidden_role(format!(
+            "this API key acts as {}, so the keys it creates can be at most {}",
+            caller.role(),
+            caller.role()
+        ))
         .with_field("role"));
     }
     let created = issue(&state, &caller, ip, (&name, &granted, ttl, role), None).await?;
@@ -428,14 +424,10 @@ pub async fn rotate_key(
     let ttl = old.expires_at.map(|e| ((e - old.created_at) / 1000).max(1));
     let role: Role = old.role.parse().unwrap_or(Role::Owner);
     if role > caller.role() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden_role",
-            format!(
-                "this key acts as {role}; a key acting as {} cannot rotate it (it would see a secret above its role)",
-                caller.role()
-            ),
-        ));
+        return Err(ApiError::forbidden_role(format!(
+            "this key acts as {role}; a key acting as {} cannot rotate it (it would see a secret above its role)",
+            caller.role()
+        )));
     }
     let created = issue(
         &state,

@@ -271,19 +271,6 @@ impl Store {
             .await?
         }))
     }
-
-    /// Members plus pending invitations of a tenant now.
-    pub async fn seats_taken(&self, tenant: &TenantId) -> StoreResult<u64> {
-        let now = now_ms();
-        let n: i64 = with_reader!(self, |pool| {
-            sqlx::query_scalar(SEATS_SQL)
-                .bind(tenant.as_str())
-                .bind(now)
-                .fetch_one(pool)
-                .await?
-        });
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
 }
 
 const SEATS_SQL: &str = "SELECT (SELECT COUNT(*) FROM users WHERE tenant_id = $1) + \
@@ -695,12 +682,7 @@ impl Tx {
             .await?;
         });
         user.role = role;
-        let above: Vec<&str> = Role::ALL
-            .iter()
-            .filter(|r| **r > role)
-            .map(|r| r.as_str())
-            .collect();
-        let revoked = self.revoke_keys_of(&by.tenant, user_id, &above).await?;
+        let revoked = self.revoke_keys_of(&by.tenant, user_id, Some(role)).await?;
         self.audit(
             &AuditEntry::new(by.actor.clone(), Action::MemberRoleChanged)
                 .target(user_id)
@@ -729,9 +711,7 @@ impl Tx {
         if user.role == Role::Owner && self.owners(&by.tenant).await? <= 1 {
             return Err(MemberError::LastOwner);
         }
-        let revoked = self
-            .revoke_keys_of(&by.tenant, user_id, &["owner", "admin", "member"])
-            .await?;
+        let revoked = self.revoke_keys_of(&by.tenant, user_id, None).await?;
         let sessions = with_conn!(self, |conn| {
             let n = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                 .bind(user_id)
@@ -761,30 +741,32 @@ impl Tx {
         Ok(revoked)
     }
 
-    /// Revokes the live keys `user_id` created in `tenant` whose role is one of `roles`; returns
-    /// their ids (each audited).
+    /// Revokes the live keys `user_id` created in `tenant` that act above `keep` (every one when
+    /// `None`), in one statement; returns their ids (each audited).
     async fn revoke_keys_of(
         &mut self,
         tenant: &TenantId,
         user_id: &str,
-        roles: &[&str],
+        keep: Option<Role>,
     ) -> StoreResult<Vec<String>> {
-        let mut revoked = Vec::new();
-        for role in roles {
-            let ids: Vec<String> = with_conn!(self, |conn| {
-                sqlx::query_scalar(
-                    "UPDATE api_keys SET revoked_at = $4, reveal_jti = NULL WHERE tenant_id = $1 \
-                     AND created_by = $2 AND role = $3 AND revoked_at IS NULL RETURNING id",
-                )
-                .bind(tenant.as_str())
-                .bind(user_id)
-                .bind(*role)
-                .bind(now_ms())
-                .fetch_all(&mut *conn)
-                .await?
-            });
-            revoked.extend(ids);
-        }
+        let rank = |r: Role| match r {
+            Role::Member => 0_i64,
+            Role::Admin => 1,
+            Role::Owner => 2,
+        };
+        let revoked: Vec<String> = with_conn!(self, |conn| {
+            sqlx::query_scalar(
+                "UPDATE api_keys SET revoked_at = $4, reveal_jti = NULL WHERE tenant_id = $1 \
+                 AND created_by = $2 AND revoked_at IS NULL \
+                 AND (CASE role WHEN 'owner' THEN 2 WHEN 'admin' THEN 1 ELSE 0 END) > $3 RETURNING id",
+            )
+            .bind(tenant.as_str())
+            .bind(user_id)
+            .bind(keep.map_or(-1, rank))
+            .bind(now_ms())
+            .fetch_all(&mut *conn)
+            .await?
+        });
         for id in &revoked {
             self.audit(
                 &AuditEntry::new(Actor::System, Action::ApiKeyRevoked)

@@ -12,7 +12,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use super::session::{no_store, started_cookie, with_cookie};
 use super::{
     after_session_start, audit_login, cross_site_refused, is_cross_site, login_refusal,
-    normalized_email, session_ttl_ms,
+    normalized_email, session_ttl_ms, token_param,
 };
 use crate::domain::audit::{Action, Actor};
 use crate::http::AppState;
@@ -28,13 +28,6 @@ fn magic_link_page(status: StatusCode, title: &str, message: &str) -> Response {
     let mut resp = crate::http::message_page(status, title, message, ("/login", "Go to sign in"));
     no_store(&mut resp);
     resp
-}
-
-fn token_param(query: Option<&str>) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.trim().to_string())
-        .filter(|v| !v.is_empty())
 }
 
 #[derive(Template)]

@@ -99,6 +99,15 @@ pub fn login_refusal(status: TenantStatus, tenant_id: &str) -> Option<String> {
     Some(message)
 }
 
+/// The `token` of a link's query string (single-use links: sign-in, invitation), trimmed;
+/// `None` when absent or empty.
+pub(crate) fn token_param(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
 /// The normalised form of a stored address, as signup computed it.
 pub(crate) fn normalized_email(email: &str) -> String {
     Email::parse(email)

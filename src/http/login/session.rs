@@ -122,15 +122,7 @@ pub(crate) async fn current_session(
 
 /// Refused with a 403 naming the role that may, unless the session's user may do `p`.
 pub(crate) fn require(session: &Session, p: crate::domain::Permission) -> AppResult<()> {
-    if session.role.allows(p) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden_role",
-            session.role.refusal(p),
-        ))
-    }
+    ApiError::require_role(session.role, p)
 }
 
 /// The signed-in tenant.
