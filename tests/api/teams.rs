@@ -24,6 +24,7 @@ store_tests!(
     one_email_is_one_user_across_tenants,
     the_members_page_invites_and_manages_without_javascript,
     migration_0017_moves_sign_in_from_the_tenant_to_its_owner,
+    a_members_keys_never_outrank_them,
 );
 
 const ADMIN: &str = "teams-admin-token-0123456789";
@@ -1006,4 +1007,81 @@ async fn migration_0017_moves_sign_in_from_the_tenant_to_its_owner(backend: Back
     assert_eq!(token_user.as_deref(), Some(owner.id.as_str()));
     assert_eq!(key_role, "owner");
     store.migrate().await.unwrap();
+}
+
+/// Keys a member created: demoting the member revokes those above the new role, removing them
+/// revokes the rest, and a revoked key stops working at once.
+async fn a_members_keys_never_outrank_them(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("keys-owner@example.com", "pro").await;
+    let (user_id, _) = join(&app, &t, "key-maker@example.com", "admin").await;
+    let tid = TenantId::parse(&t.tenant_id).unwrap();
+    let mut tx = app.store.begin().await.unwrap();
+    let mut issue = async |role| {
+        let spec = onboard::workspace::api_keys::KeySpec {
+            name: "mine",
+            scopes: &["query", "keys:manage"],
+            ttl_secs: None,
+            role,
+            created_by: Some(user_id.as_str()),
+        };
+        tx.issue_api_key_as(&app.state.signer, &tid, &spec, false)
+            .await
+            .unwrap()
+    };
+    let admin_key = issue(onboard::domain::Role::Admin).await;
+    let member_key = issue(onboard::domain::Role::Member).await;
+    tx.commit().await.unwrap();
+    let secret = |k: &onboard::workspace::api_keys::IssuedKey| {
+        secrecy::ExposeSecret::expose_secret(&k.token).to_string()
+    };
+    let (admin_secret, member_secret) = (secret(&admin_key), secret(&member_key));
+    assert_eq!(
+        app.call(Method::GET, "/v1/api-keys", &admin_secret)
+            .await
+            .status(),
+        200
+    );
+
+    let demote = app
+        .authed(Method::PATCH, &format!("/v1/members/{user_id}"), &t.api_key)
+        .json(&json!({"role": "member"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(demote.status(), 200);
+    assert_error(
+        app.call(Method::GET, "/v1/members", &admin_secret).await,
+        401,
+        "revoked_api_key",
+    )
+    .await;
+    assert_eq!(
+        app.call(Method::GET, "/v1/members", &member_secret)
+            .await
+            .status(),
+        200
+    );
+
+    let del = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/members/{user_id}"),
+            &t.api_key,
+        )
+        .await;
+    assert_eq!(del.status(), 204);
+    assert_error(
+        app.call(Method::GET, "/v1/members", &member_secret).await,
+        401,
+        "revoked_api_key",
+    )
+    .await;
+    // The owner's own key is untouched.
+    assert_eq!(
+        app.call(Method::GET, "/v1/members", &t.api_key)
+            .await
+            .status(),
+        200
+    );
 }
