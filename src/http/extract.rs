@@ -139,13 +139,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let (code, message) = if inner.is_syntax() || inner.is_eof() {
+        // serde_json reports a value of the wrong kind for an enum (`{"role": 7}`) as a syntax
+        // error; the body is valid JSON then, and the field is what is wrong.
+        let malformed = (inner.is_syntax() || inner.is_eof())
+            && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err();
+        let (code, message) = if malformed {
             (
                 "invalid_json",
                 format!("the body is not valid JSON: {inner}"),
             )
         } else {
-            let text = inner.to_string();
+            let text = if inner.is_syntax() {
+                format!("a value of the wrong type ({inner})")
+            } else {
+                inner.to_string()
+            };
             let at_root = path.is_empty() || path == ".";
             // A missing field is reported at its parent: name the field itself.
             let missing = text
@@ -304,9 +312,37 @@ mod tests {
         let (m, _) = error_of(r#"{"email": "a", "extra": 1}"#);
         assert!(m.contains("unknown field `extra`"), "{m}");
         assert!(!m.starts_with('.'), "{m}");
+        let (m, f) = error_of(r#"{"email": "a", "inner": {"n": true}}"#);
+        assert!(m.starts_with("inner.n: invalid type"), "{m}");
+        assert_eq!(f.as_deref(), Some("inner.n"));
         let (m, f) = error_of("{");
         assert!(m.starts_with("the body is not valid JSON"), "{m}");
         assert_eq!(f, None);
+    }
+
+    #[test]
+    fn a_wrong_kind_of_value_for_an_enum_is_a_field_error_not_bad_json() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        #[serde(rename_all = "snake_case")]
+        enum Kind {
+            Member,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct WithKind {
+            kind: Kind,
+        }
+        let e = parse_json::<WithKind>(br#"{"kind": 7}"#).unwrap_err();
+        assert_eq!(e.code, "invalid_field");
+        assert_eq!(e.field.as_deref(), Some("kind"));
+        assert!(
+            e.message.starts_with("kind: a value of the wrong type"),
+            "{}",
+            e.message
+        );
+        let e = parse_json::<WithKind>(br#"{"kind": 7"#).unwrap_err();
+        assert_eq!(e.code, "invalid_json");
     }
 
     fn ip(s: &str) -> IpAddr {
