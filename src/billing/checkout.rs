@@ -57,7 +57,7 @@ pub async fn create(
         "{}onboarding/success?session_id={{CHECKOUT_SESSION_ID}}",
         ensure_slash(base.as_str())
     );
-    let cancel = format!("{}onboarding/canceled", ensure_slash(base.as_str()));
+    let cancel = format!("{}onboarding/cancel", ensure_slash(base.as_str()));
     let req = CheckoutRequest {
         tenant_id: tenant.to_string(),
         plan: plan.as_str().to_string(),

@@ -39,7 +39,7 @@ pub use message::Sender;
 pub use transport::{SendError, Transport};
 
 /// Kinds whose bodies carry a secret link: once sent, only a redacted copy is kept.
-const SECRET_BEARING: &[&str] = &["welcome", "password_reset"];
+const SECRET_BEARING: &[&str] = &["welcome", "password_reset", "sign_in_link"];
 
 /// Why an email is sent, which decides whether the reader may opt out of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -213,6 +213,50 @@ pub fn password_reset(
     )
 }
 
+struct SignInLink<'a> {
+    company_name: &'a str,
+    login_url: &'a str,
+    expires_minutes: u32,
+}
+bodies!(
+    SignInLink,
+    "email/sign_in_link.txt",
+    "email/sign_in_link.html"
+);
+
+/// A sign-in link asked for on the sign-in page ("Email me a sign-in link"): single use,
+/// expiring, redeemed as the welcome email's link is.
+pub fn sign_in_link(
+    brand: &Brand,
+    tenant_id: &str,
+    to: &str,
+    company_name: &str,
+    login_url: &str,
+    expires_minutes: u32,
+) -> OutgoingEmail {
+    compose(
+        brand,
+        Envelope {
+            kind: "sign_in_link",
+            category: Category::Transactional,
+            tenant_id,
+            to,
+            dedupe_key: None,
+            subject: format!("Your {} sign-in link", brand.product_name),
+            preheader: "Sign in with the link inside; it works once.".into(),
+            reason: format!(
+                "You are receiving this email because someone asked for a sign-in link to the {} account of this address.",
+                brand.product_name
+            ),
+        },
+        &SignInLink {
+            company_name,
+            login_url,
+            expires_minutes,
+        },
+    )
+}
+
 struct Invitation<'a> {
     company_name: &'a str,
     inviter: &'a str,
@@ -840,6 +884,14 @@ pub mod samples {
                 &url("login/reset?token=rst_fixedtoken456"),
                 60,
             ),
+            sign_in_link(
+                brand,
+                TENANT,
+                TO,
+                COMPANY,
+                &url("login/magic?token=mlt_fixedtoken321"),
+                15,
+            ),
             data_export_ready(brand, TENANT, TO, COMPANY, "3 December 2026 at 14:05 UTC"),
             invitation(
                 brand,
@@ -889,7 +941,7 @@ mod tests {
     use super::*;
     use crate::email::unsubscribe;
 
-    const KINDS: [(&str, Category); 13] = [
+    const KINDS: [(&str, Category); 14] = [
         ("welcome", Category::Transactional),
         ("checkout_reminder", Category::Lifecycle),
         ("payment_failed", Category::Transactional),
@@ -899,6 +951,7 @@ mod tests {
         ("subscription_canceled", Category::Transactional),
         ("provisioning_failed", Category::Transactional),
         ("password_reset", Category::Transactional),
+        ("sign_in_link", Category::Transactional),
         ("data_export_ready", Category::Transactional),
         ("invitation", Category::Transactional),
         ("enterprise_request", Category::Transactional),
@@ -919,7 +972,7 @@ mod tests {
                 "welcome" | "checkout_reminder" | "provisioning_failed" | "enterprise_request" => {
                     Some(format!("{}:{TENANT}", e.kind))
                 }
-                "password_reset" | "data_export_ready" => None,
+                "password_reset" | "sign_in_link" | "data_export_ready" => None,
                 // Flags, written with it, list each tenant once.
                 "at_risk_digest" => None,
                 // The caller names these (one per invoice, per trial, …).
@@ -1089,6 +1142,7 @@ mod tests {
                     "/docs",
                 ],
                 "password_reset" => &["/login/reset?token=rst_fixedtoken456", "60 minutes"],
+                "sign_in_link" => &["/login/magic?token=mlt_fixedtoken321", "15 minutes"],
                 "trial_ending" => &["3 December 2026", "/account/billing"],
                 "subscription_canceled" => &["2 January 2027", "/account"],
                 "data_export_ready" => &["3 December 2026 at 14:05 UTC", "/account"],
@@ -1258,6 +1312,21 @@ mod tests {
             assert!(
                 p.iter().all(|p| p.contains("characters")),
                 "{}: {p:?}",
+                e.kind
+            );
+        }
+    }
+
+    #[test]
+    fn emails_with_a_sign_in_or_reset_link_keep_only_a_redacted_copy_once_sent() {
+        for e in every_kind(&brand()) {
+            let signs_in = ["/login/magic?token=", "/login/reset?token="]
+                .iter()
+                .any(|link| e.text.contains(link) && e.html.contains(link));
+            assert_eq!(
+                crate::email::SECRET_BEARING.contains(&e.kind),
+                signs_in,
+                "{}",
                 e.kind
             );
         }

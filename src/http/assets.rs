@@ -1,5 +1,5 @@
-//! Static files served from the binary (`static/`): the pages' scripts and the console's
-//! stylesheet, so that no page needs an inline script (the Content-Security-Policy allows none)
+//! Static files served from the binary (`static/`): the pages' scripts and the one
+//! stylesheet of every page, so that no page needs an inline script (the Content-Security-Policy allows none)
 //! and nothing is fetched from a CDN.
 
 use axum::Router;
@@ -19,9 +19,9 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../static/onboarding.js"),
     ),
     (
-        "account.js",
+        "app.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../static/account.js"),
+        include_str!("../../static/app.js"),
     ),
     (
         "console.js",
@@ -29,9 +29,9 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../static/console.js"),
     ),
     (
-        "console.css",
+        "site.css",
         "text/css; charset=utf-8",
-        include_str!("../../static/console.css"),
+        include_str!("../../static/site.css"),
     ),
     (
         "docs.js",

@@ -167,7 +167,7 @@ async fn cancel(
     let t = dev_session(&state, &session).await?;
     require_open(&t)?;
     deliver(&state, &checkout::dev_expired_event(&t, &session)).await?;
-    Ok(Redirect::to("/onboarding/canceled").into_response())
+    Ok(Redirect::to("/onboarding/cancel").into_response())
 }
 
 /// The signed-in tenant of the dev billing portal (the dev checkout's aid; only without Stripe).

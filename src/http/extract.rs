@@ -16,6 +16,9 @@ use super::error::ApiError;
 /// Largest JSON body we read.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 
+/// The media type of an HTML form post.
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
 /// A JSON body: requires `Content-Type: application/json`, at most 64 KiB, and names the field
 /// that failed to deserialize.
 pub struct JsonBody<T>(pub T);

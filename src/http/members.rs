@@ -697,7 +697,7 @@ pub async fn accept_invitation(
     body: axum::body::Bytes,
 ) -> Response {
     let mime = super::extract::media_type(&headers);
-    let form = mime == "application/x-www-form-urlencoded";
+    let form = mime == super::extract::FORM;
     if !form && !super::extract::is_json(&mime) {
         return ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -816,6 +816,7 @@ struct InvitationRow {
 #[derive(Template)]
 #[template(path = "members.html")]
 struct MembersPage<'a> {
+    nav_current: &'static str,
     company_name: &'a str,
     me_email: &'a str,
     me_role: &'a str,
@@ -858,6 +859,7 @@ async fn render_members(
 ) -> AppResult<Response> {
     let list = team(state, tenant).await?;
     let page = MembersPage {
+        nav_current: "members",
         company_name: &tenant.company_name,
         me_email: &session.email,
         me_role: session.role.as_str(),
@@ -936,7 +938,7 @@ enum PageAct {
 /// One form post of the members page: same-site, signed in, then the act; back to the page
 /// with a notice, or the page again with the error and its status.
 async fn page_act(state: AppState, headers: HeaderMap, body: &[u8], act: PageAct) -> Response {
-    if super::extract::media_type(&headers) != "application/x-www-form-urlencoded" {
+    if super::extract::media_type(&headers) != super::extract::FORM {
         return ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",

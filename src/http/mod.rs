@@ -23,6 +23,7 @@ pub mod tenant;
 pub mod unsubscribe;
 pub mod v1;
 pub mod webhook;
+pub mod workspace;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -192,16 +193,32 @@ pub const PAGES: &[(&str, &str)] = &[
     ("GET", "/dev/mailbox"),
     ("GET", "/dev/mailbox/{id}"),
     ("GET", "/onboarding/success"),
+    ("GET", "/onboarding/cancel"),
     ("GET", "/onboarding/canceled"),
+    ("POST", "/onboarding/retry"),
+    ("GET", "/"),
     ("GET", "/onboarding/checkout"),
     ("GET", "/unsubscribe"),
     ("POST", "/unsubscribe"),
     ("GET", "/login/magic"),
     ("POST", "/login/magic"),
     ("POST", "/account/consent"),
+    ("POST", "/account/close"),
     ("GET", "/dev/billing-portal"),
     ("POST", "/dev/billing-portal/update-card"),
     ("POST", "/dev/billing-portal/cancel"),
+    ("GET", "/app"),
+    ("POST", "/app/documents"),
+    ("POST", "/app/documents/{id}/delete"),
+    ("POST", "/app/query"),
+    ("POST", "/app/keys"),
+    ("POST", "/app/keys/{id}/revoke"),
+    ("POST", "/app/keys/{id}/rotate"),
+    ("GET", "/setup"),
+    ("POST", "/setup/documents"),
+    ("POST", "/setup/query"),
+    ("POST", "/setup/keys"),
+    ("POST", "/setup/steps/{step}/skip"),
     ("GET", "/app/members"),
     ("POST", "/app/members/invite"),
     ("POST", "/app/members/invitations/{id}/resend"),
@@ -261,6 +278,7 @@ fn api(
         .routes(routes!(login::session::session))
         .routes(routes!(login::session::logout))
         .routes(routes!(login::reset::forgot, login::reset::forgot_form))
+        .routes(routes!(login::link::request_link))
         .routes(routes!(login::reset::reset, login::reset::reset_form))
         .routes(routes!(members::accept_invitation, members::accept_page))
         .split_for_parts();
@@ -318,8 +336,10 @@ fn build(
         .merge(login::router())
         .merge(unsubscribe::router())
         .merge(members::router())
+        .merge(workspace::router())
         .merge(console::router())
         .route("/metrics", axum::routing::get(admin::metrics))
+        .route("/", axum::routing::get(signup::home))
         .fallback(|| async { error::ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(

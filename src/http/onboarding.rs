@@ -1,12 +1,14 @@
-//! After checkout: the success page (which fulfils the checkout itself if it beats the webhook)
-//! and the live provisioning progress it polls.
+//! After checkout: the success page (which fulfils the checkout itself if it beats the webhook),
+//! the live provisioning progress it polls and its retry, and the page a customer who left the
+//! checkout comes back to (which offers the way back to it).
 
 use askama::Template;
 use axum::extract::State;
+use axum::http::{HeaderMap, header};
 
-use super::extract::QueryParams;
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use super::extract::{ClientIp, QueryParams};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -29,10 +31,112 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/onboarding/success", get(success_page))
         .route("/onboarding/checkout", get(resume_checkout))
-        .route("/onboarding/canceled", get(|| async { Html(CANCELED) }))
+        .route("/onboarding/cancel", get(cancel_page))
+        // The address of checkouts created before the page was renamed.
+        .route("/onboarding/canceled", get(cancel_page))
+        .route("/onboarding/retry", post(retry_form))
 }
 
-const CANCELED: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Checkout canceled</title></head><body style=\"font-family:system-ui;max-width:520px;margin:64px auto\"><h1>Checkout canceled</h1><p>No payment was taken. You can sign up again whenever you are ready.</p></body></html>";
+/// The cookie the sign-up form sets to the checkout it opens: the checkout's cancel URL carries
+/// no session id (Stripe substitutes it in the success URL only), so this is how the cancel
+/// page, in the same browser, knows which checkout to offer again.
+pub const CHECKOUT_COOKIE: &str = "onboard_checkout";
+
+/// The `Set-Cookie` value remembering `session_id` for the cancel page (a day: a checkout
+/// expires after 24 hours).
+pub fn checkout_cookie(state: &AppState, session_id: &str) -> String {
+    let secure = if state.settings.app_url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!(
+        "{CHECKOUT_COOKIE}={session_id}; Path=/onboarding; Max-Age=86400; HttpOnly; SameSite=Lax{secure}"
+    )
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+#[derive(Template)]
+#[template(path = "onboarding_canceled.html")]
+struct CancelPage {
+    company_name: Option<String>,
+    checkout_href: Option<String>,
+}
+
+/// `GET /onboarding/cancel`: the checkout's cancel URL. No payment was taken; when this browser
+/// signed up and its checkout is still open, a button goes back to it.
+async fn cancel_page(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    let mut page = CancelPage {
+        company_name: None,
+        checkout_href: None,
+    };
+    if let Some(sid) = cookie_value(&headers, CHECKOUT_COOKIE).filter(|s| s.len() <= 255)
+        && let Some(tenant) = state.store.tenant_by_checkout_session(sid).await?
+        && tenant.status == TenantStatus::PendingPayment
+    {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("session_id", sid)
+            .finish();
+        page.checkout_href = Some(format!("/onboarding/checkout?{query}"));
+        page.company_name = Some(tenant.company_name);
+    }
+    let html = page
+        .render()
+        .map_err(|e| ApiError::internal("render cancel page", e))?;
+    let mut resp = Html(html).into_response();
+    super::login::session::no_store(&mut resp);
+    Ok(resp)
+}
+
+/// `POST /onboarding/retry`: the success page's Retry button as a form (`session_id`); back to
+/// the page, which shows the new attempt. Only a failed tenant is retried.
+async fn retry_form(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> AppResult<Response> {
+    if super::extract::media_type(&headers) != super::extract::FORM {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the success page's retry form (application/x-www-form-urlencoded)",
+        ));
+    }
+    let session_id = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "session_id")
+        .map(|(_, v)| v.into_owned());
+    let q = SessionQuery { session_id };
+    let tenant = tenant_for_session(&state, &q).await?;
+    if tenant.status == TenantStatus::Failed {
+        let audit = crate::store::AuditEntry::new(
+            crate::domain::audit::Actor::Tenant(tenant.id.clone()),
+            crate::domain::audit::Action::TenantRetry,
+        )
+        .ip(Some(ip));
+        match super::admin::retry_response(&state, &tenant.id, false, "customer", audit).await {
+            // Retried, or retried meanwhile by another click: the page shows which.
+            Ok(_) => {}
+            Err(e) if e.status == axum::http::StatusCode::CONFLICT => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let sid = q.session_id.unwrap_or_default();
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("session_id", &sid)
+        .finish();
+    Ok(Redirect::to(&format!("/onboarding/success?{query}")).into_response())
+}
 
 async fn tenant_for_session(state: &AppState, q: &SessionQuery) -> AppResult<Tenant> {
     let invalid =
@@ -134,6 +238,71 @@ struct SuccessPage<'a> {
     company_name: &'a str,
     session_id: &'a str,
     tenant_id: &'a str,
+    p: ProgressView,
+}
+
+/// One step as the page lists it.
+struct StepLine {
+    label: &'static str,
+    state: String,
+}
+
+/// The progress as the page first shows it (the script then keeps it current).
+struct ProgressView {
+    headline: &'static str,
+    steps: Vec<StepLine>,
+    done: usize,
+    total: usize,
+    api_key: Option<String>,
+    notices: Vec<String>,
+    failed: bool,
+    reason: String,
+    active: bool,
+    /// Active or failed: nothing more happens without the customer.
+    settled: bool,
+}
+
+impl From<ProgressResponse> for ProgressView {
+    fn from(p: ProgressResponse) -> Self {
+        let active = p.status == TenantStatus::Active;
+        let failed = p.status == TenantStatus::Failed;
+        let label = |step: &str| match step {
+            "namespace" => "Vector namespace",
+            "api_key" => "API key",
+            "sample_data" => "Sample documents",
+            "welcome_email" => "Welcome email",
+            _ => "Step",
+        };
+        ProgressView {
+            headline: if active {
+                "Your workspace is ready."
+            } else if failed {
+                "Setup stopped before it finished."
+            } else {
+                "Payment received. We are setting up your workspace…"
+            },
+            done: p
+                .steps
+                .iter()
+                .filter(|s| s.state == "done" || s.state == "skipped")
+                .count(),
+            total: p.steps.len(),
+            steps: p
+                .steps
+                .into_iter()
+                .map(|s| StepLine {
+                    label: label(&s.step),
+                    state: s.state,
+                })
+                .collect(),
+            api_key: p.api_key,
+            notices: p.notices,
+            failed,
+            reason: p.status_reason.unwrap_or_else(|| "unknown error".into()),
+            active,
+            settled: active || failed,
+        }
+    }
 }
 
 /// The page Stripe (or the dev checkout) sends the customer back to. It is a page for a person,
@@ -162,20 +331,33 @@ async fn success_page(
         }
         Err(e) => return Err(e),
     };
-    fulfil_from_session(&state, &tenant).await?;
+    let tenant = if fulfil_from_session(&state, &tenant).await? {
+        state
+            .store
+            .tenant(&tenant.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("tenant"))?
+    } else {
+        tenant
+    };
     let sid = tenant
         .stripe_checkout_session_id
         .clone()
         .unwrap_or_default();
+    let p = progress(&state, &tenant).await?;
     let page = SuccessPage {
         company_name: &tenant.company_name,
         session_id: &sid,
         tenant_id: tenant.id.as_str(),
+        p: p.into(),
     };
     let html = page
         .render()
         .map_err(|e| ApiError::internal("render success page", e))?;
-    Ok(Html(html).into_response())
+    let mut resp = Html(html).into_response();
+    // The page may hold the key, shown once: never from a cache.
+    super::login::session::no_store(&mut resp);
+    Ok(resp)
 }
 
 /// Live provisioning progress.
@@ -221,6 +403,11 @@ pub async fn status(
             .await?
             .ok_or_else(|| ApiError::not_found("tenant"))?;
     }
+    Ok(Json(progress(&state, &tenant).await?))
+}
+
+/// The tenant's provisioning progress; reveals the first key if this is its one showing.
+async fn progress(state: &AppState, tenant: &Tenant) -> AppResult<ProgressResponse> {
     let records: Vec<StepRecord> = state.store.provisioning_steps(&tenant.id).await?;
     let steps = crate::provisioning::STEPS
         .iter()
@@ -268,12 +455,12 @@ pub async fn status(
             .await?
             .map(|s| s.expose_secret().to_string());
     }
-    Ok(Json(ProgressResponse {
+    Ok(ProgressResponse {
         tenant_id: tenant.id.to_string(),
         status: tenant.status,
         status_reason: tenant.status.public_reason().map(str::to_string),
         steps,
         api_key,
         notices,
-    }))
+    })
 }

@@ -1,13 +1,16 @@
-//! `POST /signup`: create a tenant awaiting payment and hand back where to pay.
+//! `POST /signup`: create a tenant awaiting payment and hand back where to pay; `GET /`, the
+//! pricing and sign-up page whose forms post here and show its refusals inline.
 
+use askama::Template;
 use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, AppResult, ErrorBody};
-use super::extract::{ClientIp, JsonBody};
+use super::extract::ClientIp;
 use crate::billing::checkout;
 use crate::domain::tenant::releases_email;
 use crate::domain::{Plan, SignupInput, TenantId, TenantStatus, password};
@@ -65,15 +68,84 @@ pub struct SignupResponse {
     pub message: String,
 }
 
+/// The signup body: JSON (the API), or the sign-up page's form.
+pub struct SignupBody {
+    form: bool,
+    req: SignupRequest,
+}
+
+impl<S: Send + Sync> FromRequest<S> for SignupBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let mime = super::extract::media_type(req.headers());
+        let form = if mime == super::extract::FORM {
+            true
+        } else if super::extract::is_json(&mime) {
+            false
+        } else {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the signup as JSON (Content-Type: application/json) or as the sign-up \
+                 page's form (application/x-www-form-urlencoded)",
+            ));
+        };
+        let bytes = super::extract::read_body(req, state).await?;
+        let req = if form {
+            parse_form(&bytes)
+        } else {
+            super::extract::parse_json(&bytes)?
+        };
+        Ok(SignupBody { form, req })
+    }
+}
+
+/// The sign-up form's fields (the first of a repeated one wins); the consent box is present
+/// when ticked, whatever its value.
+fn parse_form(bytes: &[u8]) -> SignupRequest {
+    let mut req = SignupRequest {
+        email: None,
+        company_name: None,
+        password: None,
+        plan: None,
+        marketing_opt_in: Some(false),
+    };
+    for (k, v) in url::form_urlencoded::parse(bytes) {
+        let slot = match k.as_ref() {
+            "email" => &mut req.email,
+            "company_name" => &mut req.company_name,
+            "password" => &mut req.password,
+            "plan" => &mut req.plan,
+            "marketing_opt_in" => {
+                req.marketing_opt_in = Some(true);
+                continue;
+            }
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(v.into_owned());
+        }
+    }
+    req
+}
+
 /// Creates a tenant in `pending_payment` and returns its checkout URL (enterprise: `sales_review`).
+/// The sign-up page's form gets a 303 to the checkout (enterprise: a page saying sales will be
+/// in touch), or the page again with the refusal next to the field it names, with its status.
 #[utoipa::path(post, path = "/signup", tag = "signup",
-    request_body = SignupRequest,
+    request_body(content(
+        (SignupRequest = "application/json"),
+        (SignupRequest = "application/x-www-form-urlencoded"),
+    )),
     responses(
         (status = 201, description = "Tenant created", body = SignupResponse),
+        (status = 200, description = "Form, enterprise: the request is with sales (HTML)", content_type = "text/html", body = String),
+        (status = 303, description = "Form: go to the checkout"),
         (status = 400, description = "A field is invalid; `field` names it", body = ErrorBody),
         (status = 409, description = "The email already has an account", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 415, description = "Body is neither JSON nor a form", body = ErrorBody),
         (status = 429, description = "Too many signups from this address; see Retry-After", body = ErrorBody),
         (status = 502, description = "Stripe could not create the checkout; nothing was stored", body = ErrorBody),
         (status = 503, description = "Too many password hashes are queued; see Retry-After", body = ErrorBody),
@@ -82,8 +154,71 @@ pub struct SignupResponse {
 pub async fn signup(
     State(state): State<AppState>,
     ip: ClientIp,
-    JsonBody(req): JsonBody<SignupRequest>,
-) -> AppResult<(StatusCode, Json<SignupResponse>)> {
+    headers: HeaderMap,
+    SignupBody { form, req }: SignupBody,
+) -> Response {
+    if !form {
+        return match create(&state, &ip, req).await {
+            Ok((created, _)) => (StatusCode::CREATED, Json(created)).into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
+    // A form post from another site is refused: nobody signs a visitor up behind their back.
+    let typed = Typed::from(&req);
+    let outcome = if super::login::is_cross_site(&headers, &state.settings.app_url) {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site_request",
+            "this form can only be sent from our own sign-up page; open it and try again",
+        ))
+    } else {
+        create(&state, &ip, req).await
+    };
+    match outcome {
+        Ok((
+            SignupResponse {
+                checkout_url: Some(url),
+                ..
+            },
+            Some(session_id),
+        )) => {
+            // The cancel page, in this browser, can offer the checkout again.
+            let cookie = super::onboarding::checkout_cookie(&state, &session_id);
+            let mut resp = Redirect::to(&url).into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
+                resp.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Ok(_) => render(
+            StatusCode::OK,
+            SalesRequested {
+                company_name: typed.company_name,
+                email: typed.email,
+            },
+        ),
+        Err(e) => {
+            let status = e.status;
+            let retry_after = e.retry_after_secs;
+            let mut resp = render(status, home_page(&state, Some((typed, e))));
+            if let Some(secs) = retry_after {
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(secs),
+                );
+            }
+            resp
+        }
+    }
+}
+
+/// Signs the customer up: validation, rate limit, the checkout, the stored tenant. Answers the
+/// API's response and the checkout session's id (none for enterprise).
+async fn create(
+    state: &AppState,
+    ip: &ClientIp,
+    req: SignupRequest,
+) -> AppResult<(SignupResponse, Option<String>)> {
     let marketing_opt_in = req.marketing_opt_in.unwrap_or(false);
     let input = SignupInput::parse(req.email, req.company_name, req.password, req.plan)?;
 
@@ -141,7 +276,7 @@ pub async fn signup(
         None
     } else {
         Some(
-            checkout::create(&state, &id, input.plan, input.email.as_str())
+            checkout::create(state, &id, input.plan, input.email.as_str())
                 .await
                 .map_err(|e| {
                     tracing::error!(error = %e, "could not create the checkout session");
@@ -218,6 +353,7 @@ pub async fn signup(
     state.jobs_ready.notify_one();
     tracing::info!(tenant_id = %tenant.id, plan = %tenant.plan, "tenant signed up");
 
+    let session_id = checkout.as_ref().map(|c| c.session_id.clone());
     let (checkout_url, message) = match checkout {
         Some(c) => (
             Some(c.url),
@@ -230,14 +366,14 @@ pub async fn signup(
         ),
     };
     Ok((
-        StatusCode::CREATED,
-        Json(SignupResponse {
+        SignupResponse {
             tenant_id: tenant.id.to_string(),
             status: tenant.status,
             plan: tenant.plan,
             checkout_url,
             message,
-        }),
+        },
+        session_id,
     ))
 }
 
@@ -247,4 +383,191 @@ fn email_taken() -> ApiError {
         "an account with this email already exists; log in instead, or reset your password",
     )
     .with_field("email")
+}
+
+/// What the visitor typed, to fill the form again (never the password).
+#[derive(Default)]
+struct Typed {
+    email: String,
+    company_name: String,
+    plan: String,
+    marketing_opt_in: bool,
+}
+
+impl From<&SignupRequest> for Typed {
+    fn from(req: &SignupRequest) -> Self {
+        Typed {
+            email: req.email.clone().unwrap_or_default().trim().to_string(),
+            company_name: req.company_name.clone().unwrap_or_default(),
+            plan: req.plan.clone().unwrap_or_default(),
+            marketing_opt_in: req.marketing_opt_in.unwrap_or(false),
+        }
+    }
+}
+
+/// One of the page's two forms, filled again with the error next to its field.
+#[derive(Default)]
+struct FormView {
+    email: String,
+    company_name: String,
+    plan: String,
+    marketing_opt_in: bool,
+    email_error: Option<String>,
+    company_name_error: Option<String>,
+    password_error: Option<String>,
+    plan_error: Option<String>,
+    /// An error that belongs to no one field (rate limit, payment provider).
+    general: Option<String>,
+}
+
+impl FormView {
+    fn refused(typed: Typed, e: ApiError) -> Self {
+        let mut view = FormView {
+            email: typed.email,
+            company_name: typed.company_name,
+            plan: typed.plan,
+            marketing_opt_in: typed.marketing_opt_in,
+            ..FormView::default()
+        };
+        let message = Some(e.message);
+        match e.field.as_deref() {
+            Some("email") => view.email_error = message,
+            Some("company_name") => view.company_name_error = message,
+            Some("password") => view.password_error = message,
+            Some("plan") => view.plan_error = message,
+            _ => view.general = message,
+        }
+        view
+    }
+}
+
+/// A plan as the pricing table shows it.
+struct PlanView {
+    name: &'static str,
+    title: &'static str,
+    price: u32,
+    documents: String,
+    queries: String,
+    storage: String,
+    users: String,
+    sales: bool,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    plans: Vec<PlanView>,
+    form: FormView,
+    sales: FormView,
+}
+
+#[derive(Template)]
+#[template(path = "sales_requested.html")]
+struct SalesRequested {
+    company_name: String,
+    email: String,
+}
+
+fn render(status: StatusCode, page: impl Template) -> Response {
+    match page.render() {
+        Ok(html) => {
+            let mut resp = (status, Html(html)).into_response();
+            super::login::session::no_store(&mut resp);
+            resp
+        }
+        Err(e) => ApiError::internal("render the sign-up page", e).into_response(),
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn storage(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= 1024 * MIB && bytes.is_multiple_of(1024 * MIB) {
+        format!("{} GB", bytes / (1024 * MIB))
+    } else {
+        format!("{} MB", bytes.div_ceil(MIB))
+    }
+}
+
+/// The page with its plans from the configured plan table; `refused`, the form a refusal
+/// belongs to (the enterprise one when the plan typed was enterprise).
+fn home_page(state: &AppState, refused: Option<(Typed, ApiError)>) -> HomePage {
+    let plans = Plan::ALL
+        .iter()
+        .map(|&plan| {
+            let l = state.settings.plans.limits(plan);
+            let limit = |v: Option<u64>, f: fn(u64) -> String| v.map_or("Unlimited".into(), f);
+            PlanView {
+                name: plan.as_str(),
+                title: match plan {
+                    Plan::Starter => "Starter",
+                    Plan::Pro => "Pro",
+                    Plan::Enterprise => "Enterprise",
+                },
+                price: l.price_monthly,
+                documents: limit(l.max_documents, thousands),
+                queries: limit(l.max_queries_per_month, thousands),
+                storage: l.max_bytes.map_or("Unlimited content".into(), |b| {
+                    format!("{} of content", storage(b))
+                }),
+                users: match l.max_users {
+                    Some(1) => "1 user".into(),
+                    Some(n) => format!("Up to {n} users"),
+                    None => "Unlimited users".into(),
+                },
+                sales: plan.is_sales_assisted(),
+            }
+        })
+        .collect();
+    let (mut form, mut sales) = (FormView::default(), FormView::default());
+    if let Some((typed, e)) = refused {
+        if typed.plan.trim() == Plan::Enterprise.as_str() {
+            sales = FormView::refused(typed, e);
+        } else {
+            form = FormView::refused(typed, e);
+        }
+    }
+    HomePage { plans, form, sales }
+}
+
+/// `GET /`: the plans and the sign-up form.
+pub(crate) async fn home(State(state): State<AppState>) -> Response {
+    render(StatusCode::OK, home_page(&state, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_fields_are_decoded_and_the_box_counts_when_present() {
+        let req = parse_form(
+            b"email=a%40b.co&company_name=A+%26+B&password=p&plan=pro&email=x@y.z&marketing_opt_in=on",
+        );
+        assert_eq!(req.email.as_deref(), Some("a@b.co"));
+        assert_eq!(req.company_name.as_deref(), Some("A & B"));
+        assert_eq!(req.plan.as_deref(), Some("pro"));
+        assert_eq!(req.marketing_opt_in, Some(true));
+        assert_eq!(parse_form(b"email=a").marketing_opt_in, Some(false));
+    }
+
+    #[test]
+    fn limits_read_as_people_write_them() {
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(100_000), "100,000");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(storage(100 * 1024 * 1024), "100 MB");
+        assert_eq!(storage(1024 * 1024 * 1024), "1 GB");
+    }
 }

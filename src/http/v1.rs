@@ -32,7 +32,7 @@ use crate::workspace::documents::{
 use crate::workspace::usage::current_period;
 
 /// Scopes a tenant may put on a key it creates.
-const GRANTABLE: [&str; 4] = [
+pub(super) const GRANTABLE: [&str; 4] = [
     scopes::DOCUMENTS_WRITE,
     scopes::QUERY,
     scopes::KEYS_MANAGE,
@@ -298,8 +298,40 @@ pub async fn create_key(
         ))
         .with_field("role"));
     }
-    let created = issue(&state, &caller, ip, (&name, &granted, ttl, role), None).await?;
+    let audit = |action, id: &str| key_audit(&caller, ip, action, id);
+    let created = issue(
+        &state,
+        &caller.issuer(&audit),
+        (&name, &granted, ttl, role),
+        None,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Who issues, rotates or revokes a key: the tenant, the user the key is created by, and how
+/// the audit entries of an act on a key begin (by a key, or by a signed-in member).
+pub(super) struct Issuer<'a> {
+    pub tenant: &'a crate::domain::TenantId,
+    pub created_by: Option<&'a str>,
+    /// The role the issuer acts with: no key it makes or rotates may act above it.
+    pub role: Role,
+    pub audit: &'a (dyn Fn(Action, &str) -> AuditEntry + Sync),
+}
+
+trait CallerIssuer {
+    fn issuer<'a>(&'a self, audit: &'a (dyn Fn(Action, &str) -> AuditEntry + Sync)) -> Issuer<'a>;
+}
+
+impl CallerIssuer for Caller {
+    fn issuer<'a>(&'a self, audit: &'a (dyn Fn(Action, &str) -> AuditEntry + Sync)) -> Issuer<'a> {
+        Issuer {
+            tenant: self.tenant(),
+            created_by: self.principal.created_by.as_deref(),
+            role: self.role(),
+            audit,
+        }
+    }
 }
 
 /// The audit entry of an act of `caller` on its key `key_id`: the tenant acted, through the key
@@ -314,19 +346,18 @@ fn key_audit(caller: &Caller, ip: IpAddr, action: Action, key_id: &str) -> Audit
 
 /// Issues a key (revoking `replaces` in the same transaction) and returns it with its secret;
 /// both are audited in that transaction.
-async fn issue(
+pub(super) async fn issue(
     state: &AppState,
-    caller: &Caller,
-    ip: IpAddr,
+    by: &Issuer<'_>,
     (name, scopes, ttl_secs, role): (&str, &[&str], Option<i64>, Role),
     replaces: Option<&str>,
 ) -> AppResult<CreatedKey> {
     let mut tx = state.store.begin().await?;
     if let Some(old) = replaces {
-        tx.revoke_api_key(caller.tenant(), old).await?;
+        tx.revoke_api_key(by.tenant, old).await?;
     } else {
         let max = i64::from(state.settings.max_api_keys);
-        if tx.live_api_keys_locked(caller.tenant()).await? >= max {
+        if tx.live_api_keys_locked(by.tenant).await? >= max {
             return Err(ApiError::conflict(
                 "key_limit_reached",
                 format!(
@@ -340,21 +371,21 @@ async fn issue(
         scopes,
         ttl_secs,
         role,
-        created_by: caller.principal.created_by.as_deref(),
+        created_by: by.created_by,
     };
     let key = tx
-        .issue_api_key_as(&state.signer, caller.tenant(), &spec, false)
+        .issue_api_key_as(&state.signer, by.tenant, &spec, false)
         .await?;
     if let Some(old) = replaces {
         tx.audit(
-            &key_audit(caller, ip, Action::ApiKeyRevoked, old)
+            &(by.audit)(Action::ApiKeyRevoked, old)
                 .with("reason", "rotated")
                 .with("replaced_by", key.key_id.as_str()),
         )
         .await?;
     }
     tx.audit(
-        &key_audit(caller, ip, Action::ApiKeyCreated, &key.key_id)
+        &(by.audit)(Action::ApiKeyCreated, &key.key_id)
             .with("scopes", scopes)
             .with("role", role.as_str()),
     )
@@ -382,13 +413,20 @@ pub async fn revoke_key(
 ) -> AppResult<StatusCode> {
     caller.require(scopes::KEYS_MANAGE)?;
     caller.require_role(Permission::ManageKeys)?;
+    let audit = |action, id: &str| key_audit(&caller, ip, action, id);
+    revoke(&state, &caller.issuer(&audit), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes the key `id` of the issuer's tenant at once, audited.
+pub(super) async fn revoke(state: &AppState, by: &Issuer<'_>, id: &str) -> AppResult<()> {
     let mut tx = state.store.begin().await?;
-    tx.revoke_api_key(caller.tenant(), &id).await?;
-    tx.audit(&key_audit(&caller, ip, Action::ApiKeyRevoked, &id).with("reason", "revoked"))
+    tx.revoke_api_key(by.tenant, id).await?;
+    tx.audit(&(by.audit)(Action::ApiKeyRevoked, id).with("reason", "revoked"))
         .await?;
     tx.commit().await?;
     state.keys.invalidate();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// Replace a key by a new one with the same name, scopes and lifetime; the old one is revoked.
@@ -404,9 +442,16 @@ pub async fn rotate_key(
 ) -> AppResult<(StatusCode, Json<CreatedKey>)> {
     caller.require(scopes::KEYS_MANAGE)?;
     caller.require_role(Permission::ManageKeys)?;
+    let audit = |action, id: &str| key_audit(&caller, ip, action, id);
+    let created = rotate(&state, &caller.issuer(&audit), &id).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Replaces the live key `id` by a new one with its name, scopes, lifetime and role.
+pub(super) async fn rotate(state: &AppState, by: &Issuer<'_>, id: &str) -> AppResult<CreatedKey> {
     let old = state
         .store
-        .api_key(caller.tenant(), &id)
+        .api_key(by.tenant, id)
         .await?
         .filter(|k| k.revoked_at.is_none())
         .ok_or_else(|| ApiError::not_found("api key"))?;
@@ -423,21 +468,19 @@ pub async fn rotate_key(
     }
     let ttl = old.expires_at.map(|e| ((e - old.created_at) / 1000).max(1));
     let role: Role = old.role.parse().unwrap_or(Role::Owner);
-    if role > caller.role() {
+    if role > by.role {
         return Err(ApiError::forbidden_role(format!(
-            "this key acts as {role}; a key acting as {} cannot rotate it (it would see a secret above its role)",
-            caller.role()
+            "this key acts as {role}; you act as {} and cannot rotate it (you would see a secret above your role)",
+            by.role
         )));
     }
-    let created = issue(
-        &state,
-        &caller,
-        ip,
+    issue(
+        state,
+        by,
         (&old.name, &old_scopes, ttl, role),
         Some(&old.id),
     )
-    .await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    .await
 }
 
 // ---------------------------------------------------------------- documents
@@ -535,7 +578,7 @@ fn too_large() -> ApiError {
 }
 
 /// The first Markdown heading or non-empty line, shortened.
-fn title_from_text(text: &str) -> String {
+pub(super) fn title_from_text(text: &str) -> String {
     let line = text
         .lines()
         .map(|l| l.trim().trim_start_matches('#').trim())
@@ -548,7 +591,7 @@ fn title_from_text(text: &str) -> String {
     title
 }
 
-fn validate_document(mut doc: NewDocument) -> Result<NewDocument, ApiError> {
+pub(super) fn validate_document(mut doc: NewDocument) -> Result<NewDocument, ApiError> {
     doc.title = doc.title.trim().to_string();
     if doc.title.is_empty() || doc.title.chars().count() > MAX_TITLE_CHARS {
         return Err(ApiError::bad_request(
@@ -738,14 +781,7 @@ pub async fn query(
 ) -> AppResult<Json<QueryResponse>> {
     let started = Instant::now();
     caller.require(scopes::QUERY)?;
-    let text = req.query.trim();
-    if text.is_empty() || text.chars().count() > MAX_QUERY_CHARS {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("query must be 1–{MAX_QUERY_CHARS} characters"),
-        )
-        .with_field("query"));
-    }
+    let text = query_text(&req.query)?;
     let top_k = req.top_k.unwrap_or(5);
     if !(1..=MAX_TOP_K).contains(&top_k) {
         return Err(
@@ -760,6 +796,19 @@ pub async fn query(
         results,
         took_ms: started.elapsed().as_secs_f64() * 1000.0,
     }))
+}
+
+/// A query's text, trimmed: 1–2000 characters.
+pub(super) fn query_text(raw: &str) -> AppResult<&str> {
+    let text = raw.trim();
+    if text.is_empty() || text.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("query must be 1–{MAX_QUERY_CHARS} characters"),
+        )
+        .with_field("query"));
+    }
+    Ok(text)
 }
 
 // ---------------------------------------------------------------- usage
@@ -820,9 +869,9 @@ pub async fn usage(
             used: state.usage.queries(&state.store, tenant, &period).await?,
             limit: limits.max_queries_per_month,
         },
-        // One login per workspace today: its owner.
+        // The team's members (pending invitations hold seats too; /v1/members counts them).
         users: Meter {
-            used: 1,
+            used: state.store.members(tenant).await?.len() as i64,
             limit: limits.max_users,
         },
         price_monthly: limits.price_monthly,

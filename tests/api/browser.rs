@@ -1,7 +1,9 @@
-//! The new customer's journey through our HTML pages in real headless Chromium (Debian's
-//! `chromium` + `chromium-driver`), driven over WebDriver by `fantoccini`: dev checkout, the
-//! live provisioning page and its one-time API key, password sign-in, the account page and
-//! sign-out. Skipped (with a message) where Chromium or chromedriver is not installed.
+//! The journeys through our HTML pages in real headless Chromium (Debian's `chromium` +
+//! `chromium-driver`), driven over WebDriver by `fantoccini`: the customer's from the pricing
+//! page to a first query in both wizard variants, recovery from a failed setup, the sign-up
+//! form's errors and its use without JavaScript, an invited member, and the operator console.
+//! Every page is screenshot (under the test's output directory, printed) and checked by
+//! axe-core. Skipped (with a message) where Chromium or chromedriver is not installed.
 //!
 //! A failed expectation saves a screenshot under the system temp dir (its path is printed) and
 //! puts the page source in the panic message.
@@ -111,12 +113,32 @@ struct Browser {
 
 impl Browser {
     async fn connect(driver: &Chromedriver, base: String) -> Browser {
+        Self::connect_with(
+            driver,
+            base,
+            json!({ "binary": CHROMIUM, "args": CHROME_ARGS }),
+        )
+        .await
+    }
+
+    /// A browser with JavaScript turned off: what the pages do with plain HTML alone.
+    async fn connect_without_javascript(driver: &Chromedriver, base: String) -> Browser {
+        let options = json!({
+            "binary": CHROMIUM,
+            "args": CHROME_ARGS,
+            "prefs": { "profile.managed_default_content_settings.javascript": 2 },
+        });
+        Self::connect_with(driver, base, options).await
+    }
+
+    async fn connect_with(
+        driver: &Chromedriver,
+        base: String,
+        options: serde_json::Value,
+    ) -> Browser {
         let mut caps = fantoccini::wd::Capabilities::new();
         caps.insert("browserName".into(), json!("chrome"));
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({ "binary": CHROMIUM, "args": CHROME_ARGS }),
-        );
+        caps.insert("goog:chromeOptions".into(), options);
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = ClientBuilder::new(connector)
             .capabilities(caps)
@@ -320,215 +342,392 @@ fn installed(path: &str) -> bool {
     Path::new(path).is_file()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn new_customer_pays_sees_the_key_once_signs_in_and_out() {
-    if !installed(CHROMIUM) || !installed(CHROMEDRIVER) {
+/// Where the customer journeys save a screenshot of each page (printed at the end).
+fn screenshot_dir(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+/// axe-core's script, or empty (saying so) when `npm ci --prefix tests/browser` has not run.
+fn axe_script(test: &str) -> String {
+    let axe = std::fs::read_to_string(AXE).unwrap_or_default();
+    if axe.is_empty() {
         eprintln!(
-            "SKIPPED browser test: chromium/chromedriver not installed (apt-get install chromium chromium-driver)"
+            "NOTE {test}: no accessibility checks, {AXE} is missing (npm ci --prefix tests/browser)"
         );
+    }
+    axe
+}
+
+fn browsers_missing(test: &str) -> bool {
+    let missing = !installed(CHROMIUM) || !installed(CHROMEDRIVER);
+    if missing {
+        eprintln!(
+            "SKIPPED {test}: chromium/chromedriver not installed (apt-get install chromium chromium-driver)"
+        );
+    }
+    missing
+}
+
+impl Browser {
+    /// Screenshot (saved as `dir/name.png`), then axe-core unless it is missing, then no
+    /// sideways scrolling.
+    async fn look(&self, dir: &Path, axe: &str, name: &str) {
+        self.shoot(dir, name).await;
+        if !axe.is_empty() {
+            self.accessible(axe, name).await;
+        }
+        let wide = self.too_wide().await;
+        self.check(
+            wide.is_empty(),
+            format!("{name} scrolls sideways: {wide:?}"),
+        )
+        .await;
+    }
+
+    /// The number of elements `css` finds.
+    async fn count(&self, css: &str) -> usize {
+        let r = self.client.find_all(Locator::Css(css)).await;
+        self.ok(r, format_args!("find all `{css}`")).await.len()
+    }
+
+    /// The wizard's steps as listed: (title, state).
+    async fn wizard_states(&self) -> Vec<String> {
+        let r = self
+            .client
+            .find_all(Locator::Css("ol.steps li span:last-child"))
+            .await;
+        let mut out = Vec::new();
+        for el in self.ok(r, "the wizard's steps").await {
+            let t = el.text().await;
+            out.push(self.ok(t, "a step's state").await);
+        }
+        out
+    }
+
+    /// Fills in the sign-up form on `/` and sends it.
+    async fn sign_up(&self, email: &str, company: &str, password: &str, plan: &str) {
+        self.type_into("#email", email).await;
+        self.type_into("#company_name", company).await;
+        self.type_into("#password", password).await;
+        let r = self.find("#plan").await.select_by_value(plan).await;
+        self.ok(r, format_args!("choose the {plan} plan")).await;
+        self.click("#signup-form button[type='submit']").await;
+    }
+
+    /// Runs a query from the page's query box and returns the ranked results' titles.
+    async fn query(&self, text: &str) -> Vec<String> {
+        self.type_into("#query", text).await;
+        self.click("form[role='search'] button[type='submit']")
+            .await;
+        self.text_when("#results-heading").await;
+        let r = self
+            .client
+            .find_all(Locator::Css("ol.results li strong"))
+            .await;
+        let mut titles = Vec::new();
+        for el in self.ok(r, "the results").await {
+            let t = el.text().await;
+            titles.push(self.ok(t, "a result's title").await);
+        }
+        titles
+    }
+}
+
+/// The customer's journey in a browser, in the wizard's `variant` (`quick`: every signup gets
+/// it; `guided`: none does): `/` → sign-up form → dev checkout → progress → the key, copied →
+/// sign-in from the link in the mailbox → the wizard (the document step skipped to the sample
+/// data when `skip`, else a document uploaded) to its end → the workspace: a document dropped
+/// in, a query with results → sign out. Each page is screenshot and checked by axe-core.
+async fn customer_journey(variant: &str, skip: bool) {
+    let test = format!(
+        "customer journey ({variant}{})",
+        if skip { ", skip" } else { "" }
+    );
+    if browsers_missing(&test) {
         return;
     }
+    let axe = axe_script(&test);
+    let shots = screenshot_dir(&format!(
+        "journey-{variant}{}",
+        if skip { "-skip" } else { "" }
+    ));
     let started = Instant::now();
-    let app: TestApp = spawn_app(Backend::Sqlite).await;
+    let split = if variant == "quick" { "100" } else { "0" };
+    let app: TestApp =
+        crate::helpers::spawn_app_with(Backend::Sqlite, &[("WIZARD_SPLIT", split)]).await;
     assert!(app.addr.ip().is_loopback(), "the server is on loopback");
     let email = format!(
         "browser-{}@example.com",
         ulid::Ulid::new().to_string().to_lowercase()
     );
-
-    // Signup through the API; the customer follows the checkout link it returns.
-    let signup = app.signup(&email, "pro").await;
-    let tenant_id = signup["tenant_id"].as_str().expect("tenant_id").to_string();
-    let checkout_url = signup["checkout_url"]
-        .as_str()
-        .expect("checkout_url")
-        .to_string();
-    assert!(
-        checkout_url.starts_with(&app.url("/dev/checkout/cs_dev_")),
-        "the dev checkout on our loopback server: {checkout_url}"
-    );
-    let session_id = checkout_url.rsplit('/').next().unwrap().to_string();
-
     let driver = Chromedriver::start();
     let b = Browser::connect(&driver, app.url("")).await;
 
-    // The dev checkout: company, plan and price, then Pay.
-    b.goto(&checkout_url).await;
-    let company = b.text("h1").await;
+    // The front page: the plans from the plan table, then the sign-up form.
+    b.goto("/").await;
+    let plans = b.count(".plans > li").await;
+    b.check(plans == 3, format!("three plans are shown: {plans}"))
+        .await;
+    let boxed = b
+        .find("input[name='marketing_opt_in']")
+        .await
+        .prop("checked")
+        .await;
+    let boxed = b.ok(boxed, "the consent box").await;
     b.check(
-        company == "Acme",
-        format!("checkout names the company: {company:?}"),
+        boxed.as_deref() == Some("false"),
+        format!("the consent box starts unticked: {boxed:?}"),
     )
+    .await;
+    b.look(&shots, &axe, "01-pricing").await;
+    b.sign_up(&email, "Acme", TEST_PASSWORD, "pro").await;
+
+    // The dev checkout: company, plan and price, then Pay.
+    b.wait_until("the dev checkout", NAVIGATION_SECS, || async {
+        Ok(b.client
+            .current_url()
+            .await?
+            .path()
+            .starts_with("/dev/checkout/")
+            .then_some(()))
+    })
     .await;
     let plan = b.definition("Plan").await;
     b.check(plan == "pro", format!("checkout shows the plan: {plan:?}"))
         .await;
-    let price = b.text(".price").await;
-    b.check(
-        price.starts_with("$199"),
-        format!("checkout shows the pro price: {price:?}"),
-    )
-    .await;
-    let pay = b.text("button.pay").await;
+    let pay = b.text("#pay").await;
     b.check(
         pay == "Pay $199",
         format!("the Pay button names the price: {pay:?}"),
     )
     .await;
-    b.click("button.pay").await;
+    b.look(&shots, &axe, "02-checkout").await;
+    b.click("#pay").await;
 
-    // The success page: live progress, then the key, exactly once.
-    let landed = b.wait_for_path("/onboarding/success").await;
-    let sid = landed
-        .query_pairs()
-        .find(|(k, _)| k == "session_id")
-        .map(|(_, v)| v.into_owned());
-    b.check(
-        sid.as_deref() == Some(session_id.as_str()),
-        format!("the success page is for our checkout session: {landed}"),
-    )
-    .await;
+    // The success page: live progress, then the key once, with a copy button.
+    b.wait_for_path("/onboarding/success").await;
     let thanks = b.text("h1").await;
     b.check(
         thanks == "Thanks, Acme!",
-        format!("the success page thanks the company: {thanks:?}"),
+        format!("the page thanks the company: {thanks:?}"),
     )
     .await;
     let first = ready_success_page(&b).await;
-    let names: Vec<&str> = first.steps.iter().map(|(n, _)| n.as_str()).collect();
     b.check(
-        names
-            == [
-                "Vector namespace",
-                "API key",
-                "Sample documents",
-                "Welcome email",
-            ],
-        format!("the page lists the provisioning steps: {:?}", first.steps),
-    )
-    .await;
-    b.check(
-        first
-            .steps
-            .iter()
-            .all(|(_, state)| state == "done" || state == "skipped"),
+        first.steps.len() == 4
+            && first
+                .steps
+                .iter()
+                .all(|(_, s)| s == "done" || s == "skipped"),
         format!("every step finished: {:?}", first.steps),
     )
     .await;
     b.check(
         first.key_shown && !first.key.is_empty(),
-        format!(
-            "the API key is shown once the workspace is ready (shown: {}, key: {:?})",
-            first.key_shown, first.key
-        ),
+        "the key is shown once ready",
     )
     .await;
-    match app
+    let principal = app
         .store
         .authenticate_api_key(&app.state.signer, &first.key)
-        .await
-    {
-        Ok(principal) => {
-            b.check(
-                principal.tenant_id.as_str() == tenant_id,
-                format!(
-                    "the key on the page is {tenant_id}'s, not {}'s",
-                    principal.tenant_id
-                ),
-            )
-            .await
-        }
-        Err(e) => {
-            b.fail(format!(
-                "the key on the page is not a valid API key ({e:?}): {:?}",
-                first.key
-            ))
-            .await
-        }
-    }
-
+        .await;
+    b.check(
+        principal.is_ok(),
+        format!("the key on the page works: {principal:?}"),
+    )
+    .await;
+    let bar = b.find("#bar").await.attr("value").await;
+    let bar = b.ok(bar, "the progress bar").await;
+    b.check(
+        bar.as_deref() == Some("4"),
+        format!("the bar is full: {bar:?}"),
+    )
+    .await;
+    b.click("#copy").await;
+    let copied = b.text_when("#copied:not(:empty)").await;
+    b.check(
+        copied.contains("clipboard") || copied.contains("Ctrl+C"),
+        format!("copying the key is confirmed: {copied:?}"),
+    )
+    .await;
+    let next = b.text("#next a").await;
+    b.check(
+        next == "Open your workspace",
+        format!("a clear next step: {next:?}"),
+    )
+    .await;
+    b.look(&shots, &axe, "03-success").await;
     let r = b.client.refresh().await;
     b.ok(r, "reload the success page").await;
     let again = ready_success_page(&b).await;
     b.check(
         !again.key_shown && again.key.is_empty(),
-        format!(
-            "a reload no longer shows the key (shown: {}, key: {:?})",
-            again.key_shown, again.key
-        ),
+        "a reload no longer shows the key",
     )
     .await;
 
-    // Password sign-in lands on the account page.
-    b.goto("/login").await;
-    b.sign_in(&email, TEST_PASSWORD).await;
-    b.wait_for_path("/account").await;
-    let heading = b.text("h1").await;
+    // The welcome email in the dev mailbox; its sign-in link leads into the wizard.
+    b.goto("/dev/mailbox").await;
+    b.click("table a").await;
+    let text = b.text_when("pre").await;
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/login/magic?token="))
+        .map(str::to_string);
+    let Some(link) = link else {
+        return b
+            .fail(format!("no sign-in link in the welcome email: {text}"))
+            .await;
+    };
+    b.goto(&link).await;
+    b.look(&shots, &axe, "04-magic-link").await;
+    b.click("form[action='/login/magic'] button[type='submit']")
+        .await;
+    b.wait_for_path("/setup").await;
+    let states = b.wizard_states().await;
+    let steps = if variant == "quick" { 2 } else { 4 };
     b.check(
-        heading == "Acme",
-        format!("the account page is headed by the company: {heading:?}"),
+        states.len() == steps && states.iter().all(|s| s == "pending"),
+        format!("the {variant} wizard starts with {steps} pending steps: {states:?}"),
     )
     .await;
-    let company = b.definition("Company").await;
+    b.look(&shots, &axe, "05-setup-first-step").await;
+
+    // Step 1: skip to the sample data, or upload a document of our own.
+    if skip {
+        b.click("#skip").await;
+        b.wait_for_path("/setup").await;
+        let states = b.wizard_states().await;
+        b.check(
+            states[0] == "skipped",
+            format!("step 1 is skipped: {states:?}"),
+        )
+        .await;
+    } else {
+        b.type_into("#title", "Refund policy").await;
+        b.type_into(
+            "#content",
+            "Refunds are paid back within 14 days of a written request.",
+        )
+        .await;
+        b.click("form.upload button[type='submit']").await;
+        b.wait_for_path("/setup").await;
+        let states = b.wizard_states().await;
+        b.check(states[0] == "done", format!("step 1 is done: {states:?}"))
+            .await;
+    }
+    // Progress is saved: a fresh visit resumes at the next step.
+    b.goto("/setup").await;
+    let current = b.text("#step-heading").await;
     b.check(
-        company == "Acme",
-        format!("the account page shows the company: {company:?}"),
-    )
-    .await;
-    let plan = b.definition("Plan").await;
-    b.check(
-        plan == "pro",
-        format!("the account page shows the plan: {plan:?}"),
+        current.starts_with("Step 2"),
+        format!("the wizard resumes at step 2: {current:?}"),
     )
     .await;
 
-    // Signing out ends on /login, and the account page is then closed.
+    // Step 2: a real query against the workspace, with ranked results.
+    let titles = b
+        .query(if skip { "getting started" } else { "refund" })
+        .await;
+    b.check(!titles.is_empty(), "the query found passages")
+        .await;
+    if !skip {
+        b.check(
+            titles[0].contains("Refund policy"),
+            format!("our own document ranks first: {titles:?}"),
+        )
+        .await;
+    }
+    b.look(&shots, &axe, "06-setup-query").await;
+
+    if variant == "guided" {
+        // Step 3: an integration key, shown once; step 4: a first call with it.
+        b.goto("/setup").await;
+        b.type_into("#key-name", "Integration").await;
+        b.click("form[action='/setup/keys'] button[type='submit']")
+            .await;
+        let secret = b.text_when("#new-secret").await;
+        b.look(&shots, &axe, "07-setup-key").await;
+        b.goto("/setup").await;
+        let current = b.text("#step-heading").await;
+        b.check(
+            current.starts_with("Step 4"),
+            format!("on to the first call: {current:?}"),
+        )
+        .await;
+        app.query_ok(secret.trim(), "getting started", 3).await;
+        b.goto("/setup").await;
+    } else {
+        b.goto("/setup").await;
+    }
+    let done = b.text_when("#finished-heading").await;
+    b.check(
+        done == "You are all set",
+        format!("the wizard is finished: {done:?}"),
+    )
+    .await;
+    let states = b.wizard_states().await;
+    b.check(
+        states.iter().all(|s| s == "done" || s == "skipped"),
+        format!("every step done or skipped: {states:?}"),
+    )
+    .await;
+    b.look(&shots, &axe, "08-setup-done").await;
+
+    // The workspace: drop a file in (the file input the drop zone holds), query it.
+    b.click("#finished-heading + p + p a").await;
+    b.wait_for_path("/app").await;
+    let file = tempfile::Builder::new()
+        .suffix(".md")
+        .tempfile()
+        .expect("temp file");
+    std::fs::write(
+        file.path(),
+        "# Shipping times\n\nOrders ship within two business days from our warehouse.",
+    )
+    .expect("write the file");
+    let r = b
+        .find("#file")
+        .await
+        .send_keys(&file.path().display().to_string())
+        .await;
+    b.ok(r, "choose a file for the drop zone").await;
+    let notice = b.text_when(".notice[role='status']").await;
+    b.check(
+        notice.starts_with("Document added"),
+        format!("the file was added: {notice:?}"),
+    )
+    .await;
+    let listed = b.text("#documents table").await;
+    b.check(
+        listed.contains("Shipping times"),
+        format!("the document is listed: {listed}"),
+    )
+    .await;
+    let titles = b.query("when do orders ship").await;
+    b.check(
+        titles.first().is_some_and(|t| t.contains("Shipping times")),
+        format!("the dropped file answers the query: {titles:?}"),
+    )
+    .await;
+    b.look(&shots, &axe, "09-workspace").await;
+    b.goto("/account").await;
+    b.look(&shots, &axe, "10-account").await;
+    b.goto("/app/members").await;
+    b.look(&shots, &axe, "11-team").await;
+
+    // Signing out ends on /login, and the workspace is then closed.
     b.click("form[action='/logout'] button[type='submit']")
         .await;
     b.wait_for_path("/login").await;
-    b.goto("/account").await;
+    b.look(&shots, &axe, "12-login").await;
+    b.goto("/app").await;
     b.wait_for_path("/login").await;
-    let title = b.text("h1").await;
-    b.check(
-        title == "Sign in",
-        format!("/account sends a signed-out visitor to the sign-in form: {title:?}"),
-    )
-    .await;
-
-    // A wrong password: the sign-in page again, with the error on it.
-    b.sign_in(&email, "not-the-password").await;
-    let c = &b.client;
-    let error = b
-        .wait_until(
-            "the sign-in error message",
-            NAVIGATION_SECS,
-            move || async move {
-                match c.find(Locator::Id("login-error")).await {
-                    Ok(el) => Ok(Some(el.text().await?)),
-                    Err(e) if e.is_no_such_element() => Ok(None),
-                    Err(e) => Err(e),
-                }
-            },
-        )
-        .await;
-    b.check(
-        error == "the email or password is incorrect",
-        format!("the page says the credentials are wrong: {error:?}"),
-    )
-    .await;
-    let at = b.wait_for_path("/login").await;
-    b.check(
-        at.path() == "/login",
-        format!("a failed sign-in stays on /login: {at}"),
-    )
-    .await;
-    let prefilled = b.find("#email").await.prop("value").await;
-    let prefilled = b.ok(prefilled, "value of #email").await;
-    b.check(
-        prefilled.as_deref() == Some(email.as_str()),
-        format!("the form keeps the email: {prefilled:?}"),
-    )
-    .await;
+    // A returning customer whose setup is finished signs in straight to the workspace.
+    b.sign_in(&email, TEST_PASSWORD).await;
+    b.wait_for_path("/app").await;
 
     let r = b.client.close().await;
     if let Err(e) = r {
@@ -536,9 +735,145 @@ async fn new_customer_pays_sees_the_key_once_signs_in_and_out() {
     }
     drop(driver);
     eprintln!(
-        "browser journey took {:.1} s",
-        started.elapsed().as_secs_f64()
+        "{test} took {:.1} s; screenshots in {}",
+        started.elapsed().as_secs_f64(),
+        shots.display()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_variant_customer_skips_to_the_sample_data_and_reaches_a_first_query() {
+    customer_journey("quick", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guided_variant_customer_uploads_creates_a_key_and_makes_a_first_call() {
+    customer_journey("guided", false).await;
+}
+
+/// A provisioning that failed (the vector store was down) is retried from the success page's
+/// button and finishes, with the key shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_setup_is_retried_from_the_success_page() {
+    if browsers_missing("recovery browser test") {
+        return;
+    }
+    let axe = axe_script("recovery browser test");
+    let shots = screenshot_dir("recovery");
+    let app =
+        crate::helpers::spawn_app_with(Backend::Sqlite, &[("MAX_PROVISIONING_RETRIES", "1")]).await;
+    app.state.vectors.simulate_outage(true);
+    let (tenant, session) = app.checkout("recovery@example.com", "starter").await;
+    assert_eq!(app.dev_checkout(&session, "pay").await.status(), 303);
+    app.wait_for_status(&tenant, "failed", 30).await;
+
+    let driver = Chromedriver::start();
+    let b = Browser::connect(&driver, app.url("")).await;
+    b.goto(&format!("/onboarding/success?session_id={session}"))
+        .await;
+    let reason = b.text_when("#reason").await;
+    b.check(
+        reason.starts_with("Setup failed"),
+        format!("the failure is explained: {reason:?}"),
+    )
+    .await;
+    b.look(&shots, &axe, "failed").await;
+    app.state.vectors.simulate_outage(false);
+    b.click("#retry").await;
+    let ready = ready_success_page(&b).await;
+    b.check(ready.key_shown, "after the retry the key is shown")
+        .await;
+    b.look(&shots, &axe, "recovered").await;
+    app.wait_for_status(&tenant, "active", 10).await;
+    let _ = b.client.close().await;
+}
+
+/// The sign-up form shows a refused field next to the field, announced; and the form works
+/// with JavaScript turned off (a plain post, a 303 to the checkout). The cancel page offers
+/// the way back to that checkout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signup_form_explains_a_wrong_field_inline_and_works_without_javascript() {
+    if browsers_missing("forms browser test") {
+        return;
+    }
+    let axe = axe_script("forms browser test");
+    let shots = screenshot_dir("forms");
+    let app: TestApp = spawn_app(Backend::Sqlite).await;
+    let driver = Chromedriver::start();
+
+    let b = Browser::connect(&driver, app.url("")).await;
+    b.goto("/").await;
+    b.sign_up("not-an-email", "Acme", TEST_PASSWORD, "starter")
+        .await;
+    let error = b.text_when("#email-error").await;
+    b.check(
+        error.contains("@"),
+        format!("the email's error is by the field: {error:?}"),
+    )
+    .await;
+    let invalid = b.find("#email").await.attr("aria-invalid").await;
+    let invalid = b.ok(invalid, "aria-invalid").await;
+    b.check(
+        invalid.as_deref() == Some("true"),
+        "the field is marked invalid",
+    )
+    .await;
+    let kept = b.find("#company_name").await.prop("value").await;
+    let kept = b.ok(kept, "the company name").await;
+    b.check(
+        kept.as_deref() == Some("Acme"),
+        format!("what was typed is kept: {kept:?}"),
+    )
+    .await;
+    b.look(&shots, &axe, "signup-error").await;
+    let _ = b.client.close().await;
+
+    let plain = Browser::connect_without_javascript(&driver, app.url("")).await;
+    plain.goto("/").await;
+    plain
+        .sign_up(
+            "nojs@example.com",
+            "No Script Ltd",
+            TEST_PASSWORD,
+            "starter",
+        )
+        .await;
+    plain
+        .wait_until("the dev checkout", NAVIGATION_SECS, || async {
+            Ok(plain
+                .client
+                .current_url()
+                .await?
+                .path()
+                .starts_with("/dev/checkout/")
+                .then_some(()))
+        })
+        .await;
+    let company = plain.text("h1").await;
+    plain
+        .check(
+            company == "No Script Ltd",
+            format!("signed up without JavaScript: {company:?}"),
+        )
+        .await;
+    // Stripe's back link: the cancel page, with the way back to this checkout.
+    plain.click("a[href='/onboarding/cancel']").await;
+    plain.wait_for_path("/onboarding/cancel").await;
+    // (No axe-core here: it is a script, and this browser runs none; the journeys check it.)
+    plain.shoot(&shots, "cancel").await;
+    plain.click("a.button").await;
+    plain
+        .wait_until("the checkout again", NAVIGATION_SECS, || async {
+            Ok(plain
+                .client
+                .current_url()
+                .await?
+                .path()
+                .starts_with("/dev/checkout/")
+                .then_some(()))
+        })
+        .await;
+    let _ = plain.client.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -244,9 +244,13 @@ async fn smtp_delivers_the_welcome_email_with_both_parts_and_every_header(backen
         .unwrap();
     assert_eq!(signed_in.status(), 303);
 
-    // The stored copy no longer holds the secret; the record says how it went.
-    let row = welcome_email_row(&app, &t.tenant_id).await;
-    assert_eq!(row.status, "sent");
+    // The stored copy no longer holds the secret; the record says how it went (once the worker
+    // has heard the server's answer, which may come after the server kept the message).
+    let row = eventually("the welcome email recorded as sent", 30, || async {
+        let row = welcome_email_row(&app, &t.tenant_id).await;
+        (row.status == "sent").then_some(row)
+    })
+    .await;
     assert_eq!(row.transport.as_deref(), Some("smtp"));
     assert_eq!(row.message_id, message_id);
     assert!(!row.text_body.contains("token=") && !row.html_body.contains("token="));
@@ -506,9 +510,13 @@ async fn sendgrid_gets_the_contract_request_and_a_refusal_is_kept(backend: Backe
             "{forbidden} may not be overridden"
         );
     }
-    let row = welcome_email_row(&app, &t.tenant_id).await;
+    // SendGrid saw the request before the worker heard its 202 and recorded it: wait for that.
+    let row = eventually("the welcome email recorded as sent", 30, || async {
+        let row = welcome_email_row(&app, &t.tenant_id).await;
+        (row.status == "sent").then_some(row)
+    })
+    .await;
     assert_eq!(row.transport.as_deref(), Some("sendgrid"));
-    assert_eq!(row.status, "sent");
 
     // A refusal (a sender SendGrid does not know) is kept on the email, and not retried.
     sendgrid.reset().await;

@@ -261,7 +261,12 @@ impl TestApp {
 
     /// Signs up; the tenant id and its dev checkout session.
     pub async fn checkout(&self, email: &str, plan: &str) -> (String, String) {
-        let body = self.signup(email, plan).await;
+        self.checkout_named(email, plan, "Acme").await
+    }
+
+    /// [`TestApp::checkout`] for a company name of the test's choosing.
+    pub async fn checkout_named(&self, email: &str, plan: &str, company: &str) -> (String, String) {
+        let body = self.signup_named(email, plan, company).await;
         let session = body["checkout_url"].as_str().unwrap().rsplit('/').next();
         (
             body["tenant_id"].as_str().unwrap().to_string(),
@@ -280,10 +285,15 @@ impl TestApp {
 
     /// Signs up with a fresh email and returns the response body (asserting 201).
     pub async fn signup(&self, email: &str, plan: &str) -> Value {
+        self.signup_named(email, plan, "Acme").await
+    }
+
+    /// [`TestApp::signup`] for a company name of the test's choosing.
+    pub async fn signup_named(&self, email: &str, plan: &str, company: &str) -> Value {
         let resp = self
             .post_json(
                 "/signup",
-                &serde_json::json!({"email": email, "company_name": "Acme", "password": TEST_PASSWORD, "plan": plan}),
+                &serde_json::json!({"email": email, "company_name": company, "password": TEST_PASSWORD, "plan": plan}),
             )
             .await;
         assert_eq!(resp.status(), 201, "signup of {email}");
@@ -514,7 +524,18 @@ impl TestApp {
     /// Signs `email` up on `plan`, pays through the dev checkout and waits until `active`;
     /// returns the first API key as revealed (once) by the onboarding status endpoint.
     pub async fn active_tenant(&self, email: &str, plan: &str) -> ActiveTenant {
-        let (tenant_id, session) = self.checkout(email, plan).await;
+        self.active_tenant_named(email, plan, "Acme").await.0
+    }
+
+    /// [`TestApp::active_tenant`] for a company name of the test's choosing; also the dev
+    /// checkout session it paid through (the success page's `session_id`).
+    pub async fn active_tenant_named(
+        &self,
+        email: &str,
+        plan: &str,
+        company: &str,
+    ) -> (ActiveTenant, String) {
+        let (tenant_id, session) = self.checkout_named(email, plan, company).await;
         let resp = self.dev_checkout(&session, "pay").await;
         assert_eq!(resp.status(), 303, "dev checkout pay");
         self.wait_for_status(&tenant_id, "active", 30).await;
@@ -528,12 +549,13 @@ impl TestApp {
             .as_str()
             .expect("the first key is revealed once")
             .to_string();
-        ActiveTenant {
+        let tenant = ActiveTenant {
             tenant_id,
             email: email.to_string(),
             password: TEST_PASSWORD.to_string(),
             api_key,
-        }
+        };
+        (tenant, session)
     }
 
     /// A request with the tenant's key as Bearer.

@@ -8,7 +8,7 @@ use crate::store_tests;
 
 store_tests!(
     json_login_answers_the_tenant_and_sets_an_httponly_lax_cookie,
-    form_login_redirects_to_the_account_page_which_lists_keys_and_milestones,
+    form_login_lands_in_the_wizard_and_the_pages_list_keys_and_milestones,
     failed_form_login_shows_the_form_again_with_the_error_and_status,
     wrong_password_and_unknown_email_get_byte_identical_401s,
     five_failures_lock_the_email_even_for_the_right_password_until_they_age_out,
@@ -29,9 +29,14 @@ store_tests!(
     forgot_password_never_says_whether_an_account_exists,
     concurrent_clicks_on_a_magic_link_start_one_session,
     a_full_hashing_queue_answers_503_at_once,
+    an_emailed_sign_in_link_signs_in_exactly_once_as_the_user_who_asked,
+    sign_in_link_requests_never_say_whether_an_account_exists,
+    sign_in_link_requests_with_a_bad_email_get_400_naming_it,
+    sign_in_link_requests_are_rate_limited_per_client_address,
+    cross_site_sign_in_link_requests_are_refused,
 );
 
-async fn login_json(app: &TestApp, email: &str, password: &str) -> Response {
+pub async fn login_json(app: &TestApp, email: &str, password: &str) -> Response {
     app.post_json("/login", &json!({"email": email, "password": password}))
         .await
 }
@@ -154,7 +159,8 @@ async fn json_login_answers_the_tenant_and_sets_an_httponly_lax_cookie(backend: 
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["tenant_id"], t.tenant_id.as_str());
     assert_eq!(body["status"], "active");
-    assert_eq!(body["redirect"], "/account");
+    // A new tenant's setup is still ahead of it: sign-in lands in the wizard.
+    assert_eq!(body["redirect"], "/setup");
     let expires = chrono::DateTime::parse_from_rfc3339(body["expires_at"].as_str().unwrap())
         .expect("expires_at is RFC 3339");
     let hours =
@@ -187,14 +193,16 @@ async fn json_login_answers_the_tenant_and_sets_an_httponly_lax_cookie(backend: 
     assert_eq!(stored, onboard::workspace::sessions::token_hash(token));
 }
 
-async fn form_login_redirects_to_the_account_page_which_lists_keys_and_milestones(
-    backend: Backend,
-) {
+async fn form_login_lands_in_the_wizard_and_the_pages_list_keys_and_milestones(backend: Backend) {
     let app = spawn_app(backend).await;
     let t = app.active_tenant("form-login@example.com", "starter").await;
     let resp = login_form(&app, &t.email, &t.password).await;
     assert_eq!(resp.status(), 303);
-    assert_eq!(resp.headers()[LOCATION], "/account");
+    assert_eq!(
+        resp.headers()[LOCATION],
+        "/setup",
+        "a new tenant lands in the wizard"
+    );
     let cookie = cookie_pair(&set_cookie(&resp));
 
     let resp = get_with_cookie(&app, "/account", &cookie).await;
@@ -224,19 +232,27 @@ async fn form_login_redirects_to_the_account_page_which_lists_keys_and_milestone
         .await
         .unwrap();
     assert!(!keys.is_empty());
+    // The keys are on the workspace page, by name and prefix, with their actions.
+    let resp = get_with_cookie(&app, "/app", &cookie).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+    let html = resp.text().await.unwrap();
     for k in &keys {
-        assert!(html.contains(&k.id), "key {} listed", k.id);
         assert!(html.contains(&k.prefix), "prefix {} listed", k.prefix);
+        if k.revoked_at.is_none() {
+            let rotate = format!("/app/keys/{}/rotate", k.id);
+            assert!(html.contains(&rotate), "key {} can be rotated", k.id);
+        }
     }
     assert!(
         !html.contains(&t.api_key),
         "the key's secret is never shown again"
     );
 
-    // Signed in already: the sign-in page sends the browser on to the account.
+    // Signed in already: the sign-in page sends the browser on to the workspace.
     let resp = get_with_cookie(&app, "/login", &cookie).await;
     assert_eq!(resp.status(), 303);
-    assert_eq!(resp.headers()[LOCATION], "/account");
+    assert_eq!(resp.headers()[LOCATION], "/app");
 }
 
 async fn failed_form_login_shows_the_form_again_with_the_error_and_status(backend: Backend) {
@@ -376,7 +392,7 @@ async fn magic_link_from_the_welcome_email_signs_in_exactly_once(backend: Backen
 
     let resp = follow_magic_link(&app, &link).await;
     assert_eq!(resp.status(), 303);
-    assert_eq!(resp.headers()[LOCATION], "/account");
+    assert_eq!(resp.headers()[LOCATION], "/setup", "into the setup wizard");
     assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
     let cookie = set_cookie(&resp);
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
@@ -1066,4 +1082,324 @@ async fn a_full_hashing_queue_answers_503_at_once(backend: Backend) {
     );
     // Signups still get their half of the queue.
     app.signup("still-open@example.com", "starter").await;
+}
+
+/// Asks for a sign-in link as the sign-in page's form does.
+pub async fn ask_sign_in_link(app: &TestApp, email: &str) -> Response {
+    app.client
+        .post(app.url("/login/link"))
+        .form(&[("email", email)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The sign-in emails sent to `to`, newest first, from the outbox.
+async fn sign_in_emails(app: &TestApp, to: &str) -> Vec<onboard::email::StoredEmail> {
+    app.store
+        .list_emails(None, 200)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "sign_in_link" && e.to_email == to)
+        .collect()
+}
+
+/// The link of the newest sign-in email to `to`, once more than `after` were sent.
+async fn emailed_sign_in_link(app: &TestApp, to: &str, after: usize) -> String {
+    let text = eventually("the sign-in link email", 30, || async {
+        let emails = sign_in_emails(app, to).await;
+        (emails.len() > after).then(|| emails[0].text_body.clone())
+    })
+    .await;
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/login/magic?token="))
+        .expect("the sign-in link in the email")
+        .to_string();
+    assert!(link.starts_with(&app.url("/login/magic?token=")), "{link}");
+    link
+}
+
+/// Every sign-in link email in the outbox, whoever it went to.
+async fn all_sign_in_emails(app: &TestApp) -> usize {
+    app.store
+        .list_emails(None, 500)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "sign_in_link")
+        .count()
+}
+
+async fn an_emailed_sign_in_link_signs_in_exactly_once_as_the_user_who_asked(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("link-owner@example.com", "starter").await;
+    let resp = app
+        .post_json("/login/link", &json!({"email": t.email}))
+        .await;
+    assert_eq!(resp.status(), 202);
+    assert!(resp.headers().get(SET_COOKIE).is_none());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "sent");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("expires in 15 minutes"),
+        "{body}"
+    );
+    let link = emailed_sign_in_link(&app, &t.email, 0).await;
+    // A login token like the welcome email's, for fifteen minutes.
+    let token = link.split("token=").nth(1).unwrap();
+    let (purpose, ttl): (String, i64) = onboard::with_pool!(&app.store, |pool| {
+        sqlx::query_as(
+            "SELECT purpose, expires_at - created_at FROM login_tokens WHERE token_hash = $1",
+        )
+        .bind(onboard::workspace::sessions::token_hash(token))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
+    assert_eq!((purpose.as_str(), ttl), ("magic_login", 15 * 60_000));
+
+    // Redeemed by the welcome link's flow: a page that uses nothing, then its button (which
+    // goes wherever a sign-in lands).
+    let resp = follow_magic_link(&app, &link).await;
+    assert_eq!(resp.status(), 303);
+    assert!(resp.headers().get(LOCATION).is_some());
+    let cookie = cookie_pair(&set_cookie(&resp));
+    let s: Value = get_with_cookie(&app, "/session", &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["tenant_id"], t.tenant_id.as_str());
+    assert_eq!(s["email"], t.email.as_str());
+    let again = confirm_magic_link(&app, &link).await;
+    assert_eq!(again.status(), 410);
+    assert!(again.headers().get(SET_COOKIE).is_none());
+
+    // A teammate who asks (from the form, the address typed in another case) is signed in as
+    // themselves, not as the tenant's owner.
+    let member = "link-member@example.com";
+    crate::teams::invite_ok(&app, &t.api_key, member, "member").await;
+    let invite = crate::teams::invitation_link(&app, &t.tenant_id, member, 0).await;
+    let joined = app
+        .post_json(
+            "/invitations/accept",
+            &json!({
+                "token": invite.split("token=").nth(1).unwrap(),
+                "name": "Link Member",
+                "password": "JoinPass456!",
+            }),
+        )
+        .await;
+    assert_eq!(joined.status(), 201);
+    let member_id = joined.json::<Value>().await.unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = ask_sign_in_link(&app, "Link-Member@Example.com").await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()[CACHE_CONTROL], "no-store");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Check your inbox"), "{html}");
+    assert!(html.contains("If an account exists"), "{html}");
+    let link = emailed_sign_in_link(&app, member, 0).await;
+    let resp = follow_magic_link(&app, &link).await;
+    assert_eq!(resp.status(), 303);
+    let cookie = cookie_pair(&set_cookie(&resp));
+    let s: Value = get_with_cookie(&app, "/session", &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["user_id"], member_id.as_str());
+    assert_eq!(s["email"], member);
+    assert_eq!(s["role"], "member");
+    // The owner was sent nothing more.
+    assert_eq!(sign_in_emails(&app, &t.email).await.len(), 1);
+}
+
+async fn sign_in_link_requests_never_say_whether_an_account_exists(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app
+        .active_tenant("link-exists@example.com", "starter")
+        .await;
+    // Signed up, not paid: it may not sign in, so it is sent nothing either.
+    app.signup("link-pending@example.com", "starter").await;
+    let ask = |email: &'static str| {
+        let app = &app;
+        async move { app.post_json("/login/link", &json!({"email": email})).await }
+    };
+    let known = app
+        .post_json("/login/link", &json!({"email": t.email}))
+        .await;
+    let unknown = ask("nobody-here@example.com").await;
+    let pending = ask("link-pending@example.com").await;
+    assert_eq!(known.status(), 202);
+    assert_eq!(unknown.status(), 202);
+    assert_eq!(pending.status(), 202);
+    let answer = known.bytes().await.unwrap();
+    assert_eq!(answer, unknown.bytes().await.unwrap());
+    assert_eq!(answer, pending.bytes().await.unwrap());
+    // The form's page too.
+    let known = ask_sign_in_link(&app, &t.email).await;
+    let unknown = ask_sign_in_link(&app, "nobody-here@example.com").await;
+    assert_eq!(known.status(), 200);
+    assert_eq!(unknown.status(), 200);
+    assert_eq!(known.bytes().await.unwrap(), unknown.bytes().await.unwrap());
+    // Emails are queued with the answer: the known address has its two, nobody else any.
+    emailed_sign_in_link(&app, &t.email, 1).await;
+    assert_eq!(all_sign_in_emails(&app).await, 2);
+    // A mailbox is not flooded: past three an hour nothing more is sent, and the answer is the same.
+    for _ in 0..2 {
+        let resp = app
+            .post_json("/login/link", &json!({"email": t.email}))
+            .await;
+        assert_eq!(resp.status(), 202);
+        assert_eq!(resp.bytes().await.unwrap(), answer);
+    }
+    assert_eq!(sign_in_emails(&app, &t.email).await.len(), 3);
+    assert_eq!(all_sign_in_emails(&app).await, 3);
+}
+
+async fn sign_in_link_requests_with_a_bad_email_get_400_naming_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (body, code) in [
+        (json!({}), "invalid_email"),
+        (json!({"email": ""}), "invalid_email"),
+        (json!({"email": "   "}), "invalid_email"),
+        (json!({"email": "not-an-email"}), "invalid_email"),
+        (json!({"email": 5}), "invalid_field"),
+    ] {
+        let resp = app.post_json("/login/link", &body).await;
+        let err = assert_error(resp, 400, code).await;
+        assert_eq!(err["field"], "email", "{body}");
+    }
+    // The form comes back with the error and what was typed.
+    let resp = ask_sign_in_link(&app, "not-an-email").await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("action=\"/login/link\""), "{html}");
+    assert!(html.contains("name=\"email\""), "{html}");
+    assert!(html.contains("value=\"not-an-email\""), "{html}");
+    assert!(html.contains("role=\"alert\""), "{html}");
+    assert!(html.contains("exactly one"), "{html}");
+    let resp = app
+        .client
+        .post(app.url("/login/link"))
+        .form(&[("other", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("email is required"));
+    let resp = app
+        .client
+        .post(app.url("/login/link"))
+        .header("content-type", "text/plain")
+        .body("email=a@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 415, "unsupported_media_type").await;
+    assert_eq!(all_sign_in_emails(&app).await, 0);
+}
+
+/// A sign-in link request from `client` (the test server trusts 127.0.0.1 as a proxy).
+async fn ask_sign_in_link_from(app: &TestApp, client: &str, email: &str) -> Response {
+    app.client
+        .post(app.url("/login/link"))
+        .header("x-forwarded-for", client)
+        .json(&json!({"email": email}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn sign_in_link_requests_are_rate_limited_per_client_address(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, &[("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    for i in 0..20 {
+        let resp =
+            ask_sign_in_link_from(&app, "192.0.2.70", &format!("link-spray-{i}@example.com")).await;
+        assert_eq!(resp.status(), 202, "request {i}");
+    }
+    let resp = ask_sign_in_link_from(&app, "192.0.2.70", "link-spray-x@example.com").await;
+    let retry: u64 = resp.headers()[RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    let err = assert_error(resp, 429, "rate_limited").await;
+    assert!(
+        err["message"].as_str().unwrap().contains("sign-in link"),
+        "{err}"
+    );
+    // The form is shown again with the reason and the same Retry-After.
+    let resp = app
+        .client
+        .post(app.url("/login/link"))
+        .header("x-forwarded-for", "192.0.2.70")
+        .form(&[("email", "link-spray-x@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().get(RETRY_AFTER).is_some());
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("action=\"/login/link\""), "{html}");
+    assert!(html.contains("too many sign-in link requests"), "{html}");
+    // Another address is not affected, nor is "forgot password" from this one (counted apart).
+    let resp = ask_sign_in_link_from(&app, "192.0.2.71", "link-spray-x@example.com").await;
+    assert_eq!(resp.status(), 202);
+    let resp = app
+        .client
+        .post(app.url("/login/forgot"))
+        .header("x-forwarded-for", "192.0.2.70")
+        .json(&json!({"email": "link-spray-x@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+}
+
+async fn cross_site_sign_in_link_requests_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("link-csrf@example.com", "starter").await;
+    let resp = app
+        .client
+        .post(app.url("/login/link"))
+        .header("origin", "https://evil.example")
+        .form(&[("email", t.email.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().await.unwrap().contains("another website"));
+    let resp = app
+        .client
+        .post(app.url("/login/link"))
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({"email": t.email}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 403, "cross_site_request").await;
+    assert_eq!(all_sign_in_emails(&app).await, 0);
+    // The real page's own form is accepted.
+    let resp = app
+        .client
+        .post(app.url("/login/link"))
+        .header("origin", app.url(""))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("email", t.email.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    emailed_sign_in_link(&app, &t.email, 0).await;
 }

@@ -818,7 +818,7 @@ async fn stripe_trial_days_are_added_to_the_checkout_request(backend: Backend) {
             price_id: "price_pro".into(),
             customer_email: "trial+one@example.com".into(),
             success_url: app.url("/onboarding/success?session_id={CHECKOUT_SESSION_ID}"),
-            cancel_url: app.url("/onboarding/canceled"),
+            cancel_url: app.url("/onboarding/cancel"),
             trial_days: 14,
         })
     );

@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::session::{current_session, no_store};
@@ -10,17 +10,6 @@ use crate::domain::TenantStatus;
 use crate::http::AppState;
 use crate::http::error::{ApiError, AppResult};
 use crate::store::ms_to_datetime;
-
-/// One API key as listed on the account page.
-struct KeyView {
-    id: String,
-    name: String,
-    prefix: String,
-    scopes: String,
-    created: String,
-    last_used: String,
-    revoked: String,
-}
 
 /// One activation milestone as listed on the account page.
 struct MilestoneView {
@@ -32,6 +21,11 @@ struct MilestoneView {
 #[derive(Template)]
 #[template(path = "account.html")]
 struct AccountPage {
+    nav_current: &'static str,
+    notice: Option<String>,
+    /// Why closing the account was refused.
+    error: Option<String>,
+    can_close: bool,
     tenant_id: String,
     company_name: String,
     email: String,
@@ -51,7 +45,6 @@ struct AccountPage {
     /// The signed-in user and their role.
     me_email: String,
     me_role: String,
-    keys: Vec<KeyView>,
     milestones: Vec<MilestoneView>,
 }
 
@@ -59,8 +52,8 @@ fn when(ms: i64) -> String {
     ms_to_datetime(ms).format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// The signed-in customer's account page: account, billing, email preference, data, keys and
-/// progress; a redirect to `/login` when not signed in.
+/// The signed-in customer's account page: account, billing, email preference, data (export,
+/// closing with a typed confirmation) and progress; a redirect to `/login` when not signed in.
 #[utoipa::path(get, path = "/account", tag = "account",
     responses(
         (status = 200, description = "The account page", content_type = "text/html", body = String),
@@ -73,21 +66,16 @@ pub async fn account_page(
     let Some((session, tenant)) = current_session(&state, &headers).await? else {
         return Ok(Redirect::to("/login").into_response());
     };
-    let keys = state
-        .store
-        .api_keys_page(&tenant.id, 100, None)
-        .await?
-        .into_iter()
-        .map(|k| KeyView {
-            id: k.id,
-            name: k.name,
-            prefix: k.prefix,
-            scopes: k.scopes,
-            created: when(k.created_at),
-            last_used: k.last_used_at.map(when).unwrap_or_else(|| "never".into()),
-            revoked: k.revoked_at.map(when).unwrap_or_else(|| "no".into()),
-        })
-        .collect();
+    render(&state, &session, tenant, StatusCode::OK, (None, None)).await
+}
+
+async fn render(
+    state: &AppState,
+    session: &crate::workspace::sessions::Session,
+    tenant: crate::store::Tenant,
+    status: StatusCode,
+    (notice, error): (Option<String>, Option<String>),
+) -> AppResult<Response> {
     let milestones = state
         .store
         .milestones(&tenant.id)
@@ -105,9 +93,13 @@ pub async fn account_page(
     let billing = state.store.billing(&tenant.id).await?.unwrap_or_default();
     let erasure = billing
         .canceled_at
-        .map(|at| when(crate::billing::notify::erasure_at(&state, at)))
+        .map(|at| when(crate::billing::notify::erasure_at(state, at)))
         .unwrap_or_default();
     let page = AccountPage {
+        nav_current: "account",
+        notice,
+        error,
+        can_close: session.role.allows(crate::domain::Permission::CloseAccount),
         tenant_id: tenant.id.to_string(),
         company_name: tenant.company_name,
         email: tenant.email,
@@ -130,15 +122,75 @@ pub async fn account_page(
         session_expires: when(session.expires_at),
         me_email: session.email.clone(),
         me_role: session.role.to_string(),
-        keys,
         milestones,
     };
     let html = page
         .render()
         .map_err(|e| ApiError::internal("render account page", e))?;
-    let mut resp = Html(html).into_response();
+    let mut resp = (status, Html(html)).into_response();
     no_store(&mut resp);
     Ok(resp)
+}
+
+/// `POST /account/close`: the account page's form to close the account, confirmed by typing
+/// the company name (`confirm`; case and surrounding spaces aside). Cancels as `DELETE
+/// /account` does; the page again, saying when the data will be erased, or why not.
+pub(crate) async fn close_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> AppResult<Response> {
+    if crate::http::extract::media_type(&headers) != super::FORM {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the account page's form (application/x-www-form-urlencoded)",
+        ));
+    }
+    if super::is_cross_site(&headers, &state.settings.app_url) {
+        return Err(super::cross_site_refused());
+    }
+    let Some((session, tenant)) = current_session(&state, &headers).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let typed = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "confirm")
+        .map(|(_, v)| v.trim().to_lowercase())
+        .unwrap_or_default();
+    let refused = |status, why: String| (status, (None, Some(why)));
+    let (status, said) = if let Err(e) =
+        super::session::require(&session, crate::domain::Permission::CloseAccount)
+    {
+        refused(e.status, e.message)
+    } else if typed != tenant.company_name.trim().to_lowercase() {
+        refused(
+            StatusCode::BAD_REQUEST,
+            "to close the account, type your company name exactly as shown above".to_string(),
+        )
+    } else {
+        match crate::billing::account::cancel(&state, &tenant, "customer").await {
+            Ok(erase_at) => (
+                StatusCode::OK,
+                (
+                    Some(format!(
+                        "Your subscription is canceled. Your workspace and personal data will be erased after {}; export them before then.",
+                        when(erase_at)
+                    )),
+                    None,
+                ),
+            ),
+            Err(e) => {
+                let e = ApiError::from(e);
+                if !e.status.is_client_error() && e.status != StatusCode::BAD_GATEWAY {
+                    return Err(e);
+                }
+                refused(e.status, e.message)
+            }
+        }
+    };
+    // Read again: the status changed if the account was closed.
+    let tenant = state.store.tenant(&tenant.id).await?.unwrap_or(tenant);
+    render(&state, &session, tenant, status, said).await
 }
 
 /// `POST /account/consent`: the account page's email preference, recorded with its time,

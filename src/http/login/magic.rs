@@ -179,7 +179,8 @@ async fn magic_login(state: &AppState, ip: IpAddr, token: Option<String>) -> App
             tx.commit().await?;
             after_session_start(state, &tenant, LoginMethod::MagicLink).await;
             let cookie = started_cookie(state, &session);
-            with_cookie(Redirect::to("/account").into_response(), &cookie)
+            let to = crate::http::workspace::landing(state, &tenant).await;
+            with_cookie(Redirect::to(to).into_response(), &cookie)
         }
         other => {
             drop(tx);

@@ -1,12 +1,15 @@
-//! Sign-in: password login (JSON or HTML form) and the welcome email's single-use magic link
-//! start a server-side session held in an HttpOnly cookie; `/session` and `/account` show it,
-//! `/logout` revokes it. Repeated wrong passwords lock the email for a while.
+//! Sign-in: password login (JSON or HTML form) and single-use magic links (the welcome email's,
+//! and those asked for at `POST /login/link`) start a server-side session held in an HttpOnly
+//! cookie; `/session` and `/account` show it, `/logout` revokes it. Repeated wrong passwords
+//! lock the email for a while.
 //!
-//! One file per concern: [`password`] sign-in, [`magic`] links, [`session`] cookies and the
-//! session endpoints, and the [`account`] page. What they share (who may sign in, the
-//! cross-site check, what every new session does) is here.
+//! One file per concern: [`password`] sign-in, [`magic`] links, emailing a sign-in link on
+//! request ([`link`]), "forgot password" ([`reset`]), [`session`] cookies and the session
+//! endpoints, and the [`account`] page. What they share (who may sign in, the cross-site check,
+//! what every new session does) is here.
 
 pub mod account;
+pub mod link;
 pub mod magic;
 pub mod password;
 pub mod reset;
@@ -29,8 +32,7 @@ use crate::workspace::sessions::LoginMethod;
 pub use password::{LoginRequest, LoginResponse, login};
 pub use session::{SESSION_COOKIE, SessionResponse, logout, session};
 
-/// The media type of an HTML form post.
-const FORM: &str = "application/x-www-form-urlencoded";
+use super::extract::FORM;
 
 /// The HTML pages of sign-in (the JSON endpoints are registered with the OpenAPI router).
 pub fn router() -> Router<AppState> {
@@ -40,6 +42,7 @@ pub fn router() -> Router<AppState> {
             get(magic::magic_link).post(magic::magic_link_confirmed),
         )
         .route("/account/consent", axum::routing::post(account::consent))
+        .route("/account/close", axum::routing::post(account::close_form))
 }
 
 /// Whether a browser says the request was made by another site (login CSRF): `Sec-Fetch-Site`

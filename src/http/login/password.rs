@@ -47,8 +47,8 @@ pub struct LoginRequest {
 pub struct LoginResponse {
     pub tenant_id: String,
     pub status: TenantStatus,
-    /// Where a browser goes next.
-    #[schema(example = "/account")]
+    /// Where a browser goes next: the setup wizard while a step is pending, else the workspace.
+    #[schema(example = "/setup")]
     pub redirect: String,
     pub expires_at: DateTime<Utc>,
 }
@@ -277,7 +277,8 @@ fn render_login_page(status: StatusCode, error: Option<&ApiError>, email: &str) 
 }
 
 /// Signs in with email and password. A JSON body gets JSON answers; an HTML form gets a 303 to
-/// `/account`, or the sign-in page again with the error and the same status code.
+/// the setup wizard while a step is pending, else the workspace, or the sign-in page again with
+/// the error and the same status code.
 #[utoipa::path(post, path = "/login", tag = "login",
     request_body(content(
         (LoginRequest = "application/json"),
@@ -285,7 +286,7 @@ fn render_login_page(status: StatusCode, error: Option<&ApiError>, email: &str) 
     )),
     responses(
         (status = 200, description = "Signed in; the `onboard_session` cookie (HttpOnly, SameSite=Lax, Secure on https) is set", body = LoginResponse),
-        (status = 303, description = "Form sign-in succeeded: go to /account (cookie set)"),
+        (status = 303, description = "Form sign-in succeeded: go to /setup while a setup step is pending, else /app (cookie set)"),
         (status = 400, description = "email or password missing or malformed; `field` names it", body = ErrorBody),
         (status = 401, description = "The email or password is incorrect", body = ErrorBody),
         (status = 403, description = "The account cannot sign in in its status (the message names it and what to do), or the request came from another site", body = ErrorBody),
@@ -310,13 +311,14 @@ pub async fn login(
     let answer = match outcome {
         Ok((tenant, session)) => {
             let cookie = started_cookie(&state, &session);
+            let to = crate::http::workspace::landing(&state, &tenant).await;
             let resp = if form {
-                Redirect::to("/account").into_response()
+                Redirect::to(to).into_response()
             } else {
                 Json(LoginResponse {
                     tenant_id: tenant.id.to_string(),
                     status: tenant.status,
-                    redirect: "/account".into(),
+                    redirect: to.into(),
                     expires_at: ms_to_datetime(session.expires_at),
                 })
                 .into_response()
@@ -336,11 +338,11 @@ pub async fn login(
 #[utoipa::path(get, path = "/login", tag = "login",
     responses(
         (status = 200, description = "The sign-in form", content_type = "text/html", body = String),
-        (status = 303, description = "Already signed in: go to /account"),
+        (status = 303, description = "Already signed in: go to /app"),
     ))]
 pub async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
     if current_session(&state, &headers).await?.is_some() {
-        return Ok(Redirect::to("/account").into_response());
+        return Ok(Redirect::to("/app").into_response());
     }
     Ok(render_login_page(StatusCode::OK, None, ""))
 }

@@ -24,11 +24,12 @@ use crate::workspace::sessions::{LoginMethod, MagicToken, TokenPurpose};
 
 /// How long a reset link works.
 pub const RESET_TTL_MINUTES: u32 = 60;
-/// Reset emails one address receives per hour, at most (the rest are not sent).
-const EMAILS_PER_ADDRESS_PER_HOUR: u32 = 3;
+/// Reset emails one address receives per hour, at most (the rest are not sent). Sign-in links
+/// asked for by email ([`super::link`]) are held to the same limits, counted apart.
+pub(super) const EMAILS_PER_ADDRESS_PER_HOUR: u32 = 3;
 /// Reset requests one client address may make per hour.
-const REQUESTS_PER_CLIENT_PER_HOUR: u32 = 20;
-const HOUR_MS: i64 = 3_600_000;
+pub(super) const REQUESTS_PER_CLIENT_PER_HOUR: u32 = 20;
+pub(super) const HOUR_MS: i64 = 3_600_000;
 /// What every forgot request is told, whether or not the email has an account.
 const SENT: &str = "If an account exists for that email, we have sent it a link to choose a new \
     password. The link works once and expires in an hour.";
@@ -66,8 +67,8 @@ pub struct ForgotResponse {
 
 /// A form body (`form` true) or a JSON one, parsed into `T`.
 pub struct FormOrJson<T> {
-    form: bool,
-    body: T,
+    pub(super) form: bool,
+    pub(super) body: T,
 }
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for FormOrJson<T> {
