@@ -330,6 +330,7 @@ async fn admin_console_pages_render_with_data_and_a_hostile_name_inert(backend: 
         "not enough data yet",
         "id=\"ttfa-chart\"",
         "heat-",
+        "<td>invited a teammate</td>",
     ] {
         assert!(
             activation.contains(shown),

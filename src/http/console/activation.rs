@@ -66,6 +66,8 @@ struct ActivationPage {
     p90: String,
     funnel: Vec<(String, FunnelStep)>,
     funnel_chart: Chart,
+    /// Optional steps after activation (an invited teammate joined), among activated tenants.
+    after_activation: Vec<crate::analytics::metrics::OptionalStep>,
     wizard: Comparison,
     histogram: Chart,
     cohorts: Vec<CohortRow>,
@@ -142,6 +144,7 @@ pub async fn page(
             .map(|s| (chart::humanize(s.step), s.clone()))
             .collect(),
         histogram: chart::histogram(&buckets),
+        after_activation: metrics.after_activation.clone(),
         cohorts: metrics.cohorts.iter().map(CohortRow::from).collect(),
         wizard: metrics.wizard,
         error: error.clone(),
