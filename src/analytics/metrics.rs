@@ -237,7 +237,9 @@ impl Store {
     /// (a few rows per day) when the date filter falls on whole UTC days, else from the
     /// tenants' rows with the same arithmetic; time-to-activation quantiles walk an index.
     pub async fn activation_metrics(&self, filter: &Filter) -> StoreResult<Metrics> {
-        let rows = self.rollup_rows(filter).await?;
+        // Independent reads run at once, each on its own reader connection: the rollup with
+        // the discrepancy sums, then (they need the rollup's activated count) both quantiles.
+        let (rows, reports) = tokio::try_join!(self.rollup_rows(filter), self.client_reports())?;
         let variant = filter.variant.map(super::wizard::Variant::as_str);
         let selected = |v: &str| variant.is_none_or(|want| want == v);
         let mut total = Sums::default();
@@ -256,23 +258,12 @@ impl Store {
             g("first_query"),
             g("integration"),
         );
-        let (p50, p90) = (
-            self.activation_quantile(filter, query, 0.5).await?,
-            self.activation_quantile(filter, query, 0.9).await?,
-        );
+        let (p50, p90) = tokio::try_join!(
+            self.activation_quantile(filter, query, 0.5),
+            self.activation_quantile(filter, query, 0.9),
+        )?;
         let mean = (query > 0)
             .then(|| (g("activation_ms_sum") as f64 / query as f64 / 100.0).round() / 10.0);
-        let reports: Vec<(String, i64, i64)> = with_reader!(self, |pool| {
-            sqlx::query_as(
-                "SELECT event_type, CAST(SUM(events) AS BIGINT), CAST(SUM(flagged) AS BIGINT) \
-                 FROM activation_event_daily WHERE source = 'client' AND event_type IN \
-                 ('signup_completed', 'payment_confirmed', 'first_login', 'first_document_upload', \
-                 'first_query_executed', 'integration_configured') \
-                 GROUP BY event_type ORDER BY event_type",
-            )
-            .fetch_all(pool)
-            .await?
-        });
         Ok(Metrics {
             wizard: wizard_comparison(&rows),
             total_signups: signups,
@@ -329,6 +320,22 @@ impl Store {
                 })
                 .collect(),
         })
+    }
+
+    /// Client-reported milestone events and how many of them the server had no record of, per
+    /// event type, over all time (the discrepancy rates).
+    async fn client_reports(&self) -> StoreResult<Vec<(String, i64, i64)>> {
+        Ok(with_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT event_type, CAST(SUM(events) AS BIGINT), CAST(SUM(flagged) AS BIGINT) \
+                 FROM activation_event_daily WHERE source = 'client' AND event_type IN \
+                 ('signup_completed', 'payment_confirmed', 'first_login', 'first_document_upload', \
+                 'first_query_executed', 'integration_configured') \
+                 GROUP BY event_type ORDER BY event_type",
+            )
+            .fetch_all(pool)
+            .await?
+        }))
     }
 
     /// The rollup summed per signup week and variant, of the tenants `filter` selects by date

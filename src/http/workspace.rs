@@ -413,22 +413,55 @@ enum Page {
     Setup,
 }
 
-async fn answer(
+/// What a form post did: go on to a page, or show the page it came from with a result.
+enum Done {
+    To(&'static str),
+    Show(Flash),
+}
+
+/// One form post of a workspace page: checks it ([`form_session`]), runs `act`, and answers
+/// with a redirect, or the page with the result, or the page with the refusal at its field (an
+/// upload's text kept) and the refusal's status.
+async fn act(
     state: &AppState,
+    headers: &HeaderMap,
     page: Page,
-    (session, tenant): (&Session, &Tenant),
-    outcome: AppResult<Flash>,
+    body: &[u8],
+    act: impl AsyncFnOnce(&Session, &Tenant) -> AppResult<Done>,
 ) -> Response {
-    let (status, flash) = match outcome {
-        Ok(flash) => (StatusCode::OK, flash),
-        Err(e) if e.status.is_client_error() => (e.status, Flash::refused(&e)),
+    let (session, tenant) = match form_session(state, headers).await {
+        Ok(found) => found,
+        Err(resp) => return resp,
+    };
+    let (status, flash) = match act(&session, &tenant).await {
+        Ok(Done::To(path)) => return Redirect::to(path).into_response(),
+        Ok(Done::Show(flash)) => (StatusCode::OK, flash),
+        Err(e) if e.status.is_client_error() => {
+            let mut flash = Flash::refused(&e);
+            flash.title = field(body, "title").unwrap_or_default();
+            flash.content = field(body, "content").unwrap_or_default();
+            (e.status, flash)
+        }
         Err(e) => return e.into_response(),
     };
     let rendered = match page {
-        Page::App => render_app(state, session, tenant, None, status, flash).await,
-        Page::Setup => render_setup(state, session, tenant, status, flash).await,
+        Page::App => render_app(state, &session, &tenant, None, status, flash).await,
+        Page::Setup => render_setup(state, &session, &tenant, status, flash).await,
     };
     rendered.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// How a member acts on keys: their tenant, as themselves, audited as themselves.
+fn issuer<'a>(
+    session: &'a Session,
+    audit: &'a (dyn Fn(Action, &str) -> AuditEntry + Sync),
+) -> Issuer<'a> {
+    Issuer {
+        tenant: &session.tenant_id,
+        created_by: Some(&session.user_id),
+        role: session.role,
+        audit,
+    }
 }
 
 /// The upload form: `title` (optional: the text's first line) and `content`.
@@ -514,13 +547,13 @@ async fn create_key(
         .with_field("role"));
     }
     let audit = member_audit(session, ip);
-    let by = Issuer {
-        tenant: &session.tenant_id,
-        created_by: Some(&session.user_id),
-        role: session.role,
-        audit: &audit,
-    };
-    let created = v1::issue(state, &by, (&name, &GRANTABLE, None, role), None).await?;
+    let created = v1::issue(
+        state,
+        &issuer(session, &audit),
+        (&name, &GRANTABLE, None, role),
+        None,
+    )
+    .await?;
     Ok(Flash {
         notice: Some(format!(
             "API key “{name}” created. Copy it now: it is shown only this once."
@@ -535,24 +568,11 @@ async fn app_upload(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let (session, tenant) = match form_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(resp) => return resp,
-    };
-    match upload(&state, &session, &tenant, &body).await {
-        Ok(()) => Redirect::to("/app?done=uploaded#documents").into_response(),
-        Err(e) => {
-            let mut flash = Flash::refused(&e);
-            flash.title = field(&body, "title").unwrap_or_default();
-            flash.content = field(&body, "content").unwrap_or_default();
-            if !e.status.is_client_error() {
-                return e.into_response();
-            }
-            render_app(&state, &session, &tenant, None, e.status, flash)
-                .await
-                .unwrap_or_else(IntoResponse::into_response)
-        }
-    }
+    act(&state, &headers, Page::App, &body, async |s, t| {
+        upload(&state, s, t, &body).await?;
+        Ok(Done::To("/app?done=uploaded#documents"))
+    })
+    .await
 }
 
 async fn app_delete(
@@ -560,20 +580,12 @@ async fn app_delete(
     headers: HeaderMap,
     PathParam(id): PathParam<String>,
 ) -> Response {
-    let (session, tenant) = match form_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(resp) => return resp,
-    };
-    let outcome = async {
-        require(&session, Permission::UseWorkspace)?;
-        documents::delete(&state, &tenant.id, &id).await?;
-        Ok::<_, ApiError>(())
-    }
-    .await;
-    match outcome {
-        Ok(()) => Redirect::to("/app?done=deleted#documents").into_response(),
-        Err(e) => answer(&state, Page::App, (&session, &tenant), Err(e)).await,
-    }
+    act(&state, &headers, Page::App, &[], async |s, t| {
+        require(s, Permission::UseWorkspace)?;
+        documents::delete(&state, &t.id, &id).await?;
+        Ok(Done::To("/app?done=deleted#documents"))
+    })
+    .await
 }
 
 async fn app_query(
@@ -581,12 +593,10 @@ async fn app_query(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let (session, tenant) = match form_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(resp) => return resp,
-    };
-    let outcome = run_query(&state, &session, &tenant, &body).await;
-    answer(&state, Page::App, (&session, &tenant), outcome).await
+    act(&state, &headers, Page::App, &body, async |s, t| {
+        run_query(&state, s, t, &body).await.map(Done::Show)
+    })
+    .await
 }
 
 async fn app_create_key(
@@ -595,12 +605,10 @@ async fn app_create_key(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let (session, tenant) = match form_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(resp) => return resp,
-    };
-    let outcome = create_key(&state, &session, ip, &body).await;
-    answer(&state, Page::App, (&session, &tenant), outcome).await
+    act(&state, &headers, Page::App, &body, async |s, _| {
+        create_key(&state, s, ip, &body).await.map(Done::Show)
+    })
+    .await
 }
 
 async fn app_revoke_key(
@@ -609,26 +617,13 @@ async fn app_revoke_key(
     headers: HeaderMap,
     PathParam(id): PathParam<String>,
 ) -> Response {
-    let (session, tenant) = match form_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(resp) => return resp,
-    };
-    let outcome = async {
-        require(&session, Permission::ManageKeys)?;
-        let audit = member_audit(&session, ip);
-        let by = Issuer {
-            tenant: &session.tenant_id,
-            created_by: Some(&session.user_id),
-            role: session.role,
-            audit: &audit,
-        };
-        v1::revoke(&state, &by, &id).await
-    }
-    .await;
-    match outcome {
-        Ok(()) => Redirect::to("/app?done=revoked#keys").into_response(),
-        Err(e) => answer(&state, Page::App, (&session, &tenant), Err(e)).await,
-    }
+    act(&state, &headers, Page::App, &[], async |s, _| {
+        require(s, Permission::ManageKeys)?;
+        let audit = member_audit(s, ip);
+        v1::revoke(&state, &issuer(s, &audit), &id).await?;
+        Ok(Done::To("/app?done=revoked#keys"))
+    })
+    .await
 }
 
 async fn app_rotate_key(
@@ -637,31 +632,20 @@ async fn app_rotate_key(
     headers: HeaderMap,
     PathParam(id): PathParam<String>,
 ) -> Response {
-    let (session, tenant) = match form_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(resp) => return resp,
-    };
-    let outcome = async {
-        require(&session, Permission::ManageKeys)?;
-        let audit = member_audit(&session, ip);
-        let by = Issuer {
-            tenant: &session.tenant_id,
-            created_by: Some(&session.user_id),
-            role: session.role,
-            audit: &audit,
-        };
-        let created = v1::rotate(&state, &by, &id).await?;
-        Ok(Flash {
+    act(&state, &headers, Page::App, &[], async |s, _| {
+        require(s, Permission::ManageKeys)?;
+        let audit = member_audit(s, ip);
+        let created = v1::rotate(&state, &issuer(s, &audit), &id).await?;
+        Ok(Done::Show(Flash {
             notice: Some(format!(
                 "API key “{}” rotated: the old secret stopped working; copy the new one now.",
                 created.key.name
             )),
             secret: Some((created.key.name.clone(), created.api_key)),
             ..Flash::default()
-        })
-    }
-    .await;
-    answer(&state, Page::App, (&session, &tenant), outcome).await
+        }))
+    })
+    .await
 }
 
 // ---------------------------------------------------------------- the setup wizard
@@ -779,22 +763,11 @@ async fn setup_upload(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let (session, tenant) = match form_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(resp) => return resp,
-    };
-    match upload(&state, &session, &tenant, &body).await {
-        Ok(()) => Redirect::to("/setup?done=uploaded").into_response(),
-        Err(e) if e.status.is_client_error() => {
-            let mut flash = Flash::refused(&e);
-            flash.title = field(&body, "title").unwrap_or_default();
-            flash.content = field(&body, "content").unwrap_or_default();
-            render_setup(&state, &session, &tenant, e.status, flash)
-                .await
-                .unwrap_or_else(IntoResponse::into_response)
-        }
-        Err(e) => e.into_response(),
-    }
+    act(&state, &headers, Page::Setup, &body, async |s, t| {
+        upload(&state, s, t, &body).await?;
+        Ok(Done::To("/setup?done=uploaded"))
+    })
+    .await
 }
 
 async fn setup_query(
@@ -802,12 +775,10 @@ async fn setup_query(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let (session, tenant) = match form_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(resp) => return resp,
-    };
-    let outcome = run_query(&state, &session, &tenant, &body).await;
-    answer(&state, Page::Setup, (&session, &tenant), outcome).await
+    act(&state, &headers, Page::Setup, &body, async |s, t| {
+        run_query(&state, s, t, &body).await.map(Done::Show)
+    })
+    .await
 }
 
 async fn setup_create_key(
@@ -816,12 +787,10 @@ async fn setup_create_key(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let (session, tenant) = match form_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(resp) => return resp,
-    };
-    let outcome = create_key(&state, &session, ip, &body).await;
-    answer(&state, Page::Setup, (&session, &tenant), outcome).await
+    act(&state, &headers, Page::Setup, &body, async |s, _| {
+        create_key(&state, s, ip, &body).await.map(Done::Show)
+    })
+    .await
 }
 
 /// `POST /setup/steps/{step}/skip`: recorded once with a `wizard_step_skipped` event, as
@@ -831,12 +800,8 @@ async fn setup_skip(
     headers: HeaderMap,
     PathParam(step): PathParam<String>,
 ) -> Response {
-    let (session, tenant) = match form_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(resp) => return resp,
-    };
-    let outcome = async {
-        require(&session, Permission::UseWorkspace)?;
+    act(&state, &headers, Page::Setup, &[], async |s, t| {
+        require(s, Permission::UseWorkspace)?;
         let n: u32 = step
             .parse()
             .ok()
@@ -847,20 +812,13 @@ async fn setup_skip(
                     format!("'{step}' is not a step number (1, 2, …)"),
                 )
             })?;
-        if !state
-            .store
-            .skip_wizard_step(&tenant.id, state.settings.wizard_split, n)
-            .await?
-        {
+        let split = state.settings.wizard_split;
+        if !state.store.skip_wizard_step(&t.id, split, n).await? {
             return Err(ApiError::not_found("wizard step"));
         }
-        Ok(())
-    }
-    .await;
-    match outcome {
-        Ok(()) => Redirect::to("/setup?done=skipped").into_response(),
-        Err(e) => answer(&state, Page::Setup, (&session, &tenant), Err(e)).await,
-    }
+        Ok(Done::To("/setup?done=skipped"))
+    })
+    .await
 }
 
 #[cfg(test)]

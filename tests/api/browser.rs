@@ -386,6 +386,22 @@ impl Browser {
         .await;
     }
 
+    /// Makes the window 360 px wide (a phone's) and checks that none of `paths` scrolls
+    /// sideways there.
+    async fn fits_a_phone(&self, paths: &[&str]) {
+        let r = self.client.set_window_size(360, 780).await;
+        self.ok(r, "resize the window to 360 px").await;
+        for path in paths {
+            self.goto(path).await;
+            let wide = self.too_wide().await;
+            self.check(
+                wide.is_empty(),
+                format!("{path} fits 360 px; wider: {wide:?}"),
+            )
+            .await;
+        }
+    }
+
     /// The number of elements `css` finds.
     async fn count(&self, css: &str) -> usize {
         let r = self.client.find_all(Locator::Css(css)).await;
@@ -717,6 +733,14 @@ async fn customer_journey(variant: &str, skip: bool) {
     b.look(&shots, &axe, "10-account").await;
     b.goto("/app/members").await;
     b.look(&shots, &axe, "11-team").await;
+
+    // A phone's width: every customer page still fits, nothing scrolls sideways.
+    b.fits_a_phone(&["/", "/setup", "/app", "/account", "/app/members", "/docs"])
+        .await;
+    b.goto("/app").await;
+    b.shoot(&shots, "13-workspace-360").await;
+    let r = b.client.set_window_size(1280, 1024).await;
+    b.ok(r, "restore the window").await;
 
     // Signing out ends on /login, and the workspace is then closed.
     b.click("form[action='/logout'] button[type='submit']")
@@ -1220,9 +1244,7 @@ async fn operator_signs_in_finds_a_new_tenant_sees_the_funnel_and_retries_a_fail
     }
 
     // A phone's width: every page still fits, nothing scrolls sideways.
-    let r = b.client.set_window_size(360, 780).await;
-    b.ok(r, "resize the window to 360 px").await;
-    for path in [
+    b.fits_a_phone(&[
         "/admin",
         "/admin/tenants",
         &format!("/admin/tenants/{failed}"),
@@ -1231,15 +1253,8 @@ async fn operator_signs_in_finds_a_new_tenant_sees_the_funnel_and_retries_a_fail
         "/admin/alerts",
         "/admin/jobs",
         "/admin/audit",
-    ] {
-        b.goto(path).await;
-        let wide = b.too_wide().await;
-        b.check(
-            wide.is_empty(),
-            format!("{path} fits 360 px; wider: {wide:?}"),
-        )
-        .await;
-    }
+    ])
+    .await;
     b.goto("/admin/activation").await;
     b.shoot(&shots, "activation-360").await;
 

@@ -11,17 +11,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::reset::{
-    EMAILS_PER_ADDRESS_PER_HOUR, FormOrJson, HOUR_MS, REQUESTS_PER_CLIENT_PER_HOUR,
-};
+use super::reset::{EmailedLink, FormOrJson, email_link};
 use super::session::no_store;
-use super::{cross_site_refused, is_cross_site, login_refusal};
-use crate::domain::Email;
+use super::{cross_site_refused, is_cross_site};
 use crate::email::templates;
 use crate::http::AppState;
 use crate::http::error::{ApiError, AppResult, ErrorBody};
 use crate::http::extract::ClientIp;
-use crate::store::now_ms;
 use crate::workspace::sessions::TokenPurpose;
 
 /// How long an emailed sign-in link works: short, as it is asked for from the sign-in page and
@@ -143,86 +139,24 @@ pub async fn request_link(
     }
 }
 
-/// Checks the email and the client's limit, then, for an account that may sign in and whose
-/// mailbox is under its hourly limit, stores a login token and queues the email in one
-/// transaction. Every other case ends in the same `Ok(())`.
+/// A sign-in link, by [`email_link`]: a magic login token for 15 minutes, opened at
+/// `/login/magic`.
+const SIGN_IN_LINK: EmailedLink = EmailedLink {
+    what: "sign-in link",
+    client_key: "login-link-client",
+    mailbox_key: "login-link-email",
+    purpose: TokenPurpose::MagicLogin,
+    ttl_minutes: LINK_TTL_MINUTES,
+    path: "login/magic",
+    email: templates::sign_in_link,
+};
+
 async fn send_sign_in_link(
     state: &AppState,
     ip: &ClientIp,
     req: LoginLinkRequest,
 ) -> AppResult<()> {
-    let email = Email::parse(req.email.as_deref().ok_or_else(|| {
-        crate::domain::FieldError::new("email", "invalid_email", "email is required")
-    })?)?;
-    let now = now_ms();
-    let per_client = state
-        .store
-        .hit_rate_limit(
-            &format!("login-link-client:{}", ip.key()),
-            REQUESTS_PER_CLIENT_PER_HOUR,
-            HOUR_MS,
-            now,
-        )
-        .await?;
-    if !per_client.allowed {
-        return Err(ApiError::too_many_requests(
-            format!(
-                "too many sign-in link requests from your address; try again in {} seconds",
-                per_client.retry_after_secs
-            ),
-            per_client.retry_after_secs,
-        ));
-    }
-    let Some((user, tenant)) = state.store.user_by_email(email.normalized()).await? else {
-        tracing::info!("sign-in link asked for an email with no account");
-        return Ok(());
-    };
-    if login_refusal(tenant.status, tenant.id.as_str()).is_some() {
-        tracing::info!(tenant_id = %tenant.id, status = %tenant.status, "sign-in link asked for an account that cannot sign in");
-        return Ok(());
-    }
-    // A mailbox is not flooded, whoever asks: past the limit nothing more is sent.
-    let per_address = state
-        .store
-        .hit_rate_limit(
-            &format!("login-link-email:{}", email.normalized()),
-            EMAILS_PER_ADDRESS_PER_HOUR,
-            HOUR_MS,
-            now,
-        )
-        .await?;
-    if !per_address.allowed {
-        tracing::warn!(tenant_id = %tenant.id, "sign-in link emails for this account are paused for the hour");
-        return Ok(());
-    }
-    let mut tx = state.store.begin().await?;
-    let token = tx
-        .create_login_token(
-            &tenant.id,
-            &user.id,
-            TokenPurpose::MagicLogin,
-            i64::from(LINK_TTL_MINUTES) * 60_000,
-        )
-        .await?;
-    let url = state
-        .settings
-        .app_url
-        .join(&format!("login/magic?token={token}"))
-        .map_err(|e| ApiError::internal("sign-in link", e))?;
-    let mail = templates::sign_in_link(
-        state.mailer.brand(),
-        tenant.id.as_str(),
-        &user.email,
-        &tenant.company_name,
-        url.as_str(),
-        LINK_TTL_MINUTES,
-    );
-    tx.queue_email(&mail, &state.settings.sendgrid_from_email)
-        .await?;
-    tx.commit().await?;
-    state.jobs_ready.notify_one();
-    tracing::info!(tenant_id = %tenant.id, "sign-in link sent");
-    Ok(())
+    email_link(state, ip, req.email.as_deref(), &SIGN_IN_LINK).await
 }
 
 #[cfg(test)]

@@ -191,14 +191,52 @@ pub async fn forgot(
 }
 
 async fn send_reset_link(state: &AppState, ip: &ClientIp, req: ForgotRequest) -> AppResult<()> {
-    let email = Email::parse(req.email.as_deref().ok_or_else(|| {
+    email_link(state, ip, req.email.as_deref(), &RESET_LINK).await
+}
+
+/// A kind of single-use link sent by email on request: what it is called in messages and logs,
+/// its rate-limit keys, its token, lifetime and page, and its email.
+pub(super) struct EmailedLink {
+    /// "password reset", "sign-in link".
+    pub what: &'static str,
+    /// Prefixes of the rate-limit keys: per client address, per mailbox.
+    pub client_key: &'static str,
+    pub mailbox_key: &'static str,
+    pub purpose: TokenPurpose,
+    pub ttl_minutes: u32,
+    /// The page the link opens, under APP_URL (`login/reset`).
+    pub path: &'static str,
+    pub email: fn(&crate::email::Brand, &str, &str, &str, &str, u32) -> crate::email::OutgoingEmail,
+}
+
+const RESET_LINK: EmailedLink = EmailedLink {
+    what: "password reset",
+    client_key: "reset-client",
+    mailbox_key: "reset-email",
+    purpose: TokenPurpose::PasswordReset,
+    ttl_minutes: RESET_TTL_MINUTES,
+    path: "login/reset",
+    email: templates::password_reset,
+};
+
+/// Checks the email and the client's hourly limit, then, for an account that may sign in and
+/// whose mailbox is under its hourly limit, stores a token and queues the email with its link in
+/// one transaction. Every other case ends in the same `Ok(())`: the answer never says whether
+/// an account exists.
+pub(super) async fn email_link(
+    state: &AppState,
+    ip: &ClientIp,
+    email: Option<&str>,
+    link: &EmailedLink,
+) -> AppResult<()> {
+    let email = Email::parse(email.ok_or_else(|| {
         crate::domain::FieldError::new("email", "invalid_email", "email is required")
     })?)?;
     let now = now_ms();
     let per_client = state
         .store
         .hit_rate_limit(
-            &format!("reset-client:{}", ip.key()),
+            &format!("{}:{}", link.client_key, ip.key()),
             REQUESTS_PER_CLIENT_PER_HOUR,
             HOUR_MS,
             now,
@@ -207,32 +245,33 @@ async fn send_reset_link(state: &AppState, ip: &ClientIp, req: ForgotRequest) ->
     if !per_client.allowed {
         return Err(ApiError::too_many_requests(
             format!(
-                "too many password reset requests from your address; try again in {} seconds",
-                per_client.retry_after_secs
+                "too many {} requests from your address; try again in {} seconds",
+                link.what, per_client.retry_after_secs
             ),
             per_client.retry_after_secs,
         ));
     }
+    let what = link.what;
     let Some((user, tenant)) = state.store.user_by_email(email.normalized()).await? else {
-        tracing::info!("password reset asked for an email with no account");
+        tracing::info!("{what} asked for an email with no account");
         return Ok(());
     };
     if login_refusal(tenant.status, tenant.id.as_str()).is_some() {
-        tracing::info!(tenant_id = %tenant.id, status = %tenant.status, "password reset asked for an account that cannot sign in");
+        tracing::info!(tenant_id = %tenant.id, status = %tenant.status, "{what} asked for an account that cannot sign in");
         return Ok(());
     }
     // A mailbox is not flooded, whoever asks: past the limit nothing more is sent.
     let per_address = state
         .store
         .hit_rate_limit(
-            &format!("reset-email:{}", email.normalized()),
+            &format!("{}:{}", link.mailbox_key, email.normalized()),
             EMAILS_PER_ADDRESS_PER_HOUR,
             HOUR_MS,
             now,
         )
         .await?;
     if !per_address.allowed {
-        tracing::warn!(tenant_id = %tenant.id, "password reset emails for this account are paused for the hour");
+        tracing::warn!(tenant_id = %tenant.id, "{what} emails for this account are paused for the hour");
         return Ok(());
     }
     let mut tx = state.store.begin().await?;
@@ -240,28 +279,28 @@ async fn send_reset_link(state: &AppState, ip: &ClientIp, req: ForgotRequest) ->
         .create_login_token(
             &tenant.id,
             &user.id,
-            TokenPurpose::PasswordReset,
-            i64::from(RESET_TTL_MINUTES) * 60_000,
+            link.purpose,
+            i64::from(link.ttl_minutes) * 60_000,
         )
         .await?;
     let url = state
         .settings
         .app_url
-        .join(&format!("login/reset?token={token}"))
-        .map_err(|e| ApiError::internal("reset link", e))?;
-    let mail = templates::password_reset(
+        .join(&format!("{}?token={token}", link.path))
+        .map_err(|e| ApiError::internal(what, e))?;
+    let mail = (link.email)(
         state.mailer.brand(),
         tenant.id.as_str(),
         &user.email,
         &tenant.company_name,
         url.as_str(),
-        RESET_TTL_MINUTES,
+        link.ttl_minutes,
     );
     tx.queue_email(&mail, &state.settings.sendgrid_from_email)
         .await?;
     tx.commit().await?;
     state.jobs_ready.notify_one();
-    tracing::info!(tenant_id = %tenant.id, "password reset link sent");
+    tracing::info!(tenant_id = %tenant.id, "{what} sent");
     Ok(())
 }
 
