@@ -244,31 +244,51 @@ fn run_backend(name: &str, url: &str, secs: u32) -> Vec<String> {
             ingest.requests_per_sec / health.requests_per_sec
         ),
     ];
-    for (what, query, target) in [
-        ("metrics, all tenants", String::new(), "p99 ≤ 20 ms"),
-        (
-            "metrics, plan + 90 days",
-            format!("?plan=pro&from={}", day(90)),
-            "p99 ≤ 20 ms",
-        ),
-        (
-            "metrics, variant + from a time of day",
-            format!("?variant=quick&from={}T12:00:00Z", day(30)),
-            "(not a target)",
-        ),
-    ] {
-        let url = format!("{base}/activation/metrics{query}");
-        let _ = wrk_with_headers(&url, 2, 1, None, &[&auth]);
-        let m = wrk_with_headers(&url, 2, secs, None, &[&auth]);
-        assert_eq!(m.errors, 0, "metrics must answer 200");
-        println!(
-            "{name}: {what}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
-            m.requests_per_sec, m.p50_ms, m.p99_ms
-        );
-        rows.push(format!(
-            "| {name} | {what} | p50 {:.2} ms / p99 {:.2} ms | {target} |",
-            m.p50_ms, m.p99_ms
-        ));
+    // On PostgreSQL, first as the tables stand after the ingest, then after the pass autovacuum
+    // makes on a table with that many changed rows (it sets the visibility map, which lets the
+    // quantiles' index walk skip the table): both are reported.
+    let postgres = matches!(store, Store::Postgres(_));
+    let passes: &[&str] = if postgres {
+        &["", " (after VACUUM)"]
+    } else {
+        &[""]
+    };
+    for pass in passes {
+        if !pass.is_empty() {
+            let dead = server_rt.block_on(count(
+                &store,
+                "SELECT CAST(n_dead_tup AS BIGINT) FROM pg_stat_user_tables \
+                 WHERE relname = 'tenant_activation' AND schemaname = current_schema()",
+            ));
+            println!("{name}: tenant_activation holds {dead} dead row versions; VACUUM");
+            server_rt.block_on(exec(&store, "VACUUM tenant_activation"));
+        }
+        for (what, query, target) in [
+            ("metrics, all tenants", String::new(), "p99 ≤ 20 ms"),
+            (
+                "metrics, plan + 90 days",
+                format!("?plan=pro&from={}", day(90)),
+                "p99 ≤ 20 ms",
+            ),
+            (
+                "metrics, variant + from a time of day",
+                format!("?variant=quick&from={}T12:00:00Z", day(30)),
+                "(not a target)",
+            ),
+        ] {
+            let url = format!("{base}/activation/metrics{query}");
+            let _ = wrk_with_headers(&url, 2, 1, None, &[&auth]);
+            let m = wrk_with_headers(&url, 2, secs, None, &[&auth]);
+            assert_eq!(m.errors, 0, "metrics must answer 200");
+            println!(
+                "{name}: {what}{pass}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+                m.requests_per_sec, m.p50_ms, m.p99_ms
+            );
+            rows.push(format!(
+                "| {name} | {what}{pass} | p50 {:.2} ms / p99 {:.2} ms | {target} |",
+                m.p50_ms, m.p99_ms
+            ));
+        }
     }
     drop(server_rt);
     rows
