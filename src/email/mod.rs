@@ -38,8 +38,9 @@ pub use brand::Brand;
 pub use message::Sender;
 pub use transport::{SendError, Transport};
 
-/// Kinds whose bodies carry a secret link: once sent, only a redacted copy is kept.
-const SECRET_BEARING: &[&str] = &["welcome", "password_reset", "sign_in_link"];
+/// Kinds whose bodies carry a secret link (sign-in, reset, joining a team): once sent, only a
+/// redacted copy is kept.
+const SECRET_BEARING: &[&str] = &["welcome", "password_reset", "sign_in_link", "invitation"];
 
 /// Why an email is sent, which decides whether the reader may opt out of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1318,11 +1318,15 @@ mod tests {
     }
 
     #[test]
-    fn emails_with_a_sign_in_or_reset_link_keep_only_a_redacted_copy_once_sent() {
+    fn emails_with_a_sign_in_reset_or_invitation_link_keep_only_a_redacted_copy_once_sent() {
         for e in every_kind(&brand()) {
-            let signs_in = ["/login/magic?token=", "/login/reset?token="]
-                .iter()
-                .any(|link| e.text.contains(link) && e.html.contains(link));
+            let signs_in = [
+                "/login/magic?token=",
+                "/login/reset?token=",
+                "/invitations/accept?token=",
+            ]
+            .iter()
+            .any(|link| e.text.contains(link) && e.html.contains(link));
             assert_eq!(
                 crate::email::SECRET_BEARING.contains(&e.kind),
                 signs_in,

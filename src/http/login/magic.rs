@@ -1,5 +1,5 @@
-//! The welcome email's single-use magic sign-in link. `GET /login/magic?token=…` only shows a
-//! page asking to confirm, whose button POSTs the token: link scanners and previews that fetch
+//! Single-use magic sign-in links (the welcome email's, and those asked for on `/login`).
+//! `GET /login/magic?token=…` only shows a page asking to confirm, whose button POSTs the token: link scanners and previews that fetch
 //! every link in an email never use it up. Only `POST /login/magic` consumes it.
 
 use std::net::IpAddr;
@@ -47,7 +47,7 @@ fn no_referrer(mut resp: Response) -> Response {
     resp
 }
 
-/// `GET /login/magic?token=…`: the welcome email's link. Shows who it signs in and a button
+/// `GET /login/magic?token=…`: an emailed sign-in link. Shows who it signs in and a button
 /// that POSTs the token; consumes nothing.
 pub(crate) async fn magic_link(
     State(state): State<AppState>,
@@ -105,8 +105,8 @@ fn incomplete_link() -> Response {
     magic_link_page(
         StatusCode::BAD_REQUEST,
         "This sign-in link is incomplete",
-        "The link has no token. Open the link from your welcome email exactly as it was sent, \
-         or sign in with your email and password.",
+        "The link has no token. Open the link from your email exactly as it was sent, or sign \
+         in with your email and password, or ask for a new link on the sign-in page.",
     )
 }
 
@@ -202,19 +202,19 @@ fn refused(outcome: &MagicToken) -> Response {
             StatusCode::GONE,
             "This sign-in link was already used",
             "Each sign-in link works once, and this one has been used. Sign in with your email \
-             and password instead.",
+             and password, or ask for a new link on the sign-in page.",
         ),
         MagicToken::Expired => (
             StatusCode::GONE,
             "This sign-in link has expired",
             "Sign-in links work for a limited time, and this one has expired. Sign in with your \
-             email and password instead.",
+             email and password, or ask for a new link on the sign-in page.",
         ),
         MagicToken::Unknown | MagicToken::Consumed(_) => (
             StatusCode::BAD_REQUEST,
             "This sign-in link is not valid",
             "We do not recognise this link; it may have been cut off when it was copied. Open \
-             it from your welcome email again, or sign in with your email and password.",
+             it from your email again, or sign in with your email and password.",
         ),
     };
     magic_link_page(status, title, message)
