@@ -1,6 +1,7 @@
 //! Single-use magic sign-in links (the welcome email's, and those asked for on `/login`).
-//! `GET /login/magic?token=…` only shows a page asking to confirm, whose button POSTs the token: link scanners and previews that fetch
-//! every link in an email never use it up. Only `POST /login/magic` consumes it.
+//! `GET /login/magic?token=…` only shows a page asking to confirm, whose button POSTs the
+//! token: link scanners and previews that fetch every link in an email never use it up. Only
+//! `POST /login/magic` consumes it.
 
 use std::net::IpAddr;
 
