@@ -327,17 +327,7 @@ pub async fn skip_step(
     headers: HeaderMap,
     PathParam(step): PathParam<String>,
 ) -> AppResult<Json<Wizard>> {
-    let n: u32 = step
-        .parse()
-        .ok()
-        .filter(|n| (1..=10).contains(n))
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_path_parameter",
-                format!("'{step}' is not a step number (1, 2, …)"),
-            )
-            .with_field("step")
-        })?;
+    let n = step_number(&step)?;
     let tenant = match tracker(&state, &headers).await? {
         Tracker::Tenant(t) => t,
         Tracker::Operator => {
@@ -346,13 +336,38 @@ pub async fn skip_step(
             ));
         }
     };
+    skip(&state, &tenant, n).await?;
     let split = state.settings.wizard_split;
-    if !state.store.skip_wizard_step(&tenant, split, n).await? {
-        return Err(ApiError::not_found("wizard step"));
-    }
     let wizard = state.store.wizard(&tenant, split).await?;
     state.store.note_wizard_progress(&tenant, &wizard).await?;
     Ok(Json(wizard))
+}
+
+/// A wizard step's number from a path: 1–10.
+pub(super) fn step_number(step: &str) -> AppResult<u32> {
+    step.parse()
+        .ok()
+        .filter(|n| (1..=10).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_path_parameter",
+                format!("'{step}' is not a step number (1, 2, …)"),
+            )
+            .with_field("step")
+        })
+}
+
+/// Skips step `n` of the tenant's wizard (once, with its `wizard_step_skipped` event); 404 when
+/// its variant has no such step.
+pub(super) async fn skip(state: &AppState, tenant: &TenantId, n: u32) -> AppResult<()> {
+    if !state
+        .store
+        .skip_wizard_step(tenant, state.settings.wizard_split, n)
+        .await?
+    {
+        return Err(ApiError::not_found("wizard step"));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -17,7 +17,9 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, AppResult, ErrorBody};
 use super::extract::{ClientIp, JsonBody, PathParam, parse_json};
-use super::login::session::{current_session, no_store, require, started_cookie, with_cookie};
+use super::login::session::{
+    current_session, form_session, no_store, require, started_cookie, with_cookie,
+};
 use super::login::{cross_site_refused, is_cross_site, login_refusal, session_ttl_ms, token_param};
 use crate::analytics::Milestone;
 use crate::domain::audit::Actor;
@@ -938,21 +940,9 @@ enum PageAct {
 /// One form post of the members page: same-site, signed in, then the act; back to the page
 /// with a notice, or the page again with the error and its status.
 async fn page_act(state: AppState, headers: HeaderMap, body: &[u8], act: PageAct) -> Response {
-    if super::extract::media_type(&headers) != super::extract::FORM {
-        return ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the members page's form (application/x-www-form-urlencoded)",
-        )
-        .into_response();
-    }
-    if is_cross_site(&headers, &state.settings.app_url) {
-        return cross_site_refused().into_response();
-    }
-    let (session, tenant) = match current_session(&state, &headers).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return Redirect::to("/login").into_response(),
-        Err(e) => return e.into_response(),
+    let (session, tenant) = match form_session(&state, &headers, "the members page").await {
+        Ok(found) => found,
+        Err(resp) => return resp,
     };
     let field = |name: &str| {
         url::form_urlencoded::parse(body)

@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 
 use super::extract::{ClientIp, QueryParams};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -55,17 +55,6 @@ pub fn checkout_cookie(state: &AppState, session_id: &str) -> String {
     )
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 #[derive(Template)]
 #[template(path = "onboarding_canceled.html")]
 struct CancelPage {
@@ -80,12 +69,13 @@ async fn cancel_page(State(state): State<AppState>, headers: HeaderMap) -> AppRe
         company_name: None,
         checkout_href: None,
     };
-    if let Some(sid) = cookie_value(&headers, CHECKOUT_COOKIE).filter(|s| s.len() <= 255)
-        && let Some(tenant) = state.store.tenant_by_checkout_session(sid).await?
+    if let Some(sid) =
+        super::login::session::cookie(&headers, CHECKOUT_COOKIE).filter(|s| s.len() <= 255)
+        && let Some(tenant) = state.store.tenant_by_checkout_session(&sid).await?
         && tenant.status == TenantStatus::PendingPayment
     {
         let query: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("session_id", sid)
+            .append_pair("session_id", &sid)
             .finish();
         page.checkout_href = Some(format!("/onboarding/checkout?{query}"));
         page.company_name = Some(tenant.company_name);

@@ -8,17 +8,17 @@
 
 use askama::Template;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde_json::Map;
 
 use super::AppState;
 use super::error::{ApiError, AppResult};
-use super::extract::{ClientIp, FORM, PathParam};
-use super::login::is_cross_site;
-use super::login::session::{current_session, no_store, require};
+use super::extract::{ClientIp, PathParam};
+use super::login::session::{current_session, form_session, no_store, require};
 use super::v1::{self, GRANTABLE, Issuer};
 use crate::analytics::wizard::{Variant, Wizard};
 use crate::domain::audit::{Action, Actor};
@@ -36,16 +36,22 @@ const PAGE_TOP_K: usize = 5;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/app", get(app_page))
-        .route("/app/documents", post(app_upload))
+        .route(
+            "/app/documents",
+            upload_on(Page::App, "/app?done=uploaded#documents"),
+        )
         .route("/app/documents/{id}/delete", post(app_delete))
-        .route("/app/query", post(app_query))
-        .route("/app/keys", post(app_create_key))
+        .route("/app/query", query_on(Page::App))
+        .route("/app/keys", create_key_on(Page::App))
         .route("/app/keys/{id}/revoke", post(app_revoke_key))
         .route("/app/keys/{id}/rotate", post(app_rotate_key))
         .route("/setup", get(setup_page))
-        .route("/setup/documents", post(setup_upload))
-        .route("/setup/query", post(setup_query))
-        .route("/setup/keys", post(setup_create_key))
+        .route(
+            "/setup/documents",
+            upload_on(Page::Setup, "/setup?done=uploaded"),
+        )
+        .route("/setup/query", query_on(Page::Setup))
+        .route("/setup/keys", create_key_on(Page::Setup))
         .route("/setup/steps/{step}/skip", post(setup_skip))
 }
 
@@ -382,30 +388,6 @@ async fn app_page(
     .await
 }
 
-/// A form post of a workspace page: a form, same-site, signed in. The session and tenant, or
-/// the answer to give instead.
-async fn form_session(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<(Session, Tenant), Response> {
-    if super::extract::media_type(headers) != FORM {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the page's form (application/x-www-form-urlencoded)",
-        )
-        .into_response());
-    }
-    if is_cross_site(headers, &state.settings.app_url) {
-        return Err(super::login::cross_site_refused().into_response());
-    }
-    match current_session(state, headers).await {
-        Ok(Some(found)) => Ok(found),
-        Ok(None) => Err(Redirect::to("/login").into_response()),
-        Err(e) => Err(e.into_response()),
-    }
-}
-
 /// Which page a form came from, to answer with it.
 #[derive(Clone, Copy, PartialEq)]
 enum Page {
@@ -429,7 +411,7 @@ async fn act(
     body: &[u8],
     act: impl AsyncFnOnce(&Session, &Tenant) -> AppResult<Done>,
 ) -> Response {
-    let (session, tenant) = match form_session(state, headers).await {
+    let (session, tenant) = match form_session(state, headers, "the page").await {
         Ok(found) => found,
         Err(resp) => return resp,
     };
@@ -563,16 +545,44 @@ async fn create_key(
     })
 }
 
-async fn app_upload(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    act(&state, &headers, Page::App, &body, async |s, t| {
-        upload(&state, s, t, &body).await?;
-        Ok(Done::To("/app?done=uploaded#documents"))
-    })
-    .await
+/// The upload form of `page`: on success, to `done`.
+fn upload_on(page: Page, done: &'static str) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>, headers: HeaderMap, body: Bytes| async move {
+            act(&state, &headers, page, &body, async |s, t| {
+                upload(&state, s, t, &body).await?;
+                Ok(Done::To(done))
+            })
+            .await
+        },
+    )
+}
+
+/// The query form of `page`: the page with the ranked results.
+fn query_on(page: Page) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>, headers: HeaderMap, body: Bytes| async move {
+            act(&state, &headers, page, &body, async |s, t| {
+                run_query(&state, s, t, &body).await.map(Done::Show)
+            })
+            .await
+        },
+    )
+}
+
+/// The key form of `page`: the page with the new key's secret, once.
+fn create_key_on(page: Page) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>,
+              ClientIp(ip): ClientIp,
+              headers: HeaderMap,
+              body: Bytes| async move {
+            act(&state, &headers, page, &body, async |s, _| {
+                create_key(&state, s, ip, &body).await.map(Done::Show)
+            })
+            .await
+        },
+    )
 }
 
 async fn app_delete(
@@ -584,29 +594,6 @@ async fn app_delete(
         require(s, Permission::UseWorkspace)?;
         documents::delete(&state, &t.id, &id).await?;
         Ok(Done::To("/app?done=deleted#documents"))
-    })
-    .await
-}
-
-async fn app_query(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    act(&state, &headers, Page::App, &body, async |s, t| {
-        run_query(&state, s, t, &body).await.map(Done::Show)
-    })
-    .await
-}
-
-async fn app_create_key(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    act(&state, &headers, Page::App, &body, async |s, _| {
-        create_key(&state, s, ip, &body).await.map(Done::Show)
     })
     .await
 }
@@ -758,41 +745,6 @@ async fn setup_page(
     render_setup(&state, &session, &tenant, StatusCode::OK, flash).await
 }
 
-async fn setup_upload(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    act(&state, &headers, Page::Setup, &body, async |s, t| {
-        upload(&state, s, t, &body).await?;
-        Ok(Done::To("/setup?done=uploaded"))
-    })
-    .await
-}
-
-async fn setup_query(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    act(&state, &headers, Page::Setup, &body, async |s, t| {
-        run_query(&state, s, t, &body).await.map(Done::Show)
-    })
-    .await
-}
-
-async fn setup_create_key(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    act(&state, &headers, Page::Setup, &body, async |s, _| {
-        create_key(&state, s, ip, &body).await.map(Done::Show)
-    })
-    .await
-}
-
 /// `POST /setup/steps/{step}/skip`: recorded once with a `wizard_step_skipped` event, as
 /// `POST /wizard/steps/{step}/skip` does.
 async fn setup_skip(
@@ -802,20 +754,7 @@ async fn setup_skip(
 ) -> Response {
     act(&state, &headers, Page::Setup, &[], async |s, t| {
         require(s, Permission::UseWorkspace)?;
-        let n: u32 = step
-            .parse()
-            .ok()
-            .filter(|n| (1..=10).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_path_parameter",
-                    format!("'{step}' is not a step number (1, 2, …)"),
-                )
-            })?;
-        let split = state.settings.wizard_split;
-        if !state.store.skip_wizard_step(&t.id, split, n).await? {
-            return Err(ApiError::not_found("wizard step"));
-        }
+        super::activation::skip(&state, &t.id, super::activation::step_number(&step)?).await?;
         Ok(Done::To("/setup?done=skipped"))
     })
     .await

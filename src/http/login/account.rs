@@ -140,19 +140,11 @@ pub(crate) async fn close_form(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
-    if crate::http::extract::media_type(&headers) != super::FORM {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the account page's form (application/x-www-form-urlencoded)",
-        ));
-    }
-    if super::is_cross_site(&headers, &state.settings.app_url) {
-        return Err(super::cross_site_refused());
-    }
-    let Some((session, tenant)) = current_session(&state, &headers).await? else {
-        return Ok(Redirect::to("/login").into_response());
-    };
+    let (session, tenant) =
+        match super::session::form_session(&state, &headers, "the account page").await {
+            Ok(found) => found,
+            Err(resp) => return Ok(resp),
+        };
     let typed = url::form_urlencoded::parse(&body)
         .find(|(k, _)| k == "confirm")
         .map(|(_, v)| v.trim().to_lowercase())

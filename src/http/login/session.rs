@@ -82,6 +82,32 @@ pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// A form post of one of the signed-in customer's pages (`page`, e.g. "the members page"): a
+/// form, from our own site, with a session. The session and its tenant, or the answer to give
+/// instead: 415, 403 for another site, or to `/login` when not signed in.
+pub(crate) async fn form_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    page: &str,
+) -> Result<(Session, Tenant), Response> {
+    if crate::http::extract::media_type(headers) != crate::http::extract::FORM {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("send {page}'s form (application/x-www-form-urlencoded)"),
+        )
+        .into_response());
+    }
+    if super::is_cross_site(headers, &state.settings.app_url) {
+        return Err(super::cross_site_refused().into_response());
+    }
+    match current_session(state, headers).await {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(axum::response::Redirect::to("/login").into_response()),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
 pub(crate) fn no_store(resp: &mut Response) {
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
