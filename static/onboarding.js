@@ -55,7 +55,9 @@ document.getElementById("copy").addEventListener("click", async () => {
 });
 document.querySelector("#failed form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  await fetch("/onboarding/retry", {method: "POST", headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "session_id=" + encodeURIComponent(sid)});
+  // Not following the answer's redirect: loading the success page would show (and so use up)
+  // the key the retry is about to make, into a response nobody reads.
+  await fetch("/onboarding/retry", {method: "POST", redirect: "manual", headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "session_id=" + encodeURIComponent(sid)});
   show("failed", false);
   document.getElementById("headline").textContent = "Retrying the setup…";
   clearInterval(timer);
