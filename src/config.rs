@@ -132,7 +132,12 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "JWT_EXPIRY_HOURS",
         "24",
-        "lifetime of sessions and login links, in hours",
+        "lifetime of a signed-in session, in hours",
+    ),
+    (
+        "WELCOME_LINK_HOURS",
+        "48",
+        "how long the welcome email's single-use sign-in link works, in hours (1-168)",
     ),
     (
         "PROVISIONING_TIMEOUT_SECONDS",
@@ -354,6 +359,9 @@ pub struct Settings {
     pub email_postal_address: String,
     pub jwt_secret: SecretString,
     pub jwt_expiry_hours: u32,
+    /// How long the welcome email's sign-in link works: the email may be opened a day or two
+    /// after the payment, so longer than a requested link's 15 minutes; single use all the same.
+    pub welcome_link_hours: u32,
     pub provisioning_timeout_seconds: u64,
     pub max_provisioning_retries: u32,
     pub sample_data_enabled: bool,
@@ -526,6 +534,7 @@ impl Settings {
             email_postal_address: p.string("EMAIL_POSTAL_ADDRESS"),
             jwt_secret: SecretString::from(p.string("JWT_SECRET")),
             jwt_expiry_hours: p.parse("JWT_EXPIRY_HOURS")?,
+            welcome_link_hours: p.bounded("WELCOME_LINK_HOURS", 1, 168)?,
             provisioning_timeout_seconds: p.parse("PROVISIONING_TIMEOUT_SECONDS")?,
             max_provisioning_retries: p.parse("MAX_PROVISIONING_RETRIES")?,
             sample_data_enabled: p.boolean("SAMPLE_DATA_ENABLED")?,

@@ -156,7 +156,8 @@ pub fn welcome(
             preheader: "Your workspace is ready: sign in and run your first query in two minutes."
                 .into(),
             reason: format!(
-                "You are receiving this email because this address was used to sign up for {}.",
+                "You are receiving this email because this address owns the {company_name} \
+                 account on {}.",
                 brand.product_name
             ),
         },

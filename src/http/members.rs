@@ -18,7 +18,8 @@ use super::auth::Caller;
 use super::error::{ApiError, AppResult, ErrorBody};
 use super::extract::{ClientIp, JsonBody, PathParam, parse_json};
 use super::login::session::{
-    current_session, form_session, no_store, require, started_cookie, with_cookie,
+    current_session, form_session, no_store, require, secure_cookies, session_token,
+    started_cookie, with_cookie,
 };
 use super::login::{cross_site_refused, is_cross_site, login_refusal, session_ttl_ms, token_param};
 use crate::analytics::Milestone;
@@ -463,6 +464,8 @@ struct AcceptPage<'a> {
     token: &'a str,
     name: &'a str,
     error: Option<&'a str>,
+    /// The email this browser is signed in with, if any: joining signs it out.
+    signed_in_as: Option<&'a str>,
 }
 
 fn closed_page(outcome: &Accepted) -> Response {
@@ -531,6 +534,7 @@ fn render_accept(status: StatusCode, page: &AcceptPage<'_>) -> Response {
     ))]
 pub async fn accept_page(
     State(state): State<AppState>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> AppResult<Response> {
     let Some(token) = token_param(query.as_deref()) else {
@@ -548,6 +552,7 @@ pub async fn accept_page(
         )
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let signed_in = current_session(&state, &headers).await?;
     Ok(render_accept(
         StatusCode::OK,
         &AcceptPage {
@@ -557,6 +562,7 @@ pub async fn accept_page(
             token: &token,
             name: "",
             error: None,
+            signed_in_as: signed_in.as_ref().map(|(s, _)| s.email.as_str()),
         },
     ))
 }
@@ -723,6 +729,13 @@ pub async fn accept_invitation(
     let name = req.name.clone().unwrap_or_default();
     match accept(&state, &ip, req).await {
         Ok((user, session)) => {
+            // This browser now belongs to the new member: a session it held (someone else's,
+            // since an email is one user) ends rather than lingering behind the new cookie.
+            if let Some(old) = session_token(&headers, secure_cookies(&state))
+                && let Err(e) = state.store.revoke_session(&old).await
+            {
+                tracing::warn!(error = %e, "could not end the session the joining browser held");
+            }
             let cookie = started_cookie(&state, &session);
             let resp = if form {
                 Redirect::to("/app/members").into_response()
@@ -786,6 +799,7 @@ pub async fn accept_invitation(
                             token: &token,
                             name: name.trim(),
                             error: Some(&e.message),
+                            signed_in_as: None,
                         },
                     )
                 }
@@ -805,6 +819,8 @@ struct MemberRow {
     role: &'static str,
     joined: String,
     is_me: bool,
+    /// The team's only owner: neither demoted nor removed, so the page offers neither.
+    only_owner: bool,
 }
 
 struct InvitationRow {
@@ -860,6 +876,11 @@ async fn render_members(
     error: Option<&str>,
 ) -> AppResult<Response> {
     let list = team(state, tenant).await?;
+    let owners = list
+        .members
+        .iter()
+        .filter(|m| m.role == Role::Owner)
+        .count();
     let page = MembersPage {
         nav_current: "members",
         company_name: &tenant.company_name,
@@ -872,6 +893,7 @@ async fn render_members(
             .into_iter()
             .map(|m| MemberRow {
                 is_me: m.id == session.user_id,
+                only_owner: m.role == Role::Owner && owners == 1,
                 id: m.id,
                 name: m.name,
                 email: m.email,

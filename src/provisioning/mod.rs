@@ -503,7 +503,9 @@ async fn run_steps(
     }
 }
 
-/// Queues the welcome email, with a fresh single-use sign-in link, in `tx`. Returns the outbox
+/// Queues the welcome email, with a fresh single-use sign-in link (`WELCOME_LINK_HOURS` long)
+/// for the account's first owner and addressed to them: the signup's email, until ownership
+/// changes hands. Returns the outbox
 /// id (none when this tenant's welcome was already queued). The first welcome is written at
 /// most once per tenant; a `resend` (the operator's) is not held to that.
 async fn queue_welcome_in(
@@ -512,7 +514,7 @@ async fn queue_welcome_in(
     tenant: &Tenant,
     resend: bool,
 ) -> anyhow::Result<Option<String>> {
-    let hours = app.settings.jwt_expiry_hours;
+    let hours = app.settings.welcome_link_hours;
     let owner = tx
         .first_owner(&tenant.id)
         .await?
@@ -532,7 +534,7 @@ async fn queue_welcome_in(
     let mut email = templates::welcome(
         app.mailer.brand(),
         tenant.id.as_str(),
-        &tenant.email,
+        &owner.email,
         &tenant.company_name,
         login_url.as_str(),
         hours,

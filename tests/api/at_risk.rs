@@ -145,14 +145,7 @@ async fn resolve(app: &TestApp, tenant: &str, body: Option<Value>) -> reqwest::R
 
 /// The digests the outbox holds, oldest first.
 async fn digests(app: &TestApp) -> Vec<onboard::email::StoredEmail> {
-    let mut emails: Vec<_> = app
-        .store
-        .list_emails(None, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == "at_risk_digest")
-        .collect();
+    let mut emails: Vec<_> = app.emails(None, "at_risk_digest").await;
     emails.reverse();
     emails
 }

@@ -902,19 +902,52 @@ async fn the_signup_form_explains_a_wrong_field_inline_and_works_without_javascr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invited_member_accepts_in_the_browser_and_sees_the_team() {
-    if !installed(CHROMIUM) || !installed(CHROMEDRIVER) {
-        eprintln!(
-            "SKIPPED browser test: chromium/chromedriver not installed (apt-get install chromium chromium-driver)"
-        );
+    let test = "an invited member";
+    if browsers_missing(test) {
         return;
     }
+    let axe = axe_script(test);
+    let shots = screenshot_dir("invited");
     let app: TestApp = spawn_app(Backend::Sqlite).await;
     let owner = app.active_tenant("team-owner@example.com", "starter").await;
-    crate::teams::invite_ok(&app, &owner.api_key, "grace@example.com", "member").await;
-    let link = crate::teams::invitation_link(&app, &owner.tenant_id, "grace@example.com", 0).await;
 
+    // The owner signs in and invites a teammate from the members page.
     let driver = Chromedriver::start();
     let b = Browser::connect(&driver, app.url("")).await;
+    b.goto("/login").await;
+    b.sign_in(&owner.email, &owner.password).await;
+    b.wait_until("signed in", NAVIGATION_SECS, || async {
+        let url = b.client.current_url().await?;
+        Ok((url.path() != "/login").then_some(()))
+    })
+    .await;
+    b.goto("/app/members").await;
+    let owner_row = b
+        .text("section[aria-labelledby='members-heading'] tbody")
+        .await;
+    b.check(
+        owner_row.contains("The only owner") && b.count("form[action$='/remove']").await == 0,
+        format!("the only owner is offered no removal or demotion: {owner_row:?}"),
+    )
+    .await;
+    b.look(&shots, &axe, "01-members-as-owner").await;
+    b.type_into("#invite-email", "grace@example.com").await;
+    let r = b.find("#invite-role").await.select_by_value("member").await;
+    b.ok(r, "choose the member role").await;
+    b.click("form[action='/app/members/invite'] button[type='submit']")
+        .await;
+    let pending = b
+        .text_when("section[aria-labelledby='invitations-heading'] tbody")
+        .await;
+    b.check(
+        pending.contains("grace@example.com"),
+        format!("the invitation is pending: {pending:?}"),
+    )
+    .await;
+    b.look(&shots, &axe, "02-invited").await;
+
+    // The emailed link, opened in the same browser: the page says whose session it holds.
+    let link = crate::teams::invitation_link(&app, &owner.tenant_id, "grace@example.com", 0).await;
     b.goto(&link).await;
     let title = b.text("h1").await;
     b.check(
@@ -922,6 +955,13 @@ async fn an_invited_member_accepts_in_the_browser_and_sees_the_team() {
         format!("the page names the company: {title:?}"),
     )
     .await;
+    let notice = b.text("p.notice").await;
+    b.check(
+        notice.contains("signed in as team-owner@example.com"),
+        format!("the page says whose session this browser holds: {notice:?}"),
+    )
+    .await;
+    b.look(&shots, &axe, "03-accept").await;
     // A too-short password is refused on the page, with the name kept and the link still good.
     b.type_into("#name", "Grace Hopper").await;
     b.type_into("#password", "short").await;
@@ -935,14 +975,7 @@ async fn an_invited_member_accepts_in_the_browser_and_sees_the_team() {
     b.ok(r, "let the browser submit a short password").await;
     b.click("form[action='/invitations/accept'] button[type='submit']")
         .await;
-    let error = b
-        .wait_until("the inline error", NAVIGATION_SECS, || async {
-            match b.client.find(Locator::Css("#accept-error")).await {
-                Ok(el) => Ok(Some(el.text().await?)),
-                Err(_) => Ok(None),
-            }
-        })
-        .await;
+    let error = b.text_when("#accept-error").await;
     b.check(
         error.contains("password"),
         format!("the error names the password: {error:?}"),
@@ -955,10 +988,12 @@ async fn an_invited_member_accepts_in_the_browser_and_sees_the_team() {
         format!("the name is kept: {kept:?}"),
     )
     .await;
+    b.look(&shots, &axe, "04-accept-refused").await;
     b.type_into("#password", MEMBER_PASSWORD_BROWSER).await;
     b.click("form[action='/invitations/accept'] button[type='submit']")
         .await;
 
+    // Now the member: the team, without the owner's forms.
     b.wait_for_path("/app/members").await;
     let intro = b.text("main p.muted").await;
     b.check(
@@ -966,25 +1001,37 @@ async fn an_invited_member_accepts_in_the_browser_and_sees_the_team() {
         format!("signed in as the new member: {intro:?}"),
     )
     .await;
-    let rows = b.text("table tbody").await;
+    let rows = b
+        .text("section[aria-labelledby='members-heading'] tbody")
+        .await;
     b.check(
         rows.contains("Grace Hopper (you)") && rows.contains("team-owner@example.com"),
         format!("the team lists both: {rows:?}"),
     )
     .await;
-    let forms = b
-        .client
-        .find_all(Locator::Css("form[action='/app/members/invite']"))
-        .await;
-    let forms = b.ok(forms, "look for the invite form").await;
-    b.check(forms.is_empty(), "a member gets no invite form")
-        .await;
-    if let Ok(png) = b.client.screenshot().await {
-        let path = std::env::temp_dir().join("onboard-browser-members.png");
-        if std::fs::write(&path, png).is_ok() {
-            eprintln!("members page screenshot: {}", path.display());
-        }
-    }
+    b.check(
+        b.count("form[action='/app/members/invite']").await == 0,
+        "a member gets no invite form",
+    )
+    .await;
+    b.look(&shots, &axe, "05-members-as-member").await;
+
+    // The member uses the workspace: the sample data answers a query; keys are not theirs.
+    b.goto("/app").await;
+    let titles = b.query("how do I get started").await;
+    b.check(
+        !titles.is_empty(),
+        format!("the member's query finds the sample data: {titles:?}"),
+    )
+    .await;
+    b.check(
+        b.count("form[action='/app/keys']").await == 0,
+        "a member gets no key form",
+    )
+    .await;
+    b.look(&shots, &axe, "06-workspace-as-member").await;
+    b.fits_a_phone(&["/app/members", "/app"]).await;
+    eprintln!("screenshots: {}", shots.display());
     let r = b.client.clone().close().await;
     b.ok(r, "close the browser").await;
 }

@@ -431,14 +431,7 @@ async fn admin_console_actions_work_and_are_audited(backend: Backend) {
     // Resend the welcome email: a second welcome with a fresh sign-in link.
     let resp = submit(&app, &op, &act(&failed, "resend-welcome"), &[]).await;
     assert_eq!(resp.status(), 303);
-    let welcomes: Vec<_> = app
-        .store
-        .list_emails(Some(&failed), 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == "welcome")
-        .collect();
+    let welcomes = app.emails(Some(&failed), "welcome").await;
     assert_eq!(welcomes.len(), 2);
     assert_ne!(welcomes[0].text_body, welcomes[1].text_body, "a new link");
     audited_as_operator("operator.resend_welcome", failed.clone()).await;

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use onboard::config::Settings;
+use onboard::email::StoredEmail;
 use onboard::http::Application;
 use onboard::store::Store;
 use serde_json::Value;
@@ -556,6 +557,13 @@ impl TestApp {
             api_key,
         };
         (tenant, session)
+    }
+
+    /// The outbox's emails of `kind`, newest first, of one tenant or of all.
+    pub async fn emails(&self, tenant_id: Option<&str>, kind: &str) -> Vec<StoredEmail> {
+        let mut all = self.store.list_emails(tenant_id, 500).await.unwrap();
+        all.retain(|e| e.kind == kind);
+        all
     }
 
     /// A request with the tenant's key as Bearer.

@@ -411,6 +411,26 @@ async fn magic_link_from_the_welcome_email_signs_in_exactly_once(backend: Backen
             .unwrap()
     });
     assert_eq!(method, "magic_link");
+    // The link lasts WELCOME_LINK_HOURS (48 by default), not a session's JWT_EXPIRY_HOURS, and
+    // the email says so.
+    let lifetime: i64 = onboard::with_pool!(&app.store, |pool| {
+        sqlx::query_scalar(
+            "SELECT expires_at - created_at FROM login_tokens \
+             WHERE tenant_id = $1 AND purpose = 'magic_login'",
+        )
+        .bind(&t.tenant_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
+    assert_eq!(app.state.settings.welcome_link_hours, 48);
+    assert_eq!(lifetime, 48 * 3_600_000);
+    let welcome = app.emails(Some(&t.tenant_id), "welcome").await.remove(0);
+    assert!(
+        welcome.text_body.contains("48 hours"),
+        "{}",
+        welcome.text_body
+    );
 
     let again = confirm_magic_link(&app, &link).await;
     assert_eq!(again.status(), 410);
@@ -875,14 +895,7 @@ async fn one_address_is_limited_across_all_emails(backend: Backend) {
 /// The reset link of the newest password-reset email to `tenant_id`, from the outbox.
 async fn reset_link(app: &TestApp, tenant_id: &str, after: usize) -> String {
     let text = eventually("the reset email", 30, || async {
-        let emails: Vec<_> = app
-            .store
-            .list_emails(Some(tenant_id), 20)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.kind == "password_reset")
-            .collect();
+        let emails: Vec<_> = app.emails(Some(tenant_id), "password_reset").await;
         (emails.len() > after).then(|| emails[0].text_body.clone())
     })
     .await;
@@ -1005,14 +1018,7 @@ async fn forgot_password_never_says_whether_an_account_exists(backend: Backend) 
             202
         );
     }
-    let sent = app
-        .store
-        .list_emails(Some(&t.tenant_id), 50)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == "password_reset")
-        .count();
+    let sent = app.emails(Some(&t.tenant_id), "password_reset").await.len();
     assert_eq!(sent, 3);
 }
 
@@ -1123,13 +1129,7 @@ async fn emailed_sign_in_link(app: &TestApp, to: &str, after: usize) -> String {
 
 /// Every sign-in link email in the outbox, whoever it went to.
 async fn all_sign_in_emails(app: &TestApp) -> usize {
-    app.store
-        .list_emails(None, 500)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == "sign_in_link")
-        .count()
+    app.emails(None, "sign_in_link").await.len()
 }
 
 async fn an_emailed_sign_in_link_signs_in_exactly_once_as_the_user_who_asked(backend: Backend) {

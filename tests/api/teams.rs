@@ -16,10 +16,13 @@ use crate::store_tests;
 store_tests!(
     an_invited_member_joins_through_the_emailed_link_and_signs_in,
     members_plus_pending_invitations_stay_within_each_plans_seats,
-    every_action_checks_the_role,
+    every_api_endpoint_checks_the_keys_role,
+    every_page_action_checks_the_members_role,
     expired_reused_revoked_or_forged_invitation_links_are_refused,
     a_resent_invitation_replaces_its_link,
+    joining_in_a_signed_in_browser_signs_its_old_session_out,
     removing_a_member_ends_their_sessions_and_the_last_owner_stays,
+    a_resent_welcome_goes_to_the_owner_it_signs_in,
     another_tenants_members_and_invitations_are_not_found,
     one_email_is_one_user_across_tenants,
     the_members_page_invites_and_manages_without_javascript,
@@ -146,6 +149,17 @@ async fn members(app: &TestApp, key: &str) -> Value {
     let resp = app.call(Method::GET, "/v1/members", key).await;
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
+}
+
+/// The user id of the tenant's (first listed) owner.
+async fn owner_id(app: &TestApp, key: &str) -> String {
+    let listed = members(app, key).await;
+    let owner = listed["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "owner");
+    owner.expect("an owner")["id"].as_str().unwrap().to_string()
 }
 
 async fn audit_actions(app: &TestApp, tenant: &str) -> Vec<String> {
@@ -327,8 +341,8 @@ async fn members_plus_pending_invitations_stay_within_each_plans_seats(backend: 
     assert_eq!(accept(&app, &token_of(&link), "P One").await.status(), 201);
 }
 
-/// Creates a key with `role` using the owner's key; its secret.
-async fn key_with_role(app: &TestApp, owner_key: &str, role: &str) -> String {
+/// Creates a key with `role` using the owner's key; its secret and id.
+async fn key_with_role(app: &TestApp, owner_key: &str, role: &str) -> (String, String) {
     let resp = app
         .authed(Method::POST, "/v1/api-keys", owner_key)
         .json(&json!({"name": format!("{role} key"), "role": role}))
@@ -338,150 +352,321 @@ async fn key_with_role(app: &TestApp, owner_key: &str, role: &str) -> String {
     assert_eq!(resp.status(), 201);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["role"], role);
-    body["api_key"].as_str().unwrap().to_string()
+    (
+        body["api_key"].as_str().unwrap().to_string(),
+        body["id"].as_str().unwrap().to_string(),
+    )
 }
 
-async fn every_action_checks_the_role(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let t = app.active_tenant("matrix@example.com", "pro").await;
-    let (admin_id, admin_cookie) = join(&app, &t, "m-admin@example.com", "admin").await;
-    let (member_id, member_cookie) = join(&app, &t, "m-member@example.com", "member").await;
-    let owner_cookie = owner_cookie(&app, &t).await;
-    let keys = [
-        ("owner", t.api_key.clone()),
-        ("admin", key_with_role(&app, &t.api_key, "admin").await),
-        ("member", key_with_role(&app, &t.api_key, "member").await),
-    ];
+/// What a row of the role matrix acts on. Made fresh for each role (or fixed and put back
+/// after), so one role's act cannot decide the next one's answer.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Target {
+    Nothing,
+    /// A document the owner uploaded.
+    Document,
+    /// A member-role key the owner created.
+    MemberKey,
+    /// A pending invitation the owner sent.
+    Invitation,
+    /// A member who joined through an invitation.
+    JoinedMember,
+    /// The team's admin (promoted rows are demoted back after).
+    Admin,
+    /// The only owner.
+    Owner,
+}
 
-    // The API, by key role: (method, path, body, [owner, admin, member] expected statuses).
-    let doc = app.upload(&t.api_key, "Doc", "Some text to find.").await;
-    let doc_id = doc["id"].as_str().unwrap().to_string();
-    let matrix: Vec<(Method, String, Option<Value>, [u16; 3])> = vec![
-        (Method::GET, "/v1/documents".into(), None, [200, 200, 200]),
+/// A tenant on the pro plan with an owner, an admin and a member, and counters for fresh
+/// emails.
+struct Team {
+    app: TestApp,
+    t: ActiveTenant,
+    admin_id: String,
+    owner_id: String,
+    member_cookie: String,
+    admin_cookie: String,
+    owner_cookie: String,
+    seq: std::sync::atomic::AtomicUsize,
+}
+
+impl Team {
+    async fn new(backend: Backend, email: &str) -> Team {
+        let app = spawn_app(backend).await;
+        let t = app.active_tenant(email, "pro").await;
+        let (admin_id, admin_cookie) = join(&app, &t, &format!("admin-{email}"), "admin").await;
+        let (_, member_cookie) = join(&app, &t, &format!("member-{email}"), "member").await;
+        let owner_cookie = owner_cookie(&app, &t).await;
+        let owner_id = owner_id(&app, &t.api_key).await;
+        Team {
+            app,
+            t,
+            admin_id,
+            owner_id,
+            member_cookie,
+            admin_cookie,
+            owner_cookie,
+            seq: Default::default(),
+        }
+    }
+
+    fn next(&self) -> usize {
+        self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A fresh email, for invitations.
+    fn email(&self) -> String {
+        format!("matrix-{}@example.com", self.next())
+    }
+
+    /// The id a row's `{id}` stands for.
+    async fn target(&self, target: Target) -> String {
+        let (app, key) = (&self.app, &self.t.api_key);
+        match target {
+            Target::Nothing => String::new(),
+            Target::Document => {
+                let doc = app.upload(key, "Matrix", "Some text to find.").await;
+                doc["id"].as_str().unwrap().to_string()
+            }
+            Target::MemberKey => key_with_role(app, key, "member").await.1,
+            Target::Invitation => invite_ok(app, key, &self.email(), "member").await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            Target::JoinedMember => join(app, &self.t, &self.email(), "member").await.0,
+            Target::Admin => self.admin_id.clone(),
+            Target::Owner => self.owner_id.clone(),
+        }
+    }
+
+    /// Puts the team back as it was before a row's act: pending invitations revoked, joined
+    /// members removed, the admin an admin again. Seats stay free for the next row.
+    async fn restore(&self, target: Target, id: &str) {
+        let (app, key) = (&self.app, &self.t.api_key);
+        match target {
+            Target::JoinedMember => {
+                let resp = app
+                    .call(Method::DELETE, &format!("/v1/members/{id}"), key)
+                    .await;
+                assert!(matches!(resp.status().as_u16(), 204 | 404));
+            }
+            Target::Admin => {
+                let resp = app
+                    .authed(Method::PATCH, &format!("/v1/members/{id}"), key)
+                    .json(&json!({"role": "admin"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200);
+            }
+            _ => {}
+        }
+        let listed = members(app, key).await;
+        for inv in listed["invitations"].as_array().unwrap() {
+            if inv["state"] == "pending" {
+                let path = format!("/v1/members/invitations/{}", inv["id"].as_str().unwrap());
+                assert_eq!(app.call(Method::DELETE, &path, key).await.status(), 204);
+            }
+        }
+    }
+}
+
+/// One row of a role matrix: `METHOD PATH OWNER ADMIN MEMBER [BODY]`, the three statuses
+/// expected for each role (`-`: not tried). The path names what the row acts on with a
+/// placeholder (`{doc}`, `{key}`, `{invitation}`, `{joined}`, `{admin}`, `{owner}`); the body
+/// (JSON for keys, a urlencoded form for pages) may hold `{email}`, a fresh address.
+struct Row {
+    method: Method,
+    path: &'static str,
+    expected: [Option<u16>; 3],
+    body: String,
+}
+
+fn row(line: &'static str) -> Row {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert!(words.len() >= 5, "short row: {line}");
+    let status = |s: &str| (s != "-").then(|| s.parse().unwrap());
+    Row {
+        method: words[0].parse().unwrap(),
+        path: words[1],
+        expected: [status(words[2]), status(words[3]), status(words[4])],
+        body: words[5..].join(" "),
+    }
+}
+
+impl Row {
+    fn target(&self) -> Target {
+        [
+            ("{doc}", Target::Document),
+            ("{key}", Target::MemberKey),
+            ("{invitation}", Target::Invitation),
+            ("{joined}", Target::JoinedMember),
+            ("{admin}", Target::Admin),
+            ("{owner}", Target::Owner),
+        ]
+        .into_iter()
+        .find(|(p, _)| self.path.contains(p))
+        .map_or(Target::Nothing, |(_, t)| t)
+    }
+
+    /// The path and body, with the target's id and a fresh email filled in.
+    async fn fill(&self, team: &Team) -> (Target, String, String, String) {
+        let target = self.target();
+        let id = team.target(target).await;
+        let path = [
+            "{doc}",
+            "{key}",
+            "{invitation}",
+            "{joined}",
+            "{admin}",
+            "{owner}",
+        ]
+        .into_iter()
+        .fold(self.path.to_string(), |p, ph| p.replace(ph, &id));
+        let body = self.body.replace("{email}", &team.email());
+        (target, id, path, body)
+    }
+}
+
+/// Every `/v1` operation, and the activation endpoints a key may call, by the key's role.
+const API_MATRIX: &[&str] = &[
+    "GET    /v1/usage                           200 200 200",
+    "GET    /v1/documents                       200 200 200",
+    r#"POST /v1/documents                       201 201 201 {"title": "T", "content": "text"}"#,
+    "GET    /v1/documents/{doc}                 200 200 200",
+    "DELETE /v1/documents/{doc}                 204 204 204",
+    r#"POST /v1/query                           200 200 200 {"query": "text", "top_k": 1}"#,
+    "GET    /v1/api-keys                        200 200 403",
+    r#"POST /v1/api-keys                        201 201 403 {"name": "k", "role": "member"}"#,
+    r#"POST /v1/api-keys                        201 201 403 {"name": "k", "role": "admin"}"#,
+    r#"POST /v1/api-keys                        201 403 403 {"name": "k", "role": "owner"}"#,
+    "POST   /v1/api-keys/{key}/rotate           201 201 403",
+    "DELETE /v1/api-keys/{key}                  204 204 403",
+    "GET    /v1/members                         200 200 200",
+    r#"POST /v1/members/invitations             201 201 403 {"email": "{email}", "role": "member"}"#,
+    r#"POST /v1/members/invitations             201 201 403 {"email": "{email}", "role": "admin"}"#,
+    "POST   /v1/members/invitations/{invitation}/resend 200 200 403",
+    "DELETE /v1/members/invitations/{invitation}        204 204 403",
+    r#"PATCH /v1/members/{joined}               200 200 403 {"role": "admin"}"#,
+    r#"PATCH /v1/members/{admin}                200 403 403 {"role": "owner"}"#,
+    // The only owner: an owner is refused as the last one (409), the others for their role.
+    r#"PATCH /v1/members/{owner}                409 403 403 {"role": "admin"}"#,
+    "DELETE /v1/members/{joined}                204 204 403",
+    "DELETE /v1/members/{owner}                 409 403 403",
+    "GET    /wizard/steps                       200 200 200",
+    "POST   /wizard/steps/1/skip                200 200 200",
+    r#"POST /activation/track                   200 200 200 {"event_type": "first_login"}"#,
+];
+
+/// Every signed-in page and every form it posts, by the member's role.
+const PAGE_MATRIX: &[&str] = &[
+    "GET    /app                                200 200 200",
+    "GET    /setup                              200 200 200",
+    "GET    /app/members                        200 200 200",
+    "GET    /account                            200 200 200",
+    "GET    /session                            200 200 200",
+    "POST   /app/documents                      303 303 303 title=Page&content=Some+text",
+    "POST   /setup/documents                    303 303 303 content=Some+text",
+    "POST   /app/documents/{doc}/delete         303 303 303",
+    "POST   /app/query                          200 200 200 query=text",
+    "POST   /setup/query                        200 200 200 query=text",
+    "POST   /setup/steps/1/skip                 303 303 303",
+    "POST   /app/keys                           200 200 403 name=k&role=member",
+    "POST   /app/keys                           200 403 403 name=k&role=owner",
+    "POST   /setup/keys                         200 200 403 name=k",
+    "POST   /app/keys/{key}/rotate              200 200 403",
+    "POST   /app/keys/{key}/revoke              303 303 403",
+    "POST   /app/members/invite                 303 303 403 email={email}&role=member",
+    "POST   /app/members/invitations/{invitation}/resend 303 303 403",
+    "POST   /app/members/invitations/{invitation}/revoke 303 303 403",
+    "POST   /app/members/{joined}/role          303 303 403 role=admin",
+    "POST   /app/members/{admin}/role           303 403 403 role=owner",
+    "POST   /app/members/{owner}/role           409 403 403 role=member",
+    "POST   /app/members/{joined}/remove        303 303 403",
+    "POST   /app/members/{owner}/remove         409 403 403",
+    "POST   /account/consent                    303 303 403 marketing_opt_in=yes",
+    "POST   /account/export                     200 403 403",
+    "POST   /account/billing-portal             303 403 403",
+    // The owner's wrong confirmation is refused for what it is, not for the role.
+    "POST   /account/close                      400 403 403 confirm=not+the+company",
+    // The owner's closing ends the account: tried last, after the matrix.
+    "DELETE /account                            -   403 403",
+];
+
+async fn every_api_endpoint_checks_the_keys_role(backend: Backend) {
+    let team = Team::new(backend, "api-matrix@example.com").await;
+    let app = &team.app;
+    let keys = [
+        ("owner", team.t.api_key.clone()),
         (
-            Method::POST,
-            "/v1/documents".into(),
-            Some(json!({"title": "T", "content": "text"})),
-            [201, 201, 201],
+            "admin",
+            key_with_role(app, &team.t.api_key, "admin").await.0,
         ),
         (
-            Method::POST,
-            "/v1/query".into(),
-            Some(json!({"query": "text", "top_k": 1})),
-            [200, 200, 200],
-        ),
-        (
-            Method::GET,
-            format!("/v1/documents/{doc_id}"),
-            None,
-            [200, 200, 200],
-        ),
-        (Method::GET, "/v1/usage".into(), None, [200, 200, 200]),
-        (Method::GET, "/v1/members".into(), None, [200, 200, 200]),
-        (Method::GET, "/v1/api-keys".into(), None, [200, 200, 403]),
-        (
-            Method::POST,
-            "/v1/api-keys".into(),
-            Some(json!({"name": "k", "role": "member"})),
-            [201, 201, 403],
-        ),
-        (
-            Method::POST,
-            "/v1/api-keys".into(),
-            Some(json!({"name": "k", "role": "owner"})),
-            [201, 403, 403],
-        ),
-        (
-            Method::POST,
-            "/v1/members/invitations".into(),
-            Some(json!({"email": "x@example.com"})),
-            [201, 409, 403],
-        ),
-        (
-            Method::PATCH,
-            format!("/v1/members/{member_id}"),
-            Some(json!({"role": "member"})),
-            [200, 200, 403],
-        ),
-        (
-            Method::PATCH,
-            format!("/v1/members/{admin_id}"),
-            Some(json!({"role": "owner"})),
-            [200, 403, 403],
+            "member",
+            key_with_role(app, &team.t.api_key, "member").await.0,
         ),
     ];
-    for (method, path, body, expected) in &matrix {
-        for ((role, key), want) in keys.iter().zip(expected) {
-            let mut req = app.authed(method.clone(), path, key);
-            if let Some(b) = body {
-                req = req.json(b);
+    for line in API_MATRIX {
+        let row = row(line);
+        for ((role, key), want) in keys.iter().zip(row.expected) {
+            let (target, id, path, body) = row.fill(&team).await;
+            let mut req = app.authed(row.method.clone(), &path, key);
+            if !body.is_empty() {
+                // Tracking names the tenant; the rest of a row's JSON is as written.
+                let mut json: Value = serde_json::from_str(&body).unwrap();
+                if path == "/activation/track" {
+                    json["tenant_id"] = team.t.tenant_id.clone().into();
+                }
+                req = req.json(&json);
             }
             let resp = req.send().await.unwrap();
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap();
-            assert_eq!(status, *want, "{role} {method} {path}: {text}");
+            assert_eq!(Some(status), want, "{role} key: {line}: {text}");
             if status == 403 {
                 assert!(
                     text.contains("forbidden_role"),
-                    "{role} {method} {path}: {text}"
+                    "{role} key: {line}: {text}"
                 );
             }
-        }
-        // The owner's promotion of the admin is undone so each row starts alike.
-        if path.ends_with(&admin_id) {
-            let back = app
-                .authed(Method::PATCH, path, &t.api_key)
-                .json(&json!({"role": "admin"}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(back.status(), 200);
+            team.restore(target, &id).await;
         }
     }
+}
 
-    // The signed-in pages and account actions, by the user's role.
+async fn every_page_action_checks_the_members_role(backend: Backend) {
+    let team = Team::new(backend, "page-matrix@example.com").await;
+    let app = &team.app;
     let cookies = [
-        ("owner", owner_cookie.as_str()),
-        ("admin", admin_cookie.as_str()),
-        ("member", member_cookie.as_str()),
+        ("owner", team.owner_cookie.as_str()),
+        ("admin", team.admin_cookie.as_str()),
+        ("member", team.member_cookie.as_str()),
     ];
-    let session_matrix: [(&str, &str, [u16; 3]); 4] = [
-        ("GET", "/app/members", [200, 200, 200]),
-        ("POST", "/account/export", [200, 403, 403]),
-        ("POST", "/account/billing-portal", [303, 403, 403]),
-        ("DELETE", "/account", [0, 403, 403]),
-    ];
-    for (method, path, expected) in session_matrix {
-        for ((role, cookie), want) in cookies.iter().zip(expected) {
-            if want == 0 {
-                continue; // the owner closing the account is the account tests' business
+    for line in PAGE_MATRIX {
+        let row = row(line);
+        // The owner last, so the others' refusals are seen before the owner's act.
+        for ((role, cookie), want) in cookies.iter().zip(row.expected).rev() {
+            let Some(want) = want else { continue };
+            let (target, id, path, body) = row.fill(&team).await;
+            let mut req = app
+                .client
+                .request(row.method.clone(), app.url(&path))
+                .header(COOKIE, *cookie);
+            if row.method == Method::POST {
+                req = req
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body);
             }
-            let resp = with_cookie(&app, method.parse().unwrap(), path, cookie).await;
-            assert_eq!(resp.status().as_u16(), want, "{role} {method} {path}");
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            assert_eq!(status, want, "{role}: {line}: {text}");
+            team.restore(target, &id).await;
         }
     }
-    for ((role, cookie), want) in cookies.iter().zip([303, 303, 403]) {
-        let resp = form_with_cookie(
-            &app,
-            "/account/consent",
-            cookie,
-            &[("marketing_opt_in", "yes")],
-        )
-        .await;
-        assert_eq!(resp.status().as_u16(), want, "{role} consent");
-        let resp = form_with_cookie(
-            &app,
-            "/app/members/invite",
-            cookie,
-            &[
-                ("email", &format!("page-{role}@example.com")),
-                ("role", "member"),
-            ],
-        )
-        .await;
-        let want = if *role == "member" { 403 } else { 303 };
-        assert_eq!(resp.status().as_u16(), want, "{role} page invite");
-    }
+    let closed = with_cookie(app, Method::DELETE, "/account", &team.owner_cookie).await;
+    assert_eq!(closed.status(), 200, "the owner closes the account");
 }
 
 async fn expired_reused_revoked_or_forged_invitation_links_are_refused(backend: Backend) {
@@ -617,6 +802,60 @@ async fn expired_reused_revoked_or_forged_invitation_links_are_refused(backend: 
     assert_error(bad, 403, "forbidden_role").await;
 }
 
+async fn joining_in_a_signed_in_browser_signs_its_old_session_out(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("shared-browser@example.com", "pro").await;
+    let owner = owner_cookie(&app, &t).await;
+    invite_ok(&app, &t.api_key, "newcomer@example.com", "member").await;
+    let link = invitation_link(&app, &t.tenant_id, "newcomer@example.com", 0).await;
+    let token = token_of(&link);
+
+    // The page says whose session this browser holds and that joining ends it.
+    let page = with_cookie(
+        &app,
+        Method::GET,
+        &format!("/invitations/accept?token={token}"),
+        &owner,
+    )
+    .await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("signed in as <strong>shared-browser@example.com</strong>"),
+        "{html}"
+    );
+    let anonymous = app
+        .get(&format!("/invitations/accept?token={token}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !anonymous.contains("This browser is signed in"),
+        "{anonymous}"
+    );
+
+    let resp = app
+        .client
+        .post(app.url("/invitations/accept"))
+        .header(COOKIE, &owner)
+        .json(&json!({"token": token, "name": "Newcomer", "password": MEMBER_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let joined = cookie_of(&resp);
+    let old = with_cookie(&app, Method::GET, "/session", &owner).await;
+    assert_eq!(old.status(), 401, "the session the browser held ended");
+    let now = with_cookie(&app, Method::GET, "/session", &joined).await;
+    assert_eq!(now.status(), 200);
+    let body: Value = now.json().await.unwrap();
+    assert_eq!(body["email"], "newcomer@example.com", "{body}");
+    assert_eq!(body["role"], "member", "{body}");
+    // The owner signs in again as before.
+    owner_cookie(&app, &t).await;
+}
+
 async fn a_resent_invitation_replaces_its_link(backend: Backend) {
     let app = spawn_app(backend).await;
     let t = app.active_tenant("resend@example.com", "starter").await;
@@ -746,6 +985,56 @@ async fn removing_a_member_ends_their_sessions_and_the_last_owner_stays(backend:
     for want in ["member.removed", "member.role_changed"] {
         assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
     }
+}
+
+/// The welcome email's link signs in the account's first owner; once ownership has changed
+/// hands, a resent welcome is addressed to that owner, not to the signup's email.
+async fn a_resent_welcome_goes_to_the_owner_it_signs_in(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("founder@example.com", "pro").await;
+    let (heir_id, _) = join(&app, &t, "heir-welcome@example.com", "admin").await;
+    let owner_id = owner_id(&app, &t.api_key).await;
+    for (id, role) in [(&heir_id, "owner"), (&owner_id, "member")] {
+        let resp = app
+            .authed(Method::PATCH, &format!("/v1/members/{id}"), &t.api_key)
+            .json(&json!({"role": role}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{id} → {role}");
+    }
+    let tenant = TenantId::parse(&t.tenant_id).unwrap();
+    onboard::provisioning::resend_welcome(
+        &app.state,
+        &tenant,
+        onboard::store::AuditEntry::new(
+            onboard::domain::audit::Actor::Operator,
+            onboard::domain::audit::Action::OperatorResendWelcome,
+        ),
+    )
+    .await
+    .unwrap();
+    let welcomes = app.emails(Some(&t.tenant_id), "welcome").await;
+    assert_eq!(welcomes.len(), 2);
+    assert_eq!(
+        welcomes[0].to_email, "heir-welcome@example.com",
+        "the newest, to the owner"
+    );
+    assert_eq!(
+        welcomes[1].to_email, "founder@example.com",
+        "the first, at signup"
+    );
+    let link = crate::login::welcome_link(&app, &t.tenant_id).await;
+    let resp = crate::login::follow_magic_link(&app, &link).await;
+    assert_eq!(resp.status(), 303);
+    let cookie = cookie_of(&resp);
+    let session: Value = with_cookie(&app, Method::GET, "/session", &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["email"], "heir-welcome@example.com", "{session}");
+    assert_eq!(session["role"], "owner");
 }
 
 async fn another_tenants_members_and_invitations_are_not_found(backend: Backend) {

@@ -16,12 +16,26 @@ store_tests!(
 async fn running_provisioning_jobs(app: &TestApp) -> Vec<String> {
     onboard::with_reader!(&app.store, |pool| {
         sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE kind = 'provision_tenant' AND status = 'running'",
+            "SELECT id FROM jobs WHERE kind = 'provision_tenant' AND status = 'running' ORDER BY id",
         )
         .fetch_all(pool)
         .await
         .unwrap()
     })
+}
+
+/// The provisioning jobs still running once the list has held still for 300 ms (within the
+/// 1 s lease, so no other worker has taken any over yet).
+async fn settled_running_jobs(app: &TestApp) -> Vec<String> {
+    let mut seen = running_provisioning_jobs(app).await;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let now = running_provisioning_jobs(app).await;
+        if now == seen {
+            return now;
+        }
+        seen = now;
+    }
 }
 
 /// Each job finished after more than one attempt: another worker took it over.
@@ -139,8 +153,10 @@ async fn killing_a_worker_mid_provisioning_loses_nothing_and_repeats_nothing(bac
     )
     .await;
     first.kill();
-    // What was running at the kill stays `running` until its lease expires.
-    let running_at_kill = running_provisioning_jobs(&app).await;
+    // What was running at the kill stays `running` until its lease expires. A commit the worker
+    // had already sent still lands after its death (PostgreSQL finishes a transaction whose
+    // COMMIT it received), so the list is read once it stops changing.
+    let running_at_kill = settled_running_jobs(&app).await;
     let at_kill = active_count(&app).await;
     assert!(
         at_kill < n,
