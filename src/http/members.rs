@@ -682,8 +682,9 @@ async fn accept(
 }
 
 /// Accept an invitation with its link's token, a name and a password: creates the user with
-/// the invited role and signs them in. A JSON body gets JSON; an HTML form gets a 303 to the
-/// members page, or the form again with the error.
+/// the invited role and signs them in; a session the request's cookie held (someone else's)
+/// ends. A JSON body gets JSON; an HTML form gets a 303 to the members page, or the form again
+/// with the error.
 #[utoipa::path(post, path = "/invitations/accept", tag = "members",
     request_body(content(
         (AcceptRequest = "application/json"),
