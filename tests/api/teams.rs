@@ -339,6 +339,21 @@ async fn members_plus_pending_invitations_stay_within_each_plans_seats(backend: 
     // An invitation sent before the downgrade can still be accepted.
     let link = invitation_link(&app, &p.tenant_id, "p1@example.com", 0).await;
     assert_eq!(accept(&app, &token_of(&link), "P One").await.status(), 201);
+
+    // Enterprise: no limit. The same team, upgraded, invites past any other plan's seats.
+    onboard::with_pool!(&app.store, |pool| {
+        sqlx::query("UPDATE tenants SET plan = 'enterprise' WHERE id = $1")
+            .bind(pid.as_str())
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    for n in 11..=13 {
+        invite_ok(&app, &p.api_key, &format!("p{n}@example.com"), "member").await;
+    }
+    let seats = &members(&app, &p.api_key).await["seats"];
+    assert_eq!(seats["used"], 13, "{seats}");
+    assert!(seats["limit"].is_null(), "unlimited: {seats}");
 }
 
 /// Creates a key with `role` using the owner's key; its secret and id.
