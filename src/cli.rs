@@ -97,11 +97,36 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
     let state = crate::app::AppState::new(settings, store.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let n = state.settings.worker_concurrency();
+    let metrics = match state.settings.worker_metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on WORKER_METRICS_ADDR {addr}: {e}"))?;
+            let router = crate::http::worker_metrics_router(state.clone());
+            let mut stop = stop_rx.clone();
+            println!("  metrics: http://{}/metrics", listener.local_addr()?);
+            Some(tokio::spawn(async move {
+                let done = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(done)
+                    .await
+                {
+                    tracing::error!(error = %e, "the worker's metrics endpoint stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let handle = tokio::spawn(crate::tasks::run_worker(state, n, stop_rx));
     println!("onboard worker running on the {} database", store.backend());
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     let _ = handle.await;
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     store.close().await;
     Ok(())
 }

@@ -260,6 +260,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "bearer token required by GET /metrics; unset = /metrics is open",
     ),
     (
+        "WORKER_METRICS_ADDR",
+        "",
+        "where a standalone `onboard worker` serves GET /metrics (host:port, METRICS_TOKEN applies); unset = it serves nothing",
+    ),
+    (
         "LOGIN_FAILURES_PER_IP",
         "30",
         "failed sign-ins allowed per client address per 15 minutes, across all emails (0 = no limit)",
@@ -337,6 +342,8 @@ pub struct Settings {
     /// Whether `APP_ENV` was set (by any layer) rather than defaulted.
     pub app_env_explicit: bool,
     pub addr: SocketAddr,
+    /// Where `onboard worker` serves `/metrics` (None: nowhere; `serve` has its own).
+    pub worker_metrics_addr: Option<SocketAddr>,
     pub app_url: Url,
     pub database_url: String,
     pub database_max_connections: u32,
@@ -511,6 +518,10 @@ impl Settings {
             app_env,
             app_env_explicit: raw.get("APP_ENV").is_some(),
             addr: p.parse("ONBOARD_ADDR")?,
+            worker_metrics_addr: match p.optional("WORKER_METRICS_ADDR") {
+                None => None,
+                Some(_) => Some(p.parse("WORKER_METRICS_ADDR")?),
+            },
             app_url: p.url("APP_URL")?,
             database_url: p.database_url()?,
             database_max_connections: p.parse("DATABASE_MAX_CONNECTIONS")?,

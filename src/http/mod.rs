@@ -292,6 +292,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api(|r| r).1
 }
 
+/// What a standalone `onboard worker` serves on `WORKER_METRICS_ADDR`: `GET /metrics` only, the
+/// same exposition (behind the same `METRICS_TOKEN`) as the server's, so the worker's job,
+/// email and provisioning counters are scraped from the process that counts them.
+pub fn worker_metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(admin::metrics))
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .with_state(state)
+}
+
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let guard = axum::middleware::from_fn_with_state(

@@ -32,11 +32,7 @@ struct SmtpServer {
 impl SmtpServer {
     /// `None` (saying so) when aiosmtpd is not installed; `.ci/run` installs it.
     fn start() -> Option<SmtpServer> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::helpers::free_port();
         Self::start_on(port)
     }
 

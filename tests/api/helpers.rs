@@ -418,6 +418,12 @@ where
     }
 }
 
+/// A loopback port free right now, for a child process to listen on.
+pub fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    probe.local_addr().expect("its address").port()
+}
+
 /// An `onboard worker` process over the test's database, killed (SIGKILL) on drop.
 pub struct WorkerProcess {
     pub child: std::process::Child,
@@ -467,11 +473,7 @@ pub struct ServerProcess {
 impl ServerProcess {
     pub async fn start(app: &TestApp) -> ServerProcess {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_onboard"));
         cmd.args(["serve", "--no-worker"])

@@ -10,6 +10,7 @@ store_tests!(
     killing_a_worker_mid_provisioning_loses_nothing_and_repeats_nothing,
     payments_arriving_all_at_once_are_acknowledged_and_provisioned,
     on_a_slow_pinecone_a_frozen_worker_loses_its_jobs_and_a_killed_one_has_them_reclaimed,
+    a_standalone_worker_serves_the_metrics_of_the_work_it_does,
 );
 
 /// Provisioning jobs running right now (ids).
@@ -302,4 +303,73 @@ async fn payments_arriving_all_at_once_are_acknowledged_and_provisioned(backend:
     })
     .await;
     assert_each_provisioned_exactly_once(&app, &ids).await;
+}
+
+/// `onboard worker` with `WORKER_METRICS_ADDR` serves `/metrics` (behind `METRICS_TOKEN`): the
+/// provisioning it ran and the emails it sent are counted there, not by the web server.
+async fn a_standalone_worker_serves_the_metrics_of_the_work_it_does(backend: Backend) {
+    let app = spawn_app_without_worker(backend, &[]).await;
+    let port = crate::helpers::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let token = "worker-metrics-token-0123456789";
+    let _worker = WorkerProcess::start(
+        &app,
+        &[("WORKER_METRICS_ADDR", &addr), ("METRICS_TOKEN", token)],
+    );
+    let ids = paid_tenants(&app, 2).await;
+    eventually("both tenants active", 60, || async {
+        (active_count(&app).await == ids.len()).then_some(())
+    })
+    .await;
+    let url = format!("http://{addr}/metrics");
+    let scrape = || async {
+        app.client
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    };
+    let sample = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let text = eventually(
+        "the worker's metrics to count both provisionings",
+        30,
+        || async {
+            let text = scrape().await?;
+            (sample(&text, "onboard_provisioning_duration_seconds_count") >= 2.0).then_some(text)
+        },
+    )
+    .await;
+    assert!(text.contains("# TYPE onboard_jobs_queued gauge"), "{text}");
+    let sent = eventually("the welcome emails counted", 30, || async {
+        let text = scrape().await?;
+        let n = sample(&text, "onboard_emails_sent_total");
+        (n >= 2.0).then_some(n)
+    })
+    .await;
+    assert!(sent >= 2.0);
+    // The same token as the server's /metrics; nothing else is served there.
+    let open = app.client.get(&url).send().await.unwrap();
+    assert_eq!(open.status(), 401);
+    let other = app
+        .client
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+    // The web server, which ran none of it, counted none of it.
+    let served = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        sample(&served, "onboard_provisioning_duration_seconds_count"),
+        0.0
+    );
 }
