@@ -236,10 +236,7 @@ async fn stripe_truth(
     if !lifecycle::handles(kind) {
         return Ok(None);
     }
-    let mut tx = app.store.begin().await?;
-    let doubt = lifecycle::in_doubt(&mut tx, kind, created, object).await?;
-    drop(tx);
-    let Some(sub) = doubt else {
+    let Some(sub) = lifecycle::in_doubt(&app.store, kind, created, object).await? else {
         return Ok(None);
     };
     match stripe.retrieve_subscription_status(&sub).await {

@@ -13,8 +13,8 @@ use serde_json::Value;
 use crate::app::AppState;
 use crate::domain::subscription::{self, Details, Observation};
 use crate::domain::{Plan, SubscriptionStatus, TenantId, TenantStatus};
-use crate::store::{StoreError, StoreResult, Tx, now_ms};
-use crate::with_conn;
+use crate::store::{Store, StoreError, StoreResult, Tx, now_ms};
+use crate::{with_conn, with_reader};
 
 /// The event types this module applies.
 pub const HANDLED: [&str; 6] = [
@@ -215,25 +215,56 @@ const HELD_COLUMNS: &str = "id, status, plan, subscription_status, subscription_
 
 /// Reads (and on PostgreSQL locks, so two events of one tenant apply one after the other) the
 /// tenant an event names: by subscription, then customer, then metadata.
+impl Refs {
+    /// The columns an event's tenant is looked up by, most specific first, with their values.
+    fn lookups(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("stripe_subscription_id", self.subscription.as_deref()),
+            ("stripe_customer_id", self.customer.as_deref()),
+            ("id", self.tenant.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(column, value)| Some((column, value?)))
+    }
+}
+
+/// The tenant row an event's `column` names (the oldest, should two share it).
+fn held_sql(column: &str, lock: &str) -> String {
+    format!(
+        "SELECT {HELD_COLUMNS} FROM tenants WHERE {column} = $1 ORDER BY created_at LIMIT 1{lock}"
+    )
+}
+
+/// The tenant the event is about, locked (on PostgreSQL) for the rest of `tx`.
 async fn find(tx: &mut Tx, refs: &Refs) -> StoreResult<Option<Held>> {
     let lock = match tx {
         Tx::Postgres(_) => " FOR UPDATE",
         Tx::Sqlite(_) => "",
     };
-    let lookups = [
-        ("stripe_subscription_id", refs.subscription.as_deref()),
-        ("stripe_customer_id", refs.customer.as_deref()),
-        ("id", refs.tenant.as_deref()),
-    ];
-    for (column, value) in lookups {
-        let Some(value) = value else { continue };
-        let sql = format!(
-            "SELECT {HELD_COLUMNS} FROM tenants WHERE {column} = $1 ORDER BY created_at LIMIT 1{lock}"
-        );
+    for (column, value) in refs.lookups() {
+        let sql = held_sql(column, lock);
         let row: Option<Held> = with_conn!(&mut *tx, |conn| {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(value)
                 .fetch_optional(&mut *conn)
+                .await?
+        });
+        if row.is_some() {
+            return Ok(row);
+        }
+    }
+    Ok(None)
+}
+
+/// [`find`] on a reader connection, taking no lock and no writer: for a look before the
+/// transaction that applies the event.
+async fn peek(store: &Store, refs: &Refs) -> StoreResult<Option<Held>> {
+    for (column, value) in refs.lookups() {
+        let sql = held_sql(column, "");
+        let row: Option<Held> = with_reader!(store, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(value)
+                .fetch_optional(pool)
                 .await?
         });
         if row.is_some() {
@@ -259,14 +290,16 @@ pub async fn apply_in(
 /// saying something else, Stripe's own current status settles it. `None` when there is no doubt
 /// (or no subscription id to ask about).
 pub async fn in_doubt(
-    tx: &mut Tx,
+    store: &Store,
     kind: &str,
     created: i64,
     object: &Value,
 ) -> StoreResult<Option<String>> {
     let refs = refs(kind, object);
-    let (Some(held), Ok(Some(obs))) = (find(tx, &refs).await?, observation(kind, created, object))
-    else {
+    let (Some(held), Ok(Some(obs))) = (
+        peek(store, &refs).await?,
+        observation(kind, created, object),
+    ) else {
         return Ok(None);
     };
     let tie = held.subscription_at == Some(obs.at)
