@@ -112,10 +112,12 @@ pub enum Action {
     MemberRoleChanged,
     /// A member was removed from the tenant; target: the user id.
     MemberRemoved,
+    /// A user changed the name they are shown by; target: the user id.
+    MemberRenamed,
 }
 
 impl Action {
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 23] = [
         Action::WebhookProcessed,
         Action::WebhookReplayed,
         Action::TenantStatusChanged,
@@ -138,6 +140,7 @@ impl Action {
         Action::MemberJoined,
         Action::MemberRoleChanged,
         Action::MemberRemoved,
+        Action::MemberRenamed,
     ];
 
     /// The stored code.
@@ -165,6 +168,7 @@ impl Action {
             Action::MemberJoined => "member.joined",
             Action::MemberRoleChanged => "member.role_changed",
             Action::MemberRemoved => "member.removed",
+            Action::MemberRenamed => "member.renamed",
         }
     }
 }

@@ -584,7 +584,8 @@ fn parse_accept_form(bytes: &[u8]) -> AcceptRequest {
     req
 }
 
-fn valid_name(raw: Option<&str>) -> Result<String, FieldError> {
+/// A person's name as typed: trimmed, 1–100 characters, no control characters.
+pub(crate) fn valid_name(raw: Option<&str>) -> Result<String, FieldError> {
     let name = raw.unwrap_or_default().trim();
     if name.is_empty()
         || name.chars().count() > MAX_NAME_CHARS

@@ -203,6 +203,7 @@ pub const PAGES: &[(&str, &str)] = &[
     ("GET", "/login/magic"),
     ("POST", "/login/magic"),
     ("POST", "/account/consent"),
+    ("POST", "/account/name"),
     ("POST", "/account/close"),
     ("GET", "/dev/billing-portal"),
     ("POST", "/dev/billing-portal/update-card"),

@@ -341,10 +341,25 @@ impl Tx {
 
     /// Replaces a user's password hash.
     pub async fn set_user_password(&mut self, user_id: &str, hash: &str) -> StoreResult<()> {
+        self.set_user_column(user_id, "password_hash", hash).await
+    }
+
+    /// Sets the name a user is shown by (on the team page, in invitations they send).
+    pub async fn set_user_name(&mut self, user_id: &str, name: &str) -> StoreResult<()> {
+        self.set_user_column(user_id, "name", name).await
+    }
+
+    async fn set_user_column(
+        &mut self,
+        user_id: &str,
+        column: &'static str,
+        value: &str,
+    ) -> StoreResult<()> {
+        let sql = format!("UPDATE users SET {column} = $2, updated_at = $3 WHERE id = $1");
         let n = with_conn!(self, |conn| {
-            sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+            sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(user_id)
-                .bind(hash)
+                .bind(value)
                 .bind(now_ms())
                 .execute(&mut *conn)
                 .await?

@@ -509,6 +509,7 @@ async fn customer_text_is_escaped_on_every_page_and_in_every_email(backend: Back
         get(format!("/dev/checkout/{session}"), Who::Anyone, &[COMPANY]),
         get(path_of(&app, &magic), Who::Anyone, &[COMPANY]),
         get("/account", Who::Owner, &[COMPANY]),
+        get("/account", Who::Teammate, &[COMPANY, MEMBER_NAME]),
         get("/app", Who::Owner, &[COMPANY, KEY_NAME, DOC_TITLE]),
         get("/app", Who::Teammate, &[COMPANY, DOC_TITLE]),
         get("/setup", Who::Owner, &[]),

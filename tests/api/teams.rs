@@ -25,6 +25,7 @@ store_tests!(
     a_resent_welcome_goes_to_the_owner_it_signs_in,
     another_tenants_members_and_invitations_are_not_found,
     one_email_is_one_user_across_tenants,
+    each_person_sets_the_name_their_team_sees,
     the_members_page_invites_and_manages_without_javascript,
     migration_0017_moves_sign_in_from_the_tenant_to_its_owner,
     a_members_keys_never_outrank_them,
@@ -599,6 +600,7 @@ const PAGE_MATRIX: &[&str] = &[
     "POST   /app/members/{owner}/role           409 403 403 role=member",
     "POST   /app/members/{joined}/remove        303 303 403",
     "POST   /app/members/{owner}/remove         409 403 403",
+    "POST   /account/name                       303 303 303 name=Some+One",
     "POST   /account/consent                    303 303 403 marketing_opt_in=yes",
     "POST   /account/export                     200 403 403",
     "POST   /account/billing-portal             303 403 403",
@@ -1080,6 +1082,86 @@ async fn another_tenants_members_and_invitations_are_not_found(backend: Backend)
     let listed = members(&app, &b.api_key).await;
     assert_eq!(listed["members"].as_array().unwrap().len(), 1);
     assert!(listed["invitations"].as_array().unwrap().is_empty());
+}
+
+async fn each_person_sets_the_name_their_team_sees(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.active_tenant("nameless@example.com", "pro").await;
+    let cookie = owner_cookie(&app, &t).await;
+    // The signup asks no name: the team page offers to add one.
+    let page = with_cookie(&app, Method::GET, "/app/members", &cookie).await;
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("href=\"/account#profile-heading\">add yours"),
+        "{html}"
+    );
+
+    let saved = form_with_cookie(
+        &app,
+        "/account/name",
+        &cookie,
+        &[("name", "  Ada Lovelace ")],
+    )
+    .await;
+    assert_eq!(saved.status(), 303);
+    assert_eq!(saved.headers()[LOCATION], "/account");
+    let listed = members(&app, &t.api_key).await;
+    assert_eq!(
+        listed["members"][0]["name"], "Ada Lovelace",
+        "trimmed: {listed}"
+    );
+    let account = with_cookie(&app, Method::GET, "/account", &cookie).await;
+    assert!(
+        account
+            .text()
+            .await
+            .unwrap()
+            .contains("value=\"Ada Lovelace\"")
+    );
+    assert!(
+        audit_actions(&app, &t.tenant_id)
+            .await
+            .iter()
+            .any(|a| a == "member.renamed")
+    );
+
+    // Refused: empty, too long, control characters; the page says why at the field and keeps
+    // the name as it was.
+    for bad in ["   ", &"x".repeat(101), "Ada\u{7}"] {
+        let resp = form_with_cookie(&app, "/account/name", &cookie, &[("name", bad)]).await;
+        assert_eq!(resp.status(), 400, "{bad:?}");
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("id=\"name-error\""), "{html}");
+        assert!(html.contains("aria-invalid=\"true\""), "{html}");
+        assert!(html.contains("name must be 1–100 characters"), "{html}");
+    }
+    let listed = members(&app, &t.api_key).await;
+    assert_eq!(listed["members"][0]["name"], "Ada Lovelace");
+
+    // From another site, or signed out: refused.
+    let cross = app
+        .client
+        .post(app.url("/account/name"))
+        .header(COOKIE, &cookie)
+        .header("origin", "https://evil.example")
+        .form(&[("name", "Mallory")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+    let anonymous = app
+        .client
+        .post(app.url("/account/name"))
+        .form(&[("name", "Nobody")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 303);
+    assert_eq!(anonymous.headers()[LOCATION], "/login");
+    assert_eq!(
+        members(&app, &t.api_key).await["members"][0]["name"],
+        "Ada Lovelace"
+    );
 }
 
 async fn one_email_is_one_user_across_tenants(backend: Backend) {

@@ -25,6 +25,10 @@ struct AccountPage {
     notice: Option<String>,
     /// Why closing the account was refused.
     error: Option<String>,
+    /// Why the name was refused, and what was typed.
+    name_error: Option<String>,
+    /// The signed-in user's name (or what they typed, when refused).
+    my_name: String,
     can_close: bool,
     tenant_id: String,
     company_name: String,
@@ -48,6 +52,16 @@ struct AccountPage {
     milestones: Vec<MilestoneView>,
 }
 
+/// What a form post has to say on the page it renders.
+#[derive(Default)]
+struct Said {
+    notice: Option<String>,
+    /// Closing the account refused.
+    error: Option<String>,
+    /// The name refused, with what was typed.
+    name: Option<(String, String)>,
+}
+
 fn when(ms: i64) -> String {
     ms_to_datetime(ms).format("%Y-%m-%d %H:%M UTC").to_string()
 }
@@ -66,7 +80,7 @@ pub async fn account_page(
     let Some((session, tenant)) = current_session(&state, &headers).await? else {
         return Ok(Redirect::to("/login").into_response());
     };
-    render(&state, &session, tenant, StatusCode::OK, (None, None)).await
+    render(&state, &session, tenant, StatusCode::OK, Said::default()).await
 }
 
 async fn render(
@@ -74,8 +88,15 @@ async fn render(
     session: &crate::workspace::sessions::Session,
     tenant: crate::store::Tenant,
     status: StatusCode,
-    (notice, error): (Option<String>, Option<String>),
+    said: Said,
 ) -> AppResult<Response> {
+    let (my_name, name_error) = match said.name {
+        Some((typed, why)) => (typed, Some(why)),
+        None => {
+            let me = state.store.user(&tenant.id, &session.user_id).await?;
+            (me.map(|u| u.name).unwrap_or_default(), None)
+        }
+    };
     let milestones = state
         .store
         .milestones(&tenant.id)
@@ -97,8 +118,10 @@ async fn render(
         .unwrap_or_default();
     let page = AccountPage {
         nav_current: "account",
-        notice,
-        error,
+        notice: said.notice,
+        error: said.error,
+        name_error,
+        my_name,
         can_close: session.role.allows(crate::domain::Permission::CloseAccount),
         tenant_id: tenant.id.to_string(),
         company_name: tenant.company_name,
@@ -149,7 +172,15 @@ pub(crate) async fn close_form(
         .find(|(k, _)| k == "confirm")
         .map(|(_, v)| v.trim().to_lowercase())
         .unwrap_or_default();
-    let refused = |status, why: String| (status, (None, Some(why)));
+    let refused = |status, why: String| {
+        (
+            status,
+            Said {
+                error: Some(why),
+                ..Said::default()
+            },
+        )
+    };
     let (status, said) = if let Err(e) =
         super::session::require(&session, crate::domain::Permission::CloseAccount)
     {
@@ -163,13 +194,13 @@ pub(crate) async fn close_form(
         match crate::billing::account::cancel(&state, &tenant, "customer").await {
             Ok(erase_at) => (
                 StatusCode::OK,
-                (
-                    Some(format!(
+                Said {
+                    notice: Some(format!(
                         "Your subscription is canceled. Your workspace and personal data will be erased after {}; export them before then.",
                         when(erase_at)
                     )),
-                    None,
-                ),
+                    ..Said::default()
+                },
             ),
             Err(e) => {
                 let e = ApiError::from(e);
@@ -183,6 +214,48 @@ pub(crate) async fn close_form(
     // Read again: the status changed if the account was closed.
     let tenant = state.store.tenant(&tenant.id).await?.unwrap_or(tenant);
     render(&state, &session, tenant, status, said).await
+}
+
+/// `POST /account/name`: the name the signed-in person is shown by (`name`, 1–100 characters),
+/// any role; back to the account page, or the page again with the refusal at the field.
+pub(crate) async fn name_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    crate::http::extract::ClientIp(ip): crate::http::extract::ClientIp,
+    body: axum::body::Bytes,
+) -> AppResult<Response> {
+    let (session, tenant) =
+        match super::session::form_session(&state, &headers, "the account page").await {
+            Ok(found) => found,
+            Err(resp) => return Ok(resp),
+        };
+    let typed = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.into_owned());
+    let name = match crate::http::members::valid_name(typed.as_deref()) {
+        Ok(name) => name,
+        Err(e) => {
+            let said = Said {
+                name: Some((typed.unwrap_or_default(), e.message)),
+                ..Said::default()
+            };
+            return render(&state, &session, tenant, StatusCode::BAD_REQUEST, said).await;
+        }
+    };
+    let mut tx = state.store.begin().await?;
+    tx.set_user_name(&session.user_id, &name).await?;
+    tx.audit(
+        &crate::store::AuditEntry::new(
+            crate::domain::audit::Actor::Member(session.user_id.clone()),
+            crate::domain::audit::Action::MemberRenamed,
+        )
+        .target(&session.user_id)
+        .ip(Some(ip))
+        .with("tenant_id", tenant.id.as_str()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/account").into_response())
 }
 
 /// `POST /account/consent`: the account page's email preference, recorded with its time,

@@ -42,6 +42,7 @@ pub fn router() -> Router<AppState> {
             get(magic::magic_link).post(magic::magic_link_confirmed),
         )
         .route("/account/consent", axum::routing::post(account::consent))
+        .route("/account/name", axum::routing::post(account::name_form))
         .route("/account/close", axum::routing::post(account::close_form))
 }
 
