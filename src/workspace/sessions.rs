@@ -91,6 +91,8 @@ pub struct Session {
     pub user_id: String,
     /// The user's email.
     pub email: String,
+    /// The name the user is shown by (empty until they give one).
+    pub name: String,
     /// The user's role now (read with the session, so a role change applies at once).
     pub role: crate::domain::Role,
     pub method: String,
@@ -158,16 +160,50 @@ fn owner(tenant: String, user: Option<String>) -> StoreResult<TokenOwner> {
     })
 }
 
+/// A session's columns with the user's, as `SESSION_COLUMNS` selects them (prefixed, so they
+/// sit beside a tenant's row without clashing).
 #[derive(sqlx::FromRow)]
-struct SessionTenantRow {
-    #[sqlx(flatten)]
-    tenant: crate::store::tenants::TenantRow,
+struct SessionRow {
+    session_tenant_id: String,
     session_user_id: String,
     session_email: String,
+    session_name: String,
     session_role: String,
     session_method: String,
     session_created_at: i64,
     session_expires_at: i64,
+}
+
+/// The live session a token's hash (`$1`) names at `$2`, with its user (`u`).
+const SESSION_COLUMNS: &str = "s.tenant_id AS session_tenant_id, s.user_id AS session_user_id, \
+     u.email AS session_email, u.name AS session_name, u.role AS session_role, \
+     s.method AS session_method, s.created_at AS session_created_at, \
+     s.expires_at AS session_expires_at";
+const LIVE_SESSION: &str = "s.id_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2";
+
+impl TryFrom<SessionRow> for Session {
+    type Error = StoreError;
+
+    fn try_from(r: SessionRow) -> StoreResult<Session> {
+        Ok(Session {
+            tenant_id: tenant_id(r.session_tenant_id)?,
+            user_id: r.session_user_id,
+            email: r.session_email,
+            name: r.session_name,
+            role: role(&r.session_role)?,
+            method: r.session_method,
+            created_at: r.session_created_at,
+            expires_at: r.session_expires_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionTenantRow {
+    #[sqlx(flatten)]
+    tenant: crate::store::tenants::TenantRow,
+    #[sqlx(flatten)]
+    session: SessionRow,
 }
 
 impl Tx {
@@ -364,34 +400,18 @@ impl Store {
         if !plausible_token(token) {
             return Ok(None);
         }
-        let row: Option<(String, String, String, String, String, i64, i64)> = with_reader!(
-            self,
-            |pool| {
-                sqlx::query_as(
-                "SELECT s.tenant_id, s.user_id, u.email, u.role, s.method, s.created_at, s.expires_at \
-                 FROM sessions s JOIN users u ON u.id = s.user_id \
-                 WHERE s.id_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
-            )
-            .bind(token_hash(token))
-            .bind(now_ms())
-            .fetch_optional(pool)
-            .await?
-            }
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE {LIVE_SESSION}"
         );
-        row.map(
-            |(id, user_id, email, user_role, method, created_at, expires_at)| {
-                Ok(Session {
-                    tenant_id: tenant_id(id)?,
-                    user_id,
-                    email,
-                    role: role(&user_role)?,
-                    method,
-                    created_at,
-                    expires_at,
-                })
-            },
-        )
-        .transpose()
+        let row: Option<SessionRow> = with_reader!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(token_hash(token))
+                .bind(now_ms())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(Session::try_from).transpose()
     }
 
     /// [`Store::session`] with its tenant, in one query (every signed-in page needs both).
@@ -404,11 +424,8 @@ impl Store {
             return Ok(None);
         }
         let sql = format!(
-            "SELECT {}, s.user_id AS session_user_id, u.email AS session_email, u.role AS session_role, \
-             s.method AS session_method, s.created_at AS session_created_at, \
-             s.expires_at AS session_expires_at FROM sessions s JOIN tenants t ON t.id = s.tenant_id \
-             JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id \
-             WHERE s.id_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
+            "SELECT {}, {SESSION_COLUMNS} FROM sessions s JOIN tenants t ON t.id = s.tenant_id \
+             JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id WHERE {LIVE_SESSION}",
             crate::store::tenants::tenant_columns_of("t")
         );
         let row: Option<SessionTenantRow> = with_reader!(self, |pool| {
@@ -420,16 +437,7 @@ impl Store {
         });
         row.map(|r| {
             let tenant = crate::store::Tenant::try_from(r.tenant)?;
-            let session = Session {
-                tenant_id: tenant.id.clone(),
-                user_id: r.session_user_id,
-                email: r.session_email,
-                role: role(&r.session_role)?,
-                method: r.session_method,
-                created_at: r.session_created_at,
-                expires_at: r.session_expires_at,
-            };
-            Ok((session, tenant))
+            Ok((Session::try_from(r.session)?, tenant))
         })
         .transpose()
     }

@@ -90,12 +90,10 @@ async fn render(
     status: StatusCode,
     said: Said,
 ) -> AppResult<Response> {
+    // The session carries the name (read with it), so the page needs no second look-up.
     let (my_name, name_error) = match said.name {
         Some((typed, why)) => (typed, Some(why)),
-        None => {
-            let me = state.store.user(&tenant.id, &session.user_id).await?;
-            (me.map(|u| u.name).unwrap_or_default(), None)
-        }
+        None => (session.name.clone(), None),
     };
     let milestones = state
         .store
@@ -267,16 +265,11 @@ pub(crate) async fn consent(
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     // The account page's form; anything else gets the API's own 415, not a silent "no".
-    if crate::http::extract::media_type(&headers) != super::FORM {
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the email preference as the account page's form (application/x-www-form-urlencoded)",
-        ));
-    }
-    let Some((session, tenant)) = current_session(&state, &headers).await? else {
-        return Ok(Redirect::to("/login").into_response());
-    };
+    let (session, tenant) =
+        match super::session::form_session(&state, &headers, "the account page").await {
+            Ok(found) => found,
+            Err(resp) => return Ok(resp),
+        };
     super::session::require(&session, crate::domain::Permission::ManagePreferences)?;
     // The box's field is present (any value) when ticked.
     let granted = url::form_urlencoded::parse(&body).any(|(k, _)| k == "marketing_opt_in");
