@@ -146,6 +146,35 @@ async fn form_with_cookie(
         .unwrap()
 }
 
+/// A page's form post from another site (with the session's cookie) is 403
+/// `cross_site_request`; without a session it is sent to `/login`.
+async fn refused_cross_site_and_signed_out(
+    app: &TestApp,
+    path: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) {
+    let cross = app
+        .client
+        .post(app.url(path))
+        .header(COOKIE, cookie)
+        .header("origin", "https://evil.example")
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    assert_error(cross, 403, "cross_site_request").await;
+    let anon = app
+        .client
+        .post(app.url(path))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), 303, "{path} signed out");
+    assert_eq!(anon.headers()[LOCATION], "/login");
+}
+
 async fn members(app: &TestApp, key: &str) -> Value {
     let resp = app.call(Method::GET, "/v1/members", key).await;
     assert_eq!(resp.status(), 200);
@@ -1139,25 +1168,7 @@ async fn each_person_sets_the_name_their_team_sees(backend: Backend) {
     assert_eq!(listed["members"][0]["name"], "Ada Lovelace");
 
     // From another site, or signed out: refused.
-    let cross = app
-        .client
-        .post(app.url("/account/name"))
-        .header(COOKIE, &cookie)
-        .header("origin", "https://evil.example")
-        .form(&[("name", "Mallory")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(cross.status(), 403);
-    let anonymous = app
-        .client
-        .post(app.url("/account/name"))
-        .form(&[("name", "Nobody")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anonymous.status(), 303);
-    assert_eq!(anonymous.headers()[LOCATION], "/login");
+    refused_cross_site_and_signed_out(&app, "/account/name", &cookie, &[("name", "Mallory")]).await;
     assert_eq!(
         members(&app, &t.api_key).await["members"][0]["name"],
         "Ada Lovelace"
@@ -1275,25 +1286,13 @@ async fn the_members_page_invites_and_manages_without_javascript(backend: Backen
         "{html}"
     );
     // Cross-site posts and posts without a session are refused.
-    let cross = app
-        .client
-        .post(app.url("/app/members/invite"))
-        .header(COOKIE, &cookie)
-        .header("origin", "https://evil.example")
-        .form(&[("email", "x@example.com")])
-        .send()
-        .await
-        .unwrap();
-    assert_error(cross, 403, "cross_site_request").await;
-    let anon = app
-        .client
-        .post(app.url("/app/members/invite"))
-        .form(&[("email", "x@example.com")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anon.status(), 303);
-    assert_eq!(anon.headers()[LOCATION], "/login");
+    refused_cross_site_and_signed_out(
+        &app,
+        "/app/members/invite",
+        &cookie,
+        &[("email", "x@example.com")],
+    )
+    .await;
     let resp = form_with_cookie(
         &app,
         &format!("/app/members/{member_id}/remove"),
